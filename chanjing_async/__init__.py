@@ -1,0 +1,79 @@
+"""chanjing-async: asyncio SDK, CLI and local emulator for the Chanjing lip-sync Open API."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from ._config import RetryPolicy as RetryPolicy
+from ._config import Timeouts as Timeouts
+from .client import AsyncChanjingClient as AsyncChanjingClient
+from .errors import APIError as APIError
+from .errors import AuthenticationError as AuthenticationError
+from .errors import ChanjingError as ChanjingError
+from .errors import ConfigurationError as ConfigurationError
+from .errors import CreateOutcomeUnknown as CreateOutcomeUnknown
+from .errors import FileNotReadyError as FileNotReadyError
+from .errors import HTTPStatusError as HTTPStatusError
+from .errors import InvalidInputError as InvalidInputError
+from .errors import InvalidRequestError as InvalidRequestError
+from .errors import RateLimitError as RateLimitError
+from .errors import RequestTimeoutError as RequestTimeoutError
+from .errors import ResponseValidationError as ResponseValidationError
+from .errors import ServerError as ServerError
+from .errors import TransportError as TransportError
+from .errors import UploadError as UploadError
+from .limits import Rate as Rate
+from .limits import RateLimiter as RateLimiter
+from .limits import RateLimits as RateLimits
+from .limits import SlidingWindowLimiter as SlidingWindowLimiter
+from .limits import TokenBucketLimiter as TokenBucketLimiter
+from .models import FileDetail as FileDetail
+from .models import FileStatus as FileStatus
+from .models import LipSyncRequest as LipSyncRequest
+from .models import LipSyncTask as LipSyncTask
+from .models import Page as Page
+from .models import PageInfo as PageInfo
+from .models import TaskStatus as TaskStatus
+from .models import TtsConfig as TtsConfig
+from .models import Voice as Voice
+
+try:
+    __version__ = version("chanjing-async")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+    __version__ = "0.0.0"
+
+__all__ = [
+    "APIError",
+    "AsyncChanjingClient",
+    "AuthenticationError",
+    "ChanjingError",
+    "ConfigurationError",
+    "CreateOutcomeUnknown",
+    "FileDetail",
+    "FileNotReadyError",
+    "FileStatus",
+    "HTTPStatusError",
+    "InvalidInputError",
+    "InvalidRequestError",
+    "LipSyncRequest",
+    "LipSyncTask",
+    "Page",
+    "PageInfo",
+    "Rate",
+    "RateLimitError",
+    "RateLimiter",
+    "RateLimits",
+    "RequestTimeoutError",
+    "ResponseValidationError",
+    "RetryPolicy",
+    "ServerError",
+    "SlidingWindowLimiter",
+    "TaskStatus",
+    "Timeouts",
+    "TokenBucketLimiter",
+    "TransportError",
+    "TtsConfig",
+    "UploadError",
+    "Voice",
+    "__version__",
+]

@@ -1,0 +1,231 @@
+"""The exception tree of chanjing-async.
+
+::
+
+    ChanjingError(Exception)
+    ├── ConfigurationError(ChanjingError, ValueError)    bad or missing settings
+    ├── InvalidInputError(ChanjingError, ValueError)     a request field out of range, never sent
+    ├── TransportError                                   aiohttp failure, wrapped
+    │   └── RequestTimeoutError(TransportError, TimeoutError)
+    ├── HTTPStatusError                                  non-2xx from a gateway (HTML 502/524 ...)
+    ├── APIError                                         envelope code != 0 (code, msg, trace_id)
+    │   ├── AuthenticationError                          10400/10401 after one forced refresh,
+    │   │                                                or credentials refused by the token call
+    │   ├── InvalidRequestError                          400 / 40000
+    │   ├── RateLimitError                               40001
+    │   ├── FileNotReadyError                            create refused: file not uploaded/ready
+    │   └── ServerError                                  50000 / 51000
+    ├── CreateOutcomeUnknown                             create sent, outcome unknown; not resent
+    ├── UploadError                                      file status 98/99/100 or not ready in time
+    └── ResponseValidationError                          a success body we could not parse
+
+Messages show code, msg and trace_id and never a secret (app secret, token, signed URL).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "APIError",
+    "AuthenticationError",
+    "ChanjingError",
+    "ConfigurationError",
+    "CreateOutcomeUnknown",
+    "FileNotReadyError",
+    "HTTPStatusError",
+    "InvalidInputError",
+    "InvalidRequestError",
+    "RateLimitError",
+    "RequestTimeoutError",
+    "ResponseValidationError",
+    "ServerError",
+    "TransportError",
+    "UploadError",
+    "error_for_code",
+]
+
+
+class ChanjingError(Exception):
+    """Base class of every error raised by chanjing-async."""
+
+
+class ConfigurationError(ChanjingError, ValueError):
+    """A setting is missing or invalid (credentials, base URL, limits)."""
+
+
+class InvalidInputError(ChanjingError, ValueError):
+    """A request field is invalid; raised before anything is sent.
+
+    Attributes:
+        field: dotted wire name of the field, e.g. ``tts_config.speed``.
+        value: the rejected value.
+        allowed: what the field accepts.
+    """
+
+    def __init__(self, field: str, value: Any, allowed: str) -> None:
+        self.field = field
+        self.value = value
+        self.allowed = allowed
+        super().__init__(f"{field}={value!r}: {allowed}")
+
+
+class TransportError(ChanjingError):
+    """The HTTP exchange failed (connection refused, reset, bad payload).
+
+    Attributes:
+        endpoint: the API path, e.g. ``/open/v1/video_lip_sync/detail``.
+        sent: False only when the request provably never left (connection not established).
+    """
+
+    def __init__(self, message: str, *, endpoint: str, sent: bool) -> None:
+        self.endpoint = endpoint
+        self.sent = sent
+        super().__init__(f"{endpoint}: {message}")
+
+
+class RequestTimeoutError(TransportError, TimeoutError):
+    """One HTTP request exceeded its timeout (not a job deadline)."""
+
+
+class HTTPStatusError(ChanjingError):
+    """A non-2xx HTTP answer, typically an HTML gateway page (502/503/504/524).
+
+    Attributes:
+        status: the HTTP status.
+        endpoint: the API path.
+        body_excerpt: the first characters of the body, for diagnosis.
+    """
+
+    def __init__(self, status: int, *, endpoint: str, body_excerpt: str = "") -> None:
+        self.status = status
+        self.endpoint = endpoint
+        self.body_excerpt = body_excerpt
+        super().__init__(f"{endpoint}: HTTP {status} {body_excerpt[:80]!r}")
+
+    @property
+    def is_gateway(self) -> bool:
+        """True for the gateway statuses that are worth retrying for reads."""
+        return self.status in {502, 503, 504, 520, 521, 522, 523, 524}
+
+
+class APIError(ChanjingError):
+    """The API answered HTTP 200 with a non-zero envelope code.
+
+    Attributes:
+        code: the envelope code (e.g. 40000).
+        msg: the server's message, verbatim.
+        trace_id: the server's trace id, for support requests.
+        endpoint: the API path.
+    """
+
+    def __init__(self, code: int, msg: str, *, trace_id: str = "", endpoint: str = "") -> None:
+        self.code = code
+        self.msg = msg
+        self.trace_id = trace_id
+        self.endpoint = endpoint
+        super().__init__(f"{endpoint}: code {code}: {msg} (trace_id={trace_id or '-'})")
+
+
+class AuthenticationError(APIError):
+    """The credentials or the token were refused (10400/10401 after one refresh)."""
+
+
+class InvalidRequestError(APIError):
+    """The server rejected the parameters (400 / 40000)."""
+
+
+class RateLimitError(APIError):
+    """The server answered 40001 (over RPM/QPS); our limiters should make this rare."""
+
+
+class FileNotReadyError(APIError):
+    """Create was refused because an input file is not uploaded, not ready or in another bucket."""
+
+
+class ServerError(APIError):
+    """An internal server error (50000 / 51000)."""
+
+
+class CreateOutcomeUnknown(ChanjingError):
+    """A create request may or may not have created a task; it was deliberately not resent.
+
+    Reconcile it through ``client.lip_sync.list`` (tasks whose ``create_time`` falls in
+    ``[sent_at - 1, gave_up_at + 1]`` and that no other job owns) before sending it again.
+
+    Attributes:
+        endpoint: the API path.
+        sent_at: wall-clock Unix time just before the request was sent.
+        gave_up_at: wall-clock Unix time when the client stopped waiting for the answer.
+        request: the request body that was sent (contains no secret).
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        endpoint: str,
+        sent_at: float,
+        gave_up_at: float,
+        request: dict[str, Any],
+    ) -> None:
+        self.endpoint = endpoint
+        self.sent_at = sent_at
+        self.gave_up_at = gave_up_at
+        self.request = request
+        super().__init__(
+            f"{endpoint}: outcome unknown ({reason}); sent at {sent_at:.3f}, "
+            f"gave up at {gave_up_at:.3f}; not resent - reconcile through the task list"
+        )
+
+
+class UploadError(ChanjingError):
+    """An uploaded file failed: content check (98), deleted (99/100), or not ready in time.
+
+    Attributes:
+        file_id: the file id.
+        status: the last file status seen (None if never read).
+    """
+
+    def __init__(self, file_id: str, status: int | None, reason: str) -> None:
+        self.file_id = file_id
+        self.status = status
+        super().__init__(f"file {file_id}: {reason} (status={status})")
+
+
+class ResponseValidationError(ChanjingError):
+    """A success response did not match the documented shape.
+
+    Attributes:
+        endpoint: the API path.
+        payload: the decoded ``data`` that failed validation.
+    """
+
+    def __init__(self, endpoint: str, payload: Any, detail: str) -> None:
+        self.endpoint = endpoint
+        self.payload = payload
+        super().__init__(f"{endpoint}: unexpected response: {detail}")
+
+
+_CODE_TO_ERROR: dict[int, type[APIError]] = {
+    400: InvalidRequestError,
+    10400: AuthenticationError,
+    10401: AuthenticationError,
+    40000: InvalidRequestError,
+    40001: RateLimitError,
+    50000: ServerError,
+    51000: ServerError,
+}
+
+# "视频文件还未完成上传" / "音频文件还未完成上传" (reference §4.3): the server reports a file
+# that is not uploaded, not ready or in the wrong bucket as 50000; it is the caller's input,
+# not an outage.
+_FILE_NOT_READY_MARKERS = ("还未完成上传", "文件不存在")
+
+
+def error_for_code(code: int, msg: str, *, trace_id: str, endpoint: str) -> APIError:
+    """Build the typed error for a non-zero envelope code; unknown codes give plain APIError."""
+    if code == 50000 and any(marker in msg for marker in _FILE_NOT_READY_MARKERS):
+        return FileNotReadyError(code, msg, trace_id=trace_id, endpoint=endpoint)
+    cls = _CODE_TO_ERROR.get(code, APIError)
+    return cls(code, msg, trace_id=trace_id, endpoint=endpoint)
