@@ -1,0 +1,233 @@
+"""The resources of a client: ``client.files``, ``client.lip_sync`` and ``client.voices``."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import anyio
+from pydantic import BaseModel, ValidationError
+
+from . import _transport as ep
+from .errors import InvalidInputError, ResponseValidationError, UploadError
+from .models import (
+    FileDetail,
+    LipSyncRequest,
+    LipSyncTask,
+    Page,
+    UploadUrl,
+    Voice,
+    check_page,
+)
+
+if TYPE_CHECKING:
+    import os
+    from collections.abc import AsyncIterator, Callable, Mapping
+
+    from ._auth import TokenProvider
+    from ._transport import Endpoint, Transport
+
+M = TypeVar("M", bound=BaseModel)
+
+# Buckets the lip-sync create accepts, with the formats the create page lists (reference §4, §5.1).
+LIP_SYNC_FORMATS: dict[str, frozenset[str]] = {
+    "lip_sync_video": frozenset({".mp4", ".mov", ".webm"}),
+    "lip_sync_audio": frozenset({".mp3", ".m4a", ".wav"}),
+}
+
+
+@dataclass(frozen=True)
+class Api:
+    """What a resource needs from an open client."""
+
+    transport: Transport
+    auth: TokenProvider
+
+    async def call(
+        self,
+        endpoint: Endpoint,
+        model: type[M],
+        *,
+        params: dict[str, str] | None = None,
+        json: dict[str, Any] | None = None,
+    ) -> M:
+        """Call ``endpoint`` and parse its ``data`` as ``model``."""
+        data = await self.transport.call(endpoint, params=params, json=json, auth=self.auth)
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            raise ResponseValidationError(endpoint.path, data, str(exc)) from None
+
+
+class _Resource:
+    def __init__(self, api: Callable[[], Api]) -> None:
+        self._api = api
+
+
+def _require_id(field: str, value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInputError(field, value, "must be a non-empty string")
+    return value
+
+
+class Files(_Resource):
+    """File management: upload a local file and wait until the API can use it."""
+
+    async def upload(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        service: str,
+        timeout: float = 120.0,
+        poll_interval: float = 1.0,
+    ) -> FileDetail:
+        """Upload a local file and wait until it is ready.
+
+        Args:
+            path: the local file.
+            service: the bucket; lip-sync uses ``lip_sync_video`` and ``lip_sync_audio``.
+            timeout: seconds to wait for the file to become ready (the docs allow ~1 minute).
+            poll_interval: first delay between readiness checks (grows ×1.5 up to 5 s).
+
+        Returns:
+            The file detail with status 1 (ready); its ``id`` goes into a create request.
+
+        Raises:
+            InvalidInputError: missing file, empty service or a format the bucket refuses.
+            UploadError: the file was rejected (98), deleted (99/100) or not ready in time.
+        """
+        local = Path(path)
+        _require_id("service", service)
+        formats = LIP_SYNC_FORMATS.get(service)
+        if formats is not None and local.suffix.lower() not in formats:
+            allowed = ", ".join(sorted(formats))
+            raise InvalidInputError("path", str(local), f"{service} accepts {allowed} files")
+        if not await anyio.Path(local).is_file():
+            raise InvalidInputError("path", str(local), "must be an existing file")
+        content = await anyio.Path(local).read_bytes()
+        target = await self._api().call(
+            ep.UPLOAD_URL, UploadUrl, params={"service": service, "name": local.name}
+        )
+        await self._api().transport.put(
+            target.sign_url.get_secret_value(), content, target.mime_type
+        )
+        return await self.wait_ready(target.file_id, timeout=timeout, poll_interval=poll_interval)
+
+    async def get(self, file_id: str) -> FileDetail:
+        """The detail of an uploaded file (``status`` 0 pending, 1 ready, 98/99/100 failed)."""
+        _require_id("file_id", file_id)
+        return await self._api().call(ep.FILE_DETAIL, FileDetail, params={"id": file_id})
+
+    async def wait_ready(
+        self, file_id: str, *, timeout: float = 120.0, poll_interval: float = 1.0
+    ) -> FileDetail:
+        """Poll a file until it is ready; raise UploadError if it fails or the deadline passes."""
+        delay = poll_interval
+        detail: FileDetail | None = None
+        with anyio.move_on_after(timeout):
+            while True:
+                detail = await self.get(file_id)
+                if detail.is_ready:
+                    return detail
+                if detail.is_failed:
+                    reason = {98: "content check failed", 99: "file deleted"}.get(
+                        detail.status, "file purged"
+                    )
+                    raise UploadError(file_id, detail.status, f"{reason}: {detail.msg}")
+                await anyio.sleep(delay)
+                delay = min(delay * 1.5, 5.0)
+        status = detail.status if detail is not None else None
+        raise UploadError(file_id, status, f"not ready after {timeout:g} s")
+
+
+class LipSync(_Resource):
+    """Lip-sync tasks: create, read, list, wait and download."""
+
+    async def create(self, request: LipSyncRequest | Mapping[str, Any]) -> str:
+        """Create a task and return its id (the create limit is 10 per minute).
+
+        A mapping is validated as a :class:`LipSyncRequest` first: nothing is sent when a field
+        is invalid. The call is never retried blindly (see ``_transport``).
+
+        Raises:
+            InvalidInputError: a field is invalid (nothing was sent).
+            CreateOutcomeUnknown: the request may have created a task; it was not resent.
+            FileNotReadyError, InvalidRequestError, APIError: the server refused it.
+        """
+        if not isinstance(request, LipSyncRequest):
+            request = LipSyncRequest(**request)
+        api = self._api()
+        data = await api.transport.call(ep.LIP_SYNC_CREATE, json=request.to_wire(), auth=api.auth)
+        if not isinstance(data, str) or not data:
+            raise ResponseValidationError(ep.LIP_SYNC_CREATE.path, data, "expected a task id")
+        return data
+
+    async def get(self, task_id: str) -> LipSyncTask:
+        """One task's detail (reference §5.2)."""
+        _require_id("task_id", task_id)
+        return await self._api().call(ep.LIP_SYNC_DETAIL, LipSyncTask, params={"id": task_id})
+
+    async def list(self, *, page: int = 1, page_size: int = 10) -> Page[LipSyncTask]:
+        """One page of tasks. Ordering is undocumented: never rely on it for correctness."""
+        check_page(page, page_size)
+        return await self._api().call(
+            ep.LIP_SYNC_LIST, Page[LipSyncTask], json={"page": page, "page_size": page_size}
+        )
+
+    async def iter_all(self, *, page_size: int = 50) -> AsyncIterator[LipSyncTask]:
+        """Every task, page by page; a task seen on two pages (the list shifted) comes once."""
+        seen: set[str] = set()
+        page = 1
+        while True:
+            result = await self.list(page=page, page_size=page_size)
+            for task in result.items:
+                if task.id not in seen:
+                    seen.add(task.id)
+                    yield task
+            if not result.items or page >= result.page_info.total_page:
+                return
+            page += 1
+
+    async def wait(
+        self, task_id: str, *, timeout: float, poll_interval: float = 5.0
+    ) -> LipSyncTask:
+        """Poll one task until it succeeds or fails and return it (check ``.failed``).
+
+        This is the simple single-task wait; a JobManager tracks many tasks with fewer calls.
+
+        Raises:
+            TimeoutError: ``timeout`` seconds passed first (the task may still finish).
+        """
+        with anyio.fail_after(timeout):
+            while True:
+                task = await self.get(task_id)
+                if task.is_terminal:
+                    return task
+                await anyio.sleep(poll_interval)
+
+    async def download(
+        self, task: LipSyncTask, dest: str | os.PathLike[str], *, preview: bool = False
+    ) -> Path:
+        """Download the result video (or the preview image) to ``dest``, written atomically."""
+        url = task.preview_url if preview else task.video_url
+        if not task.succeeded or not url:
+            raise InvalidInputError("task", task.id, "must be a succeeded task with a result URL")
+        content = await self._api().transport.download(url)
+        target = Path(dest)
+        partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.part")
+        await anyio.Path(partial).write_bytes(content)
+        await anyio.Path(partial).replace(target)
+        return target
+
+
+class Voices(_Resource):
+    """Public TTS voices; a voice's ``id`` is the ``audio_man_id`` of a TTS request."""
+
+    async def list(self, *, page: int = 1, size: int = 10) -> Page[Voice]:
+        """One page of public voices."""
+        check_page(page, size, size_field="size")
+        return await self._api().call(
+            ep.VOICES, Page[Voice], params={"page": str(page), "size": str(size)}
+        )

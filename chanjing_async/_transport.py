@@ -1,0 +1,328 @@
+"""HTTP transport: one aiohttp session, envelope decoding, error mapping, retries, redaction.
+
+Every call goes through :meth:`Transport.call`, which in order: takes a token (if the endpoint
+needs one), takes a slot of the endpoint's rate limiter (held from send to answer, so the
+completion-anchored log of ``limits`` stays exact), sends, decodes the envelope once, maps a
+non-zero code to its typed error, and decides whether to retry.
+
+The retry rules (reference §6, design §5):
+
+* reads, the token call, the upload-URL call and file uploads are retried on transport errors,
+  timeouts, gateway pages (502/503/504/524), 50000/51000 and 40001, with exponential backoff and
+  jitter (40001 waits for the limiter's penalty instead of a backoff);
+* a 10400 (token refused) refreshes the token once and retries once, then raises;
+* **create is never retried blindly**: it is retried only when the request provably never
+  reached the server (the connection was not established) or the server answered with a code
+  that means "not created" (40001, 10400, 50000 other than a file problem). A timeout, a
+  disconnect after sending or a gateway page leave the outcome unknown and raise
+  :class:`~chanjing_async.errors.CreateOutcomeUnknown`.
+
+Logs go to ``logging.getLogger("chanjing_async")`` at DEBUG and never contain the token, the
+secret key, request bodies or signed-URL query strings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+from urllib.parse import urlsplit
+
+import aiohttp
+import anyio
+from pydantic import ValidationError
+
+from .errors import (
+    APIError,
+    AuthenticationError,
+    CreateOutcomeUnknown,
+    FileNotReadyError,
+    HTTPStatusError,
+    RateLimitError,
+    RequestTimeoutError,
+    ResponseValidationError,
+    ServerError,
+    TransportError,
+    error_for_code,
+)
+from .models import Envelope
+
+if TYPE_CHECKING:
+    from ._config import RetryPolicy, Timeouts
+    from .limits import Limiters, RateLimiter
+
+logger = logging.getLogger("chanjing_async")
+
+EndpointKind = Literal["token", "create", "read", "other"]
+_AUTH_CODES = frozenset({10400, 10401})
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One API endpoint: method, path and the kind that selects its limiter and retry rule."""
+
+    method: Literal["GET", "POST"]
+    path: str
+    kind: EndpointKind
+
+
+ACCESS_TOKEN = Endpoint("POST", "/open/v1/access_token", "token")
+UPLOAD_URL = Endpoint("GET", "/open/v1/common/create_upload_url", "other")
+FILE_DETAIL = Endpoint("GET", "/open/v1/common/file_detail", "other")
+LIP_SYNC_CREATE = Endpoint("POST", "/open/v1/video_lip_sync/create", "create")
+LIP_SYNC_DETAIL = Endpoint("GET", "/open/v1/video_lip_sync/detail", "read")
+LIP_SYNC_LIST = Endpoint("POST", "/open/v1/video_lip_sync/list", "read")
+VOICES = Endpoint("GET", "/open/v1/list_common_audio", "other")
+
+
+class TokenSource(Protocol):
+    """What the transport needs from the auth layer (implemented by ``_auth.TokenProvider``)."""
+
+    async def token(self) -> str:
+        """The current valid token, fetching one if needed."""
+        ...
+
+    async def invalidate(self, token: str) -> None:
+        """Report ``token`` as refused; the next :meth:`token` returns a newer one."""
+        ...
+
+
+def redact_url(url: str) -> str:
+    """The URL without its query string (signed URLs carry their signature there)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}" + ("?<redacted>" if parts.query else "")
+
+
+class Transport:
+    """Owns the aiohttp session and sends every request of one client."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeouts: Timeouts,
+        retry: RetryPolicy,
+        limiters: Limiters,
+        session: aiohttp.ClientSession | None,
+    ) -> None:
+        self._base_url = base_url
+        self._timeouts = timeouts
+        self._retry = retry
+        self.limiters = limiters
+        self._own_session = session is None
+        self._session = session or aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=timeouts.total, connect=timeouts.connect)
+        )
+        self._client_timeout = aiohttp.ClientTimeout(total=timeouts.total, connect=timeouts.connect)
+
+    async def close(self) -> None:
+        """Close the session if we created it; a caller's session stays open."""
+        if self._own_session:
+            await self._session.close()
+
+    def _limiter(self, kind: EndpointKind) -> RateLimiter:
+        if kind == "create":
+            return self.limiters.create
+        if kind == "read":
+            return self.limiters.read
+        return self.limiters.other
+
+    async def call(
+        self,
+        endpoint: Endpoint,
+        *,
+        params: dict[str, str] | None = None,
+        json: dict[str, Any] | None = None,
+        auth: TokenSource | None = None,
+    ) -> Any:
+        """Send one API call with the retry rules above; return the envelope's ``data``."""
+        attempt = 0
+        refreshed = False
+        while True:
+            token = await auth.token() if auth is not None else None
+            sent_at = time.time()
+            try:
+                return await self._send(endpoint, params=params, json=json, token=token)
+            except APIError as exc:
+                if exc.code in _AUTH_CODES and auth is not None and token is not None:
+                    if refreshed:
+                        raise AuthenticationError(
+                            exc.code, exc.msg, trace_id=exc.trace_id, endpoint=exc.endpoint
+                        ) from None
+                    # One forced refresh, then one retry (reference §3.2). Not counted as a
+                    # retry: the request was refused before it could do anything.
+                    refreshed = True
+                    await auth.invalidate(token)
+                    continue
+                if not _code_retryable(exc):
+                    raise
+                error: Exception = exc
+            except (TransportError, HTTPStatusError) as exc:
+                if endpoint.kind == "create" and _outcome_unknown(exc):
+                    raise CreateOutcomeUnknown(
+                        str(exc),
+                        endpoint=endpoint.path,
+                        sent_at=sent_at,
+                        gave_up_at=time.time(),
+                        request=dict(json or {}),
+                    ) from exc
+                if isinstance(exc, HTTPStatusError) and not exc.is_gateway:
+                    raise
+                error = exc
+            attempt += 1
+            if attempt > self._retry.max_retries:
+                raise error
+            logger.debug("%s %s: retry %d after %s", endpoint.method, endpoint.path, attempt, error)
+            if not isinstance(error, RateLimitError):
+                # After a 40001 the limiter itself holds us back until its penalty has passed.
+                await anyio.sleep(self._retry.delay(attempt, random.random()))
+
+    async def _send(
+        self,
+        endpoint: Endpoint,
+        *,
+        params: dict[str, str] | None,
+        json: dict[str, Any] | None,
+        token: str | None,
+    ) -> Any:
+        limiter = self._limiter(endpoint.kind)
+        headers = {"access_token": token} if token is not None else {}
+        url = self._base_url + endpoint.path
+        started = time.monotonic()
+        async with limiter.slot() as slot:
+            try:
+                status, body = await self._exchange(
+                    endpoint.method, url, params=params, json=json, headers=headers
+                )
+            except RequestTimeoutError:
+                # The request may still reach the server after we gave up: keep counting it.
+                slot.hold(self._timeouts.total)
+                raise
+            except TransportError as exc:
+                raise TransportError(str(exc), endpoint=endpoint.path, sent=exc.sent) from exc
+        envelope = _decode(endpoint.path, status, body)
+        logger.debug(
+            "%s %s -> code %d in %.0f ms (trace_id=%s)",
+            endpoint.method,
+            endpoint.path,
+            envelope.code,
+            (time.monotonic() - started) * 1000,
+            envelope.trace_id,
+        )
+        if envelope.code != 0:
+            error = error_for_code(
+                envelope.code, envelope.msg, trace_id=envelope.trace_id, endpoint=endpoint.path
+            )
+            if isinstance(error, RateLimitError):
+                limiter.penalize()
+            raise error
+        return envelope.data
+
+    async def _exchange(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: dict[str, str] | None = None,
+        json: dict[str, Any] | None = None,
+        data: bytes | None = None,
+        headers: dict[str, str],
+        timeout: aiohttp.ClientTimeout | None = None,
+    ) -> tuple[int, bytes]:
+        """One HTTP exchange; aiohttp failures become TransportError with ``sent`` set."""
+        shown = redact_url(url)
+        try:
+            async with self._session.request(
+                method,
+                url,
+                params=params,
+                json=json,
+                data=data,
+                headers=headers,
+                timeout=timeout or self._client_timeout,
+            ) as response:
+                return response.status, await response.read()
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            # The connection was never established: nothing left this machine.
+            raise TransportError(
+                f"cannot connect: {type(exc).__name__}", endpoint=shown, sent=False
+            ) from exc
+        except asyncio.TimeoutError as exc:  # also aiohttp's read timeouts; builtin on 3.11+
+            raise RequestTimeoutError("request timed out", endpoint=shown, sent=True) from exc
+        except aiohttp.ClientError as exc:
+            raise TransportError(
+                f"connection failed: {type(exc).__name__}", endpoint=shown, sent=True
+            ) from exc
+
+    async def put(self, url: str, data: bytes, content_type: str) -> None:
+        """PUT ``data`` to a signed URL, retrying transport and gateway failures (idempotent)."""
+        shown = redact_url(url)
+        attempt = 0
+        while True:
+            try:
+                status, body = await self._exchange(
+                    "PUT",
+                    url,
+                    data=data,
+                    headers={"Content-Type": content_type},
+                    timeout=aiohttp.ClientTimeout(
+                        total=self._timeouts.upload, connect=self._timeouts.connect
+                    ),
+                )
+                if status in (200, 204):
+                    return
+                raise HTTPStatusError(status, endpoint=shown, body_excerpt=_excerpt(body))
+            except (TransportError, HTTPStatusError) as exc:
+                retryable = not isinstance(exc, HTTPStatusError) or exc.is_gateway
+                attempt += 1
+                if not retryable or attempt > self._retry.max_retries:
+                    raise
+                await anyio.sleep(self._retry.delay(attempt, random.random()))
+
+    async def download(self, url: str) -> bytes:
+        """GET a result file (video or preview) in one piece."""
+        status, body = await self._exchange(
+            "GET",
+            url,
+            headers={},
+            timeout=aiohttp.ClientTimeout(
+                total=self._timeouts.upload, connect=self._timeouts.connect
+            ),
+        )
+        if status != 200:
+            raise HTTPStatusError(status, endpoint=redact_url(url), body_excerpt=_excerpt(body))
+        return body
+
+
+def _code_retryable(exc: APIError) -> bool:
+    """Codes that mean "nothing was done, try again later" for any endpoint."""
+    if isinstance(exc, FileNotReadyError):
+        return False
+    return isinstance(exc, (RateLimitError, ServerError))
+
+
+def _outcome_unknown(exc: TransportError | HTTPStatusError) -> bool:
+    """For create: True unless the request provably never reached the server."""
+    if isinstance(exc, TransportError):
+        return exc.sent
+    # A gateway page (502/524 ...) says nothing about whether the origin handled the request.
+    return exc.is_gateway or exc.status >= 500
+
+
+def _excerpt(body: bytes) -> str:
+    return body[:200].decode("utf-8", "replace").strip()
+
+
+def _decode(path: str, status: int, body: bytes) -> Envelope:
+    """Decode the envelope once; non-2xx and non-JSON answers become HTTPStatusError."""
+    if not 200 <= status < 300:
+        raise HTTPStatusError(status, endpoint=path, body_excerpt=_excerpt(body))
+    try:
+        return Envelope.model_validate_json(body)
+    except ValidationError as exc:
+        if body.lstrip()[:1] == b"<":  # an HTML page from a proxy, served with 200
+            raise HTTPStatusError(status, endpoint=path, body_excerpt=_excerpt(body)) from None
+        raise ResponseValidationError(path, _excerpt(body), str(exc)) from None

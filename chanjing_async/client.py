@@ -1,0 +1,157 @@
+"""``AsyncChanjingClient``: the typed asyncio client of the Chanjing lip-sync Open API."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import SecretStr
+
+from . import _transport as ep
+from ._auth import TokenProvider
+from ._config import (
+    TOKEN_REFRESH_EARLY,
+    RetryPolicy,
+    Timeouts,
+    resolve_base_url,
+    resolve_credentials,
+)
+from ._resources import Api, Files, LipSync, Voices
+from ._transport import Transport
+from .errors import AuthenticationError, InvalidRequestError
+from .limits import Limiters, RateLimits
+from .models import AccessToken
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    import aiohttp
+
+__all__ = ["AsyncChanjingClient"]
+
+_State = Literal["unopened", "open", "closed"]
+
+
+class AsyncChanjingClient:
+    """Asyncio client of the Chanjing lip-sync Open API.
+
+    Use it as an async context manager; it cannot be reopened once closed::
+
+        async with AsyncChanjingClient() as client:       # CHANJING_APP_ID / _SECRET_KEY
+            video = await client.files.upload("talk.mp4", service="lip_sync_video")
+            task_id = await client.lip_sync.create(
+                LipSyncRequest.tts(video.id, text="你好", audio_man_id="C-...")
+            )
+            task = await client.lip_sync.wait(task_id, timeout=1800)
+
+    Every call respects the documented limits on its own (create 10 per 60 s, detail and list
+    10 per second, the other endpoints 10 per second by default) through completion-anchored
+    sliding-window limiters, so it is never answered 40001 by a server counting arrivals.
+
+    Args:
+        app_id: the app id; defaults to ``CHANJING_APP_ID``.
+        secret_key: the secret key; defaults to ``CHANJING_SECRET_KEY``. Never logged or shown.
+        base_url: defaults to ``CHANJING_BASE_URL``, then ``https://open-api.chanjing.cc``.
+        timeouts: per-request HTTP timeouts.
+        retry: backoff for retryable calls (create is never retried blindly).
+        limits: rate limits; ``RateLimits().scaled(k)`` for an emulator running k times faster.
+        session: an aiohttp session to use; it stays open when the client closes.
+        token_refresh_early: seconds before expiry at which the token is renewed.
+
+    Raises:
+        ConfigurationError: missing credentials or an invalid base URL.
+    """
+
+    def __init__(
+        self,
+        app_id: str | None = None,
+        secret_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        timeouts: Timeouts | None = None,
+        retry: RetryPolicy | None = None,
+        limits: RateLimits | None = None,
+        session: aiohttp.ClientSession | None = None,
+        token_refresh_early: float = TOKEN_REFRESH_EARLY,
+    ) -> None:
+        app, secret = resolve_credentials(app_id, secret_key)
+        self.app_id = app
+        self._secret_key = SecretStr(secret)
+        self.base_url = resolve_base_url(base_url)
+        self.timeouts = timeouts or Timeouts()
+        self.retry = retry or RetryPolicy()
+        self.limits = limits or RateLimits()
+        self._session = session
+        self._token_refresh_early = token_refresh_early
+        self._state: _State = "unopened"
+        self._api: Api | None = None
+        self.files = Files(self._require_api)
+        self.lip_sync = LipSync(self._require_api)
+        self.voices = Voices(self._require_api)
+
+    def __repr__(self) -> str:
+        return (
+            f"<AsyncChanjingClient app_id={self.app_id!r} base_url={self.base_url!r} {self._state}>"
+        )
+
+    @property
+    def limiters(self) -> Limiters:
+        """The live limiters (create, read, other) of an open client."""
+        return self._require_api().transport.limiters
+
+    @property
+    def token_refreshes(self) -> int:
+        """How many access tokens this client has requested."""
+        return self._require_api().auth.refreshes
+
+    def _require_api(self) -> Api:
+        if self._api is None:
+            state = "closed" if self._state == "closed" else "not open yet"
+            raise RuntimeError(f"AsyncChanjingClient is {state}: use 'async with client:'")
+        return self._api
+
+    async def __aenter__(self) -> AsyncChanjingClient:
+        if self._state != "unopened":
+            raise RuntimeError(f"AsyncChanjingClient cannot be reopened (it is {self._state})")
+        # The session and the limiters bind to the running loop: create them here, not in
+        # __init__.
+        transport = Transport(
+            self.base_url,
+            timeouts=self.timeouts,
+            retry=self.retry,
+            limiters=self.limits.build(),
+            session=self._session,
+        )
+        self._api = Api(
+            transport, TokenProvider(self._fetch_token, refresh_early=self._token_refresh_early)
+        )
+        self._state = "open"
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the client (idempotent); a caller-supplied session is left open."""
+        api, self._api = self._api, None
+        self._state = "closed"
+        if api is not None:
+            await api.transport.close()
+
+    async def _fetch_token(self) -> AccessToken:
+        body = {"app_id": self.app_id, "secret_key": self._secret_key.get_secret_value()}
+        try:
+            data = await self._require_api().transport.call(ep.ACCESS_TOKEN, json=body)
+        except InvalidRequestError as exc:
+            # The token call answers 400/40000 when the credentials are wrong (reference §3.1).
+            raise AuthenticationError(
+                exc.code,
+                f"credentials refused: {exc.msg}",
+                trace_id=exc.trace_id,
+                endpoint=exc.endpoint,
+            ) from None
+        return AccessToken.model_validate(data)
