@@ -1,0 +1,123 @@
+"""``python -m chanjing_async.emulator``: serve the emulator until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+
+from .server import serve
+from .settings import RATE_WINDOWS, EmulatorSettings
+
+_DEFAULTS = EmulatorSettings()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line parser; every settings flag defaults to the ``EmulatorSettings`` value."""
+    parser = argparse.ArgumentParser(
+        prog="python -m chanjing_async.emulator",
+        description="Local emulator of the Chanjing lip-sync Open API.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind")
+    parser.add_argument("--port", type=int, default=8080, help="port to bind (0: any free port)")
+    parser.add_argument("--app-id", default=_DEFAULTS.app_id, help="accepted app id")
+    # No default shown: the secret never appears in output, not even the built-in one.
+    parser.add_argument("--secret-key", default=None, help="accepted secret key")
+    parser.add_argument(
+        "--time-scale",
+        type=float,
+        default=_DEFAULTS.time_scale,
+        help="K: every documented duration is divided by K (60: a minute lasts a second)",
+    )
+    parser.add_argument(
+        "--task-seconds",
+        type=float,
+        default=_DEFAULTS.task_seconds,
+        help="real-scale time from create to a terminal status",
+    )
+    parser.add_argument(
+        "--file-ready-seconds",
+        type=float,
+        default=_DEFAULTS.file_ready_seconds,
+        help="real-scale delay between upload and file readiness",
+    )
+    parser.add_argument(
+        "--fail-rate",
+        type=float,
+        default=_DEFAULTS.fail_rate,
+        help="fraction of tasks that fail",
+    )
+    parser.add_argument(
+        "--billing-fail-rate",
+        type=float,
+        default=_DEFAULTS.billing_fail_rate,
+        help="fraction of tasks that fail on billing (蝉豆不足)",
+    )
+    parser.add_argument(
+        "--rate-window",
+        choices=RATE_WINDOWS,
+        default=_DEFAULTS.rate_window,
+        help="how the 40001 limits count arrivals",
+    )
+    parser.add_argument("--no-callbacks", action="store_true", help="drop every callback")
+    parser.add_argument("--seed", type=int, default=None, help="seed for task failures")
+    return parser
+
+
+def settings_from_args(ns: argparse.Namespace) -> EmulatorSettings:
+    """Build settings from parsed arguments.
+
+    Args:
+        ns: The namespace returned by ``build_parser().parse_args()``.
+
+    Returns:
+        The settings.
+
+    Raises:
+        ValueError: A value is out of range.
+    """
+    return EmulatorSettings(
+        app_id=ns.app_id,
+        secret_key=_DEFAULTS.secret_key if ns.secret_key is None else ns.secret_key,
+        time_scale=ns.time_scale,
+        task_seconds=ns.task_seconds,
+        file_ready_seconds=ns.file_ready_seconds,
+        fail_rate=ns.fail_rate,
+        billing_fail_rate=ns.billing_fail_rate,
+        rate_window=ns.rate_window,
+        callbacks=not ns.no_callbacks,
+        seed=ns.seed,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv``, print the listening line and serve until interrupted.
+
+    Args:
+        argv: Arguments without the program name; ``sys.argv[1:]`` when None.
+
+    Returns:
+        The exit status: 0 after Ctrl-C.
+    """
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    try:
+        settings = settings_from_args(ns)
+    except ValueError as exc:
+        parser.error(str(exc))
+
+    def ready(base_url: str) -> None:
+        print(
+            f"Chanjing emulator listening on {base_url} "
+            f"(app_id={settings.app_id}, time scale {settings.time_scale:g})",
+            flush=True,
+        )
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(settings, ns.host, ns.port, ready=ready))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

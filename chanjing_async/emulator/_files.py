@@ -1,0 +1,184 @@
+"""Uploaded files: signed PUT URLs, readiness on the scaled clock, forced statuses."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import mimetypes
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from ._protocol import CODE_INTERNAL, CODE_PARAM, ApiError, UploadDenied
+
+if TYPE_CHECKING:
+    from .settings import EmulatorSettings
+
+VIDEO_SERVICE = "lip_sync_video"
+AUDIO_SERVICE = "lip_sync_audio"
+FILE_READY = (1, 2)  # 2 is the historic "ready" some clients still accept (reference §4.3)
+# Failed statuses (reference §4.3); file_detail says "文件<reason>", create "视频文件<reason>".
+FILE_FAILURES = {98: "内容安全检测失败", 99: "已删除", 100: "已清理"}
+
+# Built-in tables only (no /etc/mime.types), so answers do not depend on the machine; .m4a is
+# missing from older Python tables and is a documented lip-sync audio format (reference §4.3).
+_MIME_TYPES = mimetypes.MimeTypes()
+_MIME_TYPES.add_type("audio/mp4", ".m4a")
+
+
+@dataclass
+class FileRecord:
+    """A file announced by ``create_upload_url``.
+
+    Attributes:
+        id: The file id (32 hex).
+        service: The usage bucket it was announced under.
+        name: The original file name.
+        mime_type: The Content-Type the PUT must carry.
+        create_time: Unix seconds of the announcement.
+        base_url: Origin the announcement was made on, for URLs.
+        url_expires: Unix seconds in the signed URL's ``Expires``.
+        url_deadline: Monotonic time after which the signed URL is refused.
+        bytes: Size of the uploaded body (0 before the PUT).
+        uploaded_at: Monotonic time of the PUT, None before it.
+        forced_status: A status set by ``set_status``; wins over the clock.
+    """
+
+    id: str
+    service: str
+    name: str
+    mime_type: str
+    create_time: int
+    base_url: str
+    url_expires: int
+    url_deadline: float
+    bytes: int = 0
+    uploaded_at: float | None = None
+    forced_status: int | None = None
+
+    @property
+    def key(self) -> str:
+        """The storage key: ``<service>/<file id>/<name>``."""
+        return f"{self.service}/{self.id}/{self.name}"
+
+    @property
+    def full_path(self) -> str:
+        """The public URL of the object."""
+        return f"{self.base_url}/_emulator/files/{self.id}/{quote(self.name)}"
+
+
+class FileStore:
+    """The files announced so far, with the object-storage side of their upload."""
+
+    def __init__(self, settings: EmulatorSettings) -> None:
+        """Create an empty store.
+
+        Args:
+            settings: Supplies the URL lifetime and readiness delay.
+        """
+        self.settings = settings
+        self.records: dict[str, FileRecord] = {}
+        self._signing_key = secrets.token_bytes(32)
+
+    def announce(self, service: str, name: str, base_url: str) -> FileRecord:
+        """Register a file for upload, as ``create_upload_url`` does."""
+        ttl = self.settings.scaled(self.settings.upload_url_ttl_seconds)
+        now = time.time()
+        record = FileRecord(
+            id=uuid.uuid4().hex,
+            service=service,
+            name=name,
+            mime_type=_MIME_TYPES.guess_type(name)[0] or "application/octet-stream",
+            create_time=int(now),
+            base_url=base_url,
+            url_expires=int(now + ttl),
+            url_deadline=time.monotonic() + ttl,
+        )
+        self.records[record.id] = record
+        return record
+
+    def sign_url(self, record: FileRecord) -> str:
+        """The OSS-style signed PUT URL of ``record``."""
+        signature = self._signature(record.id, str(record.url_expires))
+        return (
+            f"{record.base_url}/_emulator/upload/{record.id}?OSSAccessKeyId=emulator"
+            f"&Expires={record.url_expires}&Signature={signature}"
+        )
+
+    def accept_upload(
+        self, file_id: str, expires: str, signature: str, content_type: str | None
+    ) -> FileRecord:
+        """Check a PUT against its signed URL, as object storage would.
+
+        Raises:
+            UploadDenied: Bad signature, expired URL or a Content-Type other than ``mime_type``
+                (OSS signs the Content-Type, so a mismatch is a signature mismatch).
+        """
+        record = self.records.get(file_id)
+        expected = self._signature(file_id, expires)
+        if record is None or not hmac.compare_digest(signature.encode(), expected.encode()):
+            raise UploadDenied("SignatureDoesNotMatch", "The request signature does not match.")
+        if time.monotonic() >= record.url_deadline:
+            raise UploadDenied("AccessDenied", "Request has expired.")
+        if content_type != record.mime_type:
+            raise UploadDenied("SignatureDoesNotMatch", f"Content-Type must be {record.mime_type}.")
+        return record
+
+    def store_upload(self, record: FileRecord, size: int) -> None:
+        """Record a completed PUT of ``size`` bytes; the readiness delay starts now."""
+        record.bytes = size
+        record.uploaded_at = time.monotonic()
+
+    def status(self, record: FileRecord) -> int:
+        """0 until the PUT plus the readiness delay has passed, then 1, unless forced."""
+        if record.forced_status is not None:
+            return record.forced_status
+        if record.uploaded_at is None:
+            return 0
+        ready_at = record.uploaded_at + self.settings.scaled(self.settings.file_ready_seconds)
+        return 1 if time.monotonic() >= ready_at else 0
+
+    def view(self, file_id: str) -> dict[str, Any]:
+        """The ``file_detail`` data of ``file_id``.
+
+        Raises:
+            ApiError: 40000 文件不存在 for an unknown id.
+        """
+        record = self.records.get(file_id)
+        if record is None:
+            raise ApiError(CODE_PARAM, "文件不存在")
+        status = self.status(record)
+        return {
+            "id": record.id,
+            "service": record.service,
+            "name": record.name,
+            "bytes": record.bytes,
+            "create_time": record.create_time,
+            "file_path": record.full_path,
+            "status": status,
+            "msg": f"文件{FILE_FAILURES[status]}" if status in FILE_FAILURES else "",
+        }
+
+    def ready(self, file_id: str, service: str) -> FileRecord:
+        """The file a create refers to, which must be ready in the lip-sync ``service`` bucket.
+
+        Raises:
+            ApiError: 50000 naming the video or audio file as not uploaded, or as failed.
+        """
+        label = "视频" if service == VIDEO_SERVICE else "音频"
+        record = self.records.get(file_id)
+        # A file in another bucket is as good as absent for lip-sync (reference §4.1).
+        status = None if record is None or record.service != service else self.status(record)
+        if status in FILE_FAILURES:
+            raise ApiError(CODE_INTERNAL, f"{label}文件{FILE_FAILURES[status]}")
+        if record is None or status not in FILE_READY:
+            # Reference §4.3: the live API answers 50000 "...文件还未完成上传" (inferred here).
+            raise ApiError(CODE_INTERNAL, f"{label}文件还未完成上传")
+        return record
+
+    def _signature(self, file_id: str, expires: str) -> str:
+        message = f"PUT\n{file_id}\n{expires}".encode()
+        return hmac.new(self._signing_key, message, hashlib.sha256).hexdigest()

@@ -1,0 +1,108 @@
+"""The request pipeline every API endpoint shares: faults, latency, auth, limits, counting."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from ._faults import ENDPOINTS, GATEWAY_REASONS, Fault, gateway_page
+from ._protocol import CODE_OK, CODE_RATE, ApiError, envelope
+from .state import EmulatorState
+
+if TYPE_CHECKING:
+    from aiohttp.typedefs import Handler
+
+STATE_KEY = web.AppKey("chanjing_emulator_state", EmulatorState)
+# Endpoints reached without an access_token: the token endpoint itself, and the PUT, which is
+# authorised by its URL signature instead (reference §4.2).
+UNAUTHENTICATED = frozenset({"access_token", "upload"})
+
+dumps = functools.partial(json.dumps, ensure_ascii=False)
+
+
+def api_response(data: Any, code: int = CODE_OK, msg: str = "success") -> web.Response:
+    """An HTTP 200 answer carrying the envelope; business errors are in ``code`` (reference §1)."""
+    return web.json_response(envelope(data, code, msg), dumps=dumps)
+
+
+def oss_error(status: int, code: str, message: str) -> web.Response:
+    """An object-storage style XML error, as the signed-URL host answers a refused PUT."""
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<Error>\n'
+        f"  <Code>{code}</Code>\n  <Message>{message}</Message>\n"
+        "  <RequestId>emulator</RequestId>\n  <HostId>emulator</HostId>\n</Error>\n"
+    )
+    return web.Response(status=status, text=body, content_type="application/xml")
+
+
+@web.middleware
+async def pipeline(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Run an API request through faults → latency → auth → rate limit → handler, and count it.
+
+    Routes whose name is not an endpoint name (the ``/_emulator`` control routes) pass through
+    untouched and uncounted.
+    """
+    endpoint = request.match_info.route.name
+    if endpoint not in ENDPOINTS:
+        return await handler(request)
+    state = request.app[STATE_KEY]
+    stats = state.endpoint_stats(endpoint)
+    stats.requests += 1
+    fault = state.take_fault(endpoint)
+    code = CODE_OK
+    if fault is None or fault.kind in ("latency", "drop_after"):
+        if endpoint != "upload":
+            # The whole request has arrived before any delay (aiohttp caches the body for the
+            # handler), so one whose client gives up during the delay is still handled, as a
+            # real server would: this is what makes a timed-out create ambiguous.
+            await request.read()
+        if fault is not None:
+            await asyncio.sleep(fault.seconds)
+        code, response = await _handle(request, handler, endpoint, state)
+    elif fault.kind == "code":
+        code, response = fault.code, _code_fault(endpoint, fault)
+    elif fault.kind == "gateway":
+        response = web.Response(
+            status=fault.status,
+            reason=GATEWAY_REASONS[fault.status],
+            text=gateway_page(fault.status),
+            content_type="text/html",
+        )
+    else:  # drop_before: nothing is handled, and nothing will be sent
+        response = web.Response()
+    dropped = fault is not None and fault.kind in ("drop_before", "drop_after")
+    if dropped and request.transport is not None:
+        # Abort rather than close: the client sees the connection die with no response.
+        request.transport.abort()
+    if code == CODE_RATE:
+        stats.rejected_40001 += 1
+    elif code != CODE_OK or response.status >= 400 or dropped:
+        stats.errors += 1
+    return response
+
+
+async def _handle(
+    request: web.Request, handler: Handler, endpoint: str, state: EmulatorState
+) -> tuple[int, web.StreamResponse]:
+    settings = state.settings
+    # Latency models the API server; the PUT goes to object storage.
+    if settings.latency_seconds and endpoint != "upload":
+        await asyncio.sleep(settings.scaled(settings.latency_seconds))
+    try:
+        if endpoint not in UNAUTHENTICATED:
+            state.check_token(request.headers.get("access_token"))
+        state.admit(endpoint)
+        return CODE_OK, await handler(request)
+    except ApiError as exc:
+        return exc.code, api_response(None, exc.code, exc.msg)
+
+
+def _code_fault(endpoint: str, fault: Fault) -> web.Response:
+    if endpoint == "upload":
+        # Object storage knows no envelope; it answers a server error in XML.
+        return oss_error(500, "InternalError", fault.msg)
+    return api_response(None, fault.code, fault.msg)

@@ -1,0 +1,250 @@
+"""The aiohttp application: the Open API routes, the signed-upload PUT and control routes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from ._callbacks import CallbackSender
+from ._faults import Fault
+from ._pipeline import STATE_KEY, api_response, dumps, oss_error, pipeline
+from ._protocol import CODE_BAD_FORMAT, ApiError, UploadDenied, param_error
+from ._validation import MAX_PAGE_SIZE, optional_int, parse_create, query_int
+from ._voices import voice_catalogue
+from .settings import EmulatorSettings
+from .state import EmulatorState
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+SENDER_KEY = web.AppKey("chanjing_emulator_callbacks", CallbackSender)
+
+# Tiny stand-ins for result media: enough for a download to succeed and be recognised by type.
+_MEDIA = {
+    "mp4": (b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom", "video/mp4"),
+    "jpg": (
+        b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00\xff\xd9",
+        "image/jpeg",
+    ),
+    "mp3": (b"ID3\x03\x00\x00\x00\x00\x00\x00", "audio/mpeg"),
+}
+
+
+def create_app(settings: EmulatorSettings | None = None) -> web.Application:
+    """Build the emulator application.
+
+    The state is at ``app[STATE_KEY]``. The callback sender runs while the application is set
+    up (``AppRunner.setup()`` to ``cleanup()``).
+
+    Args:
+        settings: The emulator settings; defaults apply when None.
+
+    Returns:
+        The application, ready for an ``AppRunner`` or aiohttp's test server.
+    """
+    state = EmulatorState(settings or EmulatorSettings())
+    app = web.Application(middlewares=[pipeline])
+    app[STATE_KEY] = state
+    app[SENDER_KEY] = CallbackSender(state)
+    app.cleanup_ctx.append(_run_callback_sender)
+    # Route names are endpoint names: the pipeline keys faults, limits and stats on them.
+    api_routes = (
+        ("POST", "/open/v1/access_token", _access_token, "access_token"),
+        ("GET", "/open/v1/common/create_upload_url", _create_upload_url, "create_upload_url"),
+        ("PUT", "/_emulator/upload/{file_id}", _upload, "upload"),
+        ("GET", "/open/v1/common/file_detail", _file_detail, "file_detail"),
+        ("POST", "/open/v1/video_lip_sync/create", _create, "create"),
+        ("GET", "/open/v1/video_lip_sync/detail", _detail, "detail"),
+        ("POST", "/open/v1/video_lip_sync/list", _list, "list"),
+        ("GET", "/open/v1/list_common_audio", _voices, "voices"),
+    )
+    router = app.router
+    for method, path, handler, name in api_routes:
+        router.add_route(method, path, handler, name=name)
+    router.add_get("/_emulator/results/{task_id}.{ext:mp4|jpg}", _result)
+    router.add_get("/_emulator/voices/{voice_id}.{ext:mp3}", _media)
+    router.add_get("/_emulator/stats", _stats)
+    router.add_post("/_emulator/faults", _inject_fault)
+    router.add_delete("/_emulator/faults", _clear_faults)
+    router.add_post("/_emulator/files/{file_id}/status", _set_file_status)
+    return app
+
+
+async def _run_callback_sender(app: web.Application) -> AsyncIterator[None]:
+    sender = asyncio.create_task(app[SENDER_KEY].run())
+    yield
+    sender.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await sender
+
+
+def _origin(request: web.Request) -> str:
+    """The scheme and host the client used, so returned URLs work from where it stands."""
+    return str(request.url.origin())
+
+
+def _required_query(request: web.Request, name: str) -> str:
+    value = request.query.get(name)
+    if not value:
+        raise param_error(name, "is required")
+    return value
+
+
+async def _json_object(
+    request: web.Request, invalid: ApiError, *, optional: bool = False
+) -> dict[str, Any]:
+    """The JSON object in the body; an empty body is ``{}`` when ``optional``."""
+    raw = await request.read()
+    if optional and not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise invalid from None
+    if not isinstance(body, dict):
+        raise invalid
+    return body
+
+
+def _page_info(page: int, size: int, total: int) -> dict[str, int]:
+    total_page = math.ceil(total / size)
+    return {"page": page, "size": size, "total_count": total, "total_page": total_page}
+
+
+# -- Open API -------------------------------------------------------------------------------
+
+
+async def _access_token(request: web.Request) -> web.Response:
+    bad_format = ApiError(CODE_BAD_FORMAT, "传入参数格式错误")  # reference §3.1
+    body = await _json_object(request, bad_format)
+    app_id, secret_key = body.get("app_id"), body.get("secret_key")
+    if not isinstance(app_id, str) or not isinstance(secret_key, str):
+        raise bad_format
+    token, expire_in = request.app[STATE_KEY].issue_token(app_id, secret_key)
+    return api_response({"access_token": token, "expire_in": expire_in})
+
+
+async def _create_upload_url(request: web.Request) -> web.Response:
+    service = _required_query(request, "service")
+    name = _required_query(request, "name")
+    uploads = request.app[STATE_KEY].uploads
+    record = uploads.announce(service, name, _origin(request))
+    return api_response(
+        {
+            "sign_url": uploads.sign_url(record),
+            "mime_type": record.mime_type,
+            "file_id": record.id,
+            "full_path": record.full_path,
+            "key": record.key,
+        }
+    )
+
+
+async def _upload(request: web.Request) -> web.Response:
+    uploads = request.app[STATE_KEY].uploads
+    try:
+        record = uploads.accept_upload(
+            request.match_info["file_id"],
+            request.query.get("Expires", ""),
+            request.query.get("Signature", ""),
+            request.headers.get("Content-Type"),
+        )
+    except UploadDenied as exc:
+        return oss_error(403, exc.oss_code, exc.message)
+    size = 0
+    # Count the bytes without keeping them: the emulator never serves uploaded content.
+    async for chunk in request.content.iter_any():
+        size += len(chunk)
+    uploads.store_upload(record, size)
+    return web.Response()
+
+
+async def _file_detail(request: web.Request) -> web.Response:
+    file_id = _required_query(request, "id")
+    return api_response(request.app[STATE_KEY].uploads.view(file_id))
+
+
+async def _create(request: web.Request) -> web.Response:
+    body = await _json_object(request, param_error("body", "must be a JSON object"))
+    task = request.app[STATE_KEY].create_task(parse_create(body), body, _origin(request))
+    if task.callback is not None:
+        request.app[SENDER_KEY].schedule(task)
+    return api_response(task.id)
+
+
+async def _detail(request: web.Request) -> web.Response:
+    task_id = _required_query(request, "id")
+    return api_response(request.app[STATE_KEY].task_object(task_id))
+
+
+async def _list(request: web.Request) -> web.Response:
+    invalid = param_error("body", "must be a JSON object")
+    body = await _json_object(request, invalid, optional=True)
+    page = optional_int(body, "page", 1, None)  # documented defaults: page 1, size 10
+    size = optional_int(body, "page_size", 10, MAX_PAGE_SIZE)
+    tasks, total = request.app[STATE_KEY].task_page(page, size)
+    return api_response({"list": tasks, "page_info": _page_info(page, size, total)})
+
+
+async def _voices(request: web.Request) -> web.Response:
+    page = query_int(request.query, "page", 1, None)
+    size = query_int(request.query, "size", 10, MAX_PAGE_SIZE)
+    voices = voice_catalogue(_origin(request))
+    start = (page - 1) * size
+    page_info = _page_info(page, size, len(voices))
+    return api_response({"list": voices[start : start + size], "page_info": page_info})
+
+
+# -- media and control routes ---------------------------------------------------------------
+
+
+async def _result(request: web.Request) -> web.Response:
+    if not request.app[STATE_KEY].succeeded(request.match_info["task_id"]):
+        raise web.HTTPNotFound
+    return await _media(request)
+
+
+async def _media(request: web.Request) -> web.Response:
+    body, content_type = _MEDIA[request.match_info["ext"]]
+    return web.Response(body=body, content_type=content_type)
+
+
+async def _stats(request: web.Request) -> web.Response:
+    return web.json_response(request.app[STATE_KEY].stats())
+
+
+async def _inject_fault(request: web.Request) -> web.Response:
+    try:
+        fault = Fault.from_json(await request.json())
+    except ValueError as exc:
+        return web.json_response({"error": str(exc)}, status=400)
+    state = request.app[STATE_KEY]
+    state.inject(fault)
+    return web.json_response({"faults": [asdict(pending) for pending in state.faults]})
+
+
+async def _clear_faults(request: web.Request) -> web.Response:
+    request.app[STATE_KEY].clear_faults()
+    return web.json_response({"faults": []})
+
+
+async def _set_file_status(request: web.Request) -> web.Response:
+    state = request.app[STATE_KEY]
+    file_id = request.match_info["file_id"]
+    try:
+        body = await request.json()
+    except ValueError:
+        body = None
+    status = body.get("status") if isinstance(body, dict) else None
+    if type(status) is not int:
+        return web.json_response({"error": 'body must be {"status": <int>}'}, status=400)
+    if file_id not in state.files:
+        raise web.HTTPNotFound
+    state.set_file_status(file_id, status)
+    return web.json_response(state.uploads.view(file_id), dumps=dumps)

@@ -1,0 +1,113 @@
+"""Settings of the local Chanjing emulator: credentials, time scale, durations, limits, failures."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+RateWindow = Literal["sliding", "fixed"]
+RATE_WINDOWS: tuple[RateWindow, ...] = ("sliding", "fixed")
+
+
+@dataclass(frozen=True)
+class EmulatorSettings:
+    """Immutable configuration of one emulator instance.
+
+    Every duration is given in real-scale seconds (what the live API would take) and divided by
+    ``time_scale`` K when used, so K = 60 makes a documented minute last one second. The only
+    exceptions are injected fault latencies, which are wall seconds.
+
+    Attributes:
+        app_id: The accepted app id.
+        secret_key: The accepted secret key (kept out of ``repr``).
+        time_scale: K, how many times faster than real time the emulator runs.
+        task_seconds: Time from create to a terminal status: queued for the first 10 %, then
+            generating with progress rising linearly from 0 to 99.
+        file_ready_seconds: Delay between the upload PUT and ``file_detail`` reporting status 1.
+        token_ttl_seconds: Lifetime of an access token (reference §3.1: about one day).
+        upload_url_ttl_seconds: Validity of a signed upload URL (reference §4.2: 15 minutes).
+        fail_rate: Fraction of tasks ending in status 30 with a generic generation failure.
+        billing_fail_rate: Fraction of tasks ending in status 30 with "扣费失败: 蝉豆不足".
+        rate_window: ``"sliding"`` (exact log over the last window) or ``"fixed"`` (calendar
+            buckets of one window each).
+        count_rejected: Whether a 40001-rejected arrival still counts in the window. The docs
+            are silent (reference §10 q9); True is the harsher reading, so it is the default.
+        create_limit: Creates admitted per ``create_window`` (reference §6: RPM 10/min).
+        create_window: Window of the create limit, in seconds.
+        read_limit: Admitted detail calls, and separately list calls, per ``read_window``
+            (reference §6: QPS 10/s on each endpoint).
+        read_window: Window of the read limits, in seconds.
+        latency_seconds: Extra delay before handling each ``/open/v1`` request.
+        callbacks: Deliver task callbacks; False drops them all (counted as dropped).
+        seed: Seed of the random generator that decides task failures; None for entropy.
+    """
+
+    app_id: str = "emulator-app"
+    secret_key: str = field(default="emulator-secret", repr=False)
+    time_scale: float = 1.0
+    task_seconds: float = 30.0
+    file_ready_seconds: float = 3.0
+    token_ttl_seconds: float = 86400.0
+    upload_url_ttl_seconds: float = 900.0
+    fail_rate: float = 0.0
+    billing_fail_rate: float = 0.0
+    rate_window: RateWindow = "sliding"
+    count_rejected: bool = True
+    create_limit: int = 10
+    create_window: float = 60.0
+    read_limit: int = 10
+    read_window: float = 1.0
+    latency_seconds: float = 0.0
+    callbacks: bool = True
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("app_id", "secret_key"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"{name} must be a non-empty string")
+        _check_number("time_scale", self.time_scale, positive=True)
+        for name in ("task_seconds", "file_ready_seconds", "latency_seconds"):
+            _check_number(name, getattr(self, name), positive=False)
+        for name in ("token_ttl_seconds", "upload_url_ttl_seconds", "create_window", "read_window"):
+            _check_number(name, getattr(self, name), positive=True)
+        for name in ("fail_rate", "billing_fail_rate"):
+            rate = getattr(self, name)
+            _check_number(name, rate, positive=False)
+            if rate > 1:
+                raise ValueError(f"{name} must be between 0 and 1, got {rate!r}")
+        # One uniform draw decides a task's fate (see EmulatorState), so the two fractions share
+        # the unit interval.
+        if self.fail_rate + self.billing_fail_rate > 1:
+            raise ValueError("fail_rate + billing_fail_rate must not exceed 1")
+        if self.rate_window not in RATE_WINDOWS:
+            raise ValueError(f"rate_window must be 'sliding' or 'fixed', got {self.rate_window!r}")
+        for name in ("create_limit", "read_limit"):
+            limit = getattr(self, name)
+            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+                raise ValueError(f"{name} must be a positive integer, got {limit!r}")
+        seed = self.seed
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ValueError(f"seed must be an integer or None, got {self.seed!r}")
+
+    def scaled(self, seconds: float) -> float:
+        """Convert a real-scale duration into emulator seconds.
+
+        Args:
+            seconds: A duration as the live API would take it.
+
+        Returns:
+            ``seconds / time_scale``.
+        """
+        return seconds / self.time_scale
+
+
+def _check_number(name: str, value: object, *, positive: bool) -> None:
+    """Raise ValueError unless ``value`` is a finite real number, > 0 or >= 0 as asked."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if positive and value <= 0:
+        raise ValueError(f"{name} must be positive, got {value!r}")
+    if not positive and value < 0:
+        raise ValueError(f"{name} must not be negative, got {value!r}")

@@ -1,0 +1,288 @@
+"""Everything the emulator remembers: token, files, tasks, arrival logs, faults and counters."""
+
+from __future__ import annotations
+
+import hmac
+import random
+import secrets
+import string
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from itertools import islice
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Literal
+
+from ._faults import ENDPOINTS, Fault, FaultQueue
+from ._files import AUDIO_SERVICE, VIDEO_SERVICE, FileRecord, FileStore
+from ._protocol import CODE_AUTH, CODE_PARAM, CODE_RATE, ApiError
+from ._ratelimit import Arrival, ArrivalLog, WindowLimiter
+from ._tasks import TaskRecord
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from ._validation import CreateRequest
+    from .settings import EmulatorSettings
+
+GENERIC_FAILURE = "视频生成失败: 素材人脸检测失败"
+BILLING_FAILURE = "扣费失败: 蝉豆不足"
+CallbackOutcome = Literal["sent", "failed", "dropped"]
+_ALNUM = string.ascii_letters + string.digits
+
+
+@dataclass
+class EndpointStats:
+    """Request counters of one endpoint; requests that met an injected fault count too.
+
+    Attributes:
+        requests: Every request that reached the endpoint.
+        rejected_40001: Requests answered with 40001.
+        errors: Requests that got any other failure: a non-zero code, an HTTP error status
+            (gateway fault, refused upload) or a dropped connection.
+    """
+
+    requests: int = 0
+    rejected_40001: int = 0
+    errors: int = 0
+
+
+@dataclass
+class _Token:
+    value: str
+    deadline: float  # monotonic
+
+
+class EmulatorState:
+    """The mutable state of one emulator; handlers change it, tests inspect it.
+
+    Methods are synchronous and run on the event loop thread, so no locking is needed.
+
+    Attributes:
+        settings: The emulator settings.
+        uploads: The announced files and their upload side.
+    """
+
+    def __init__(self, settings: EmulatorSettings) -> None:
+        """Create an empty state.
+
+        Args:
+            settings: The emulator settings.
+        """
+        self.settings = settings
+        self.uploads = FileStore(settings)
+        # Only task fates draw from the seeded generator, so the n-th task's fate depends on the
+        # seed alone, not on how many ids or tokens were made before it.
+        self._fate = random.Random(settings.seed)
+        self._token: _Token | None = None
+        self._tasks: dict[str, TaskRecord] = {}
+        self._faults = FaultQueue()
+        self._endpoints: dict[str, EndpointStats] = {name: EndpointStats() for name in ENDPOINTS}
+        self._tasks_created = self._tokens_issued = 0
+        self._callbacks: dict[CallbackOutcome, int] = {"sent": 0, "failed": 0, "dropped": 0}
+        # Detail and list are limited separately, as each page documents its own QPS (§6).
+        windows = {
+            "create": (settings.create_limit, settings.scaled(settings.create_window)),
+            "detail": (settings.read_limit, settings.scaled(settings.read_window)),
+            "list": (settings.read_limit, settings.scaled(settings.read_window)),
+        }
+        self._logs: dict[str, ArrivalLog] = {name: ArrivalLog(None) for name in ENDPOINTS}
+        for name, (limit, window) in windows.items():
+            self._logs[name].limiter = WindowLimiter(
+                limit, window, mode=settings.rate_window, count_rejected=settings.count_rejected
+            )
+
+    # -- inspection -------------------------------------------------------------------------
+
+    @property
+    def tasks(self) -> Mapping[str, TaskRecord]:
+        """Read-only view of the tasks by id, in creation order."""
+        return MappingProxyType(self._tasks)
+
+    @property
+    def files(self) -> Mapping[str, FileRecord]:
+        """Read-only view of the announced files by id."""
+        return MappingProxyType(self.uploads.records)
+
+    def arrivals(self, endpoint: str) -> list[Arrival]:
+        """The arrivals logged at ``endpoint`` (after faults and auth), oldest first."""
+        return list(self._logs[endpoint].arrivals)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters as served by ``GET /_emulator/stats``."""
+        return {
+            "endpoints": {name: asdict(stats) for name, stats in self._endpoints.items()},
+            "tasks_created": self._tasks_created,
+            "tokens_issued": self._tokens_issued,
+            "callbacks_sent": self._callbacks["sent"],
+            "callbacks_failed": self._callbacks["failed"],
+            "callbacks_dropped": self._callbacks["dropped"],
+        }
+
+    def current_token(self) -> str | None:
+        """The token the emulator accepts now, or None when none was issued or it expired."""
+        token = self._token
+        if token is None or time.monotonic() >= token.deadline:
+            return None
+        return token.value
+
+    def endpoint_stats(self, endpoint: str) -> EndpointStats:
+        """The live counters of ``endpoint``, for the request pipeline to update."""
+        return self._endpoints[endpoint]
+
+    def count_callback(self, outcome: CallbackOutcome) -> None:
+        """Count one callback as sent, failed or dropped."""
+        self._callbacks[outcome] += 1
+
+    # -- faults -----------------------------------------------------------------------------
+
+    @property
+    def faults(self) -> list[Fault]:
+        """Pending faults in injection order."""
+        return self._faults.pending
+
+    def inject(self, fault: Fault) -> None:
+        """Apply ``fault`` to the next matching requests, after the faults already pending."""
+        self._faults.add(fault)
+
+    def clear_faults(self) -> None:
+        """Drop every pending fault."""
+        self._faults.clear()
+
+    def take_fault(self, endpoint: str) -> Fault | None:
+        """Consume the fault the next request at ``endpoint`` must suffer, if any."""
+        return self._faults.take(endpoint)
+
+    # -- auth and limits --------------------------------------------------------------------
+
+    def issue_token(self, app_id: str, secret_key: str) -> tuple[str, int]:
+        """Issue a new token, invalidating the previous one (reference §3.1).
+
+        Args:
+            app_id: The presented app id.
+            secret_key: The presented secret key.
+
+        Returns:
+            The token and its absolute expiry in Unix seconds (not a TTL).
+
+        Raises:
+            ApiError: 40000 on wrong credentials.
+        """
+        settings = self.settings
+        good_id = hmac.compare_digest(app_id.encode(), settings.app_id.encode())
+        good_key = hmac.compare_digest(secret_key.encode(), settings.secret_key.encode())
+        if not (good_id and good_key):
+            raise ApiError(CODE_PARAM, "参数错误: app_id 或 secret_key 错误")
+        ttl = settings.scaled(settings.token_ttl_seconds)
+        value = "".join(secrets.choice(_ALNUM) for _ in range(64))
+        self._token = _Token(value, time.monotonic() + ttl)
+        self._tokens_issued += 1
+        # Truncated to whole seconds, the advertised expiry never outlives the real one.
+        return value, int(time.time() + ttl)
+
+    def check_token(self, presented: str | None) -> None:
+        """Accept only the latest unexpired token.
+
+        Raises:
+            ApiError: 10400 for a missing, unknown, superseded or expired token.
+        """
+        current = self.current_token()
+        if (
+            presented is None
+            or current is None
+            or not hmac.compare_digest(presented.encode(), current.encode())
+        ):
+            raise ApiError(CODE_AUTH, "AccessToken验证失败")
+
+    def admit(self, endpoint: str) -> None:
+        """Log an arrival at ``endpoint`` and enforce its window limit, if it has one.
+
+        Raises:
+            ApiError: 40001 when over the limit (create counts per minute, reads per second).
+        """
+        if not self._logs[endpoint].record(time.monotonic()):
+            kind = "RPM" if endpoint == "create" else "QPS"
+            raise ApiError(CODE_RATE, f"超出{kind}限制")
+
+    # -- files and tasks --------------------------------------------------------------------
+
+    def set_file_status(self, file_id: str, status: int) -> None:
+        """Force the status of a file, e.g. 98 (content check failed), 99 or 100.
+
+        Raises:
+            KeyError: Unknown file id.
+        """
+        self.uploads.records[file_id].forced_status = status
+
+    def create_task(
+        self, request: CreateRequest, body: Mapping[str, Any], base_url: str
+    ) -> TaskRecord:
+        """Create a task from a validated request once its files are ready.
+
+        Args:
+            request: The validated request.
+            body: The raw body, kept on the record for inspection.
+            base_url: Origin of the request, for result URLs.
+
+        Returns:
+            The new task.
+
+        Raises:
+            ApiError: 50000 when a file is missing, in the wrong bucket, not ready or failed.
+        """
+        self.uploads.ready(request.video_file_id, VIDEO_SERVICE)
+        if request.audio_file_id is None:
+            duration = 300 * len(request.text)  # about 0.3 s of speech per character
+        else:
+            audio = self.uploads.ready(request.audio_file_id, AUDIO_SERVICE)
+            duration = audio.bytes // 16  # milliseconds of 128 kbit/s audio
+        # Billing is checked after creation (reference §5.1): create succeeds, the task fails.
+        # One draw per task keeps each fraction exact.
+        draw = self._fate.random()
+        billing, generic = self.settings.billing_fail_rate, self.settings.fail_rate
+        failure = None
+        if draw < billing:
+            failure = BILLING_FAILURE
+        elif draw < billing + generic:
+            failure = GENERIC_FAILURE
+        now = time.monotonic()
+        task = TaskRecord(
+            id=uuid.uuid4().hex,
+            request=body,
+            base_url=base_url,
+            callback=request.callback,
+            create_time=int(time.time()),
+            created_at=now,
+            ends_at=now + self.settings.scaled(self.settings.task_seconds),
+            duration=max(1000, duration),
+            failure=failure,
+        )
+        self._tasks[task.id] = task
+        self._tasks_created += 1
+        return task
+
+    def task_object(self, task_id: str) -> dict[str, Any]:
+        """The detail data of ``task_id`` as of now.
+
+        Raises:
+            ApiError: 40000 任务不存在 for an unknown id (reference §9: an inferred choice).
+        """
+        task = self._tasks.get(task_id)
+        if task is None:
+            raise ApiError(CODE_PARAM, "任务不存在")
+        return task.to_object(time.monotonic())
+
+    def task_page(self, page: int, size: int) -> tuple[list[dict[str, Any]], int]:
+        """One page of task objects, newest first, and the total number of tasks.
+
+        Ordering is undocumented (reference §5.3); newest first is the usual console order.
+        """
+        now = time.monotonic()
+        start = (page - 1) * size
+        newest = islice(reversed(self._tasks.values()), start, start + size)
+        return [task.to_object(now) for task in newest], len(self._tasks)
+
+    def succeeded(self, task_id: str) -> bool:
+        """Whether ``task_id`` exists and has ended in status 20."""
+        task = self._tasks.get(task_id)
+        return task is not None and task.succeeded_by(time.monotonic())
