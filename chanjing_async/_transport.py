@@ -113,15 +113,21 @@ class Transport:
         self._retry = retry
         self.limiters = limiters
         self._own_session = session is None
-        self._session = session or aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=timeouts.total, connect=timeouts.connect)
-        )
         self._client_timeout = aiohttp.ClientTimeout(total=timeouts.total, connect=timeouts.connect)
+        self._session = session or aiohttp.ClientSession(timeout=self._client_timeout)
+        # Creates get a connection of their own, never a pooled keep-alive one: a pooled
+        # connection the server closed while idle fails *after* the request was written, which
+        # would make an innocent create ambiguous. Ten creates a minute cost nothing to connect.
+        # A caller-supplied session is used for creates too (its pooling is the caller's).
+        self._create_session = session or aiohttp.ClientSession(
+            timeout=self._client_timeout, connector=aiohttp.TCPConnector(force_close=True)
+        )
 
     async def close(self) -> None:
-        """Close the session if we created it; a caller's session stays open."""
+        """Close the sessions if we created them; a caller's session stays open."""
         if self._own_session:
             await self._session.close()
+            await self._create_session.close()
 
     def _limiter(self, kind: EndpointKind) -> RateLimiter:
         if kind == "create":
@@ -195,7 +201,12 @@ class Transport:
         async with limiter.slot() as slot:
             try:
                 status, body = await self._exchange(
-                    endpoint.method, url, params=params, json=json, headers=headers
+                    endpoint.method,
+                    url,
+                    params=params,
+                    json=json,
+                    headers=headers,
+                    fresh_connection=endpoint.kind == "create",
                 )
             except RequestTimeoutError:
                 # The request may still reach the server after we gave up: keep counting it.
@@ -231,11 +242,13 @@ class Transport:
         data: bytes | None = None,
         headers: dict[str, str],
         timeout: aiohttp.ClientTimeout | None = None,
+        fresh_connection: bool = False,
     ) -> tuple[int, bytes]:
         """One HTTP exchange; aiohttp failures become TransportError with ``sent`` set."""
         shown = redact_url(url)
+        session = self._create_session if fresh_connection else self._session
         try:
-            async with self._session.request(
+            async with session.request(
                 method,
                 url,
                 params=params,

@@ -1,0 +1,123 @@
+"""Shared fixtures: an asyncio-only anyio backend, a clean environment and a fresh emulator."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import pytest
+from aiohttp import web
+
+from chanjing_async import AsyncChanjingClient, RateLimits, RetryPolicy, Timeouts
+from chanjing_async.emulator import EmulatorServer, EmulatorSettings
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from pathlib import Path
+
+APP_ID = "test-app"
+SECRET_KEY = "test-secret-key"
+TIME_SCALE = 60.0
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("CHANJING_APP_ID", "CHANJING_SECRET_KEY", "CHANJING_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def emulator_settings(**overrides: object) -> EmulatorSettings:
+    """Settings for a test emulator: test credentials, a minute lasting one second."""
+    values: dict[str, object] = {
+        "app_id": APP_ID,
+        "secret_key": SECRET_KEY,
+        "time_scale": TIME_SCALE,
+        "task_seconds": 30.0,
+        "file_ready_seconds": 3.0,
+        "seed": 1,
+    }
+    values.update(overrides)
+    return EmulatorSettings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[EmulatorServer]:
+    async with EmulatorServer(emulator_settings()) as server:
+        yield server
+
+
+def make_client(base_url: str, **overrides: Any) -> AsyncChanjingClient:
+    """A client for the test emulator: its credentials, limits scaled alike, quick retries."""
+    options: dict[str, Any] = {
+        "base_url": base_url,
+        "limits": RateLimits().scaled(TIME_SCALE),
+        "retry": RetryPolicy(max_retries=2, initial=0.01, maximum=0.05),
+        "timeouts": Timeouts(total=5.0, connect=2.0),
+    }
+    options.update(overrides)
+    return AsyncChanjingClient(APP_ID, SECRET_KEY, **options)
+
+
+@pytest.fixture
+async def client(emulator: EmulatorServer) -> AsyncIterator[AsyncChanjingClient]:
+    async with make_client(emulator.base_url) as opened:
+        yield opened
+
+
+@pytest.fixture
+def media(tmp_path: Path) -> tuple[Path, Path]:
+    """A small video and audio file to upload."""
+    video = tmp_path / "face.mp4"
+    video.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(512))
+    audio = tmp_path / "speech.wav"
+    audio.write_bytes(b"RIFF" + bytes(512))
+    return video, audio
+
+
+@pytest.fixture
+async def files(client: AsyncChanjingClient, media: tuple[Path, Path]) -> tuple[str, str]:
+    """Ids of a ready video (lip_sync_video) and audio (lip_sync_audio) file."""
+    video = await client.files.upload(media[0], service="lip_sync_video", poll_interval=0.02)
+    audio = await client.files.upload(media[1], service="lip_sync_audio", poll_interval=0.02)
+    return video.id, audio.id
+
+
+class CallbackReceiver:
+    """A tiny loopback HTTP server recording the callbacks it receives."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+        self.arrived = anyio.Event()
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        self.received.append(await request.json())
+        self.arrived.set()
+        return web.json_response({"ok": True})
+
+    async def __aenter__(self) -> CallbackReceiver:
+        app = web.Application()
+        app.router.add_post("/callback", self._handle)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{port}/callback"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._runner is not None
+        await self._runner.cleanup()
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[CallbackReceiver]:
+    async with CallbackReceiver() as running:
+        yield running

@@ -1,0 +1,60 @@
+"""Data flows one way: lower layers never import upper ones (design §2.1)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "chanjing_async"
+
+# module -> modules of ours it must never import
+FORBIDDEN: dict[str, set[str]] = {
+    "errors": {"models", "client", "_transport", "_auth", "limits", "cli", "emulator"},
+    "models": {"client", "_transport", "_auth", "limits", "cli", "emulator"},
+    "limits": {"client", "_transport", "_auth", "models", "cli", "emulator"},
+    "_auth": {"client", "_transport", "cli", "emulator"},
+    "_transport": {"client", "_resources", "cli", "emulator"},
+    "_resources": {"client", "cli", "emulator"},
+    "client": {"cli", "emulator", "_demo"},
+}
+UI_LIBRARIES = {"typer", "rich", "click"}
+
+
+def imports_of(path: Path) -> set[str]:
+    """Top-level names imported by a module: 'x' for 'from .x import y' and 'import x'."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level >= 1:
+                parts = module.split(".") if module else [a.name for a in node.names]
+                found.add(parts[0])
+            else:
+                found.add(module.split(".")[0] if module != "chanjing_async" else "")
+                if module.startswith("chanjing_async."):
+                    found.add(module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                found.add(alias.name.split(".")[0])
+    return found
+
+
+def test_lower_layers_do_not_import_upper_ones() -> None:
+    for module, forbidden in FORBIDDEN.items():
+        imported = imports_of(PACKAGE / f"{module}.py")
+        assert not imported & forbidden, f"{module} imports {imported & forbidden}"
+
+
+def test_only_the_cli_imports_typer_or_rich() -> None:
+    for path in PACKAGE.rglob("*.py"):
+        if path.name == "cli.py":
+            continue
+        assert not imports_of(path) & UI_LIBRARIES, path
+
+
+def test_the_emulator_never_imports_the_sdk() -> None:
+    sdk = {"client", "models", "errors", "_transport", "_auth", "limits", "_resources"}
+    for path in (PACKAGE / "emulator").rglob("*.py"):
+        imported = imports_of(path)
+        assert "chanjing_async" not in imported, path
+        assert not imported & sdk, path
