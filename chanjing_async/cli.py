@@ -11,7 +11,6 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
-from .emulator import EmulatorSettings, serve
 
 app = typer.Typer(
     name="chanjing",
@@ -40,49 +39,19 @@ def _root(
     """Chanjing lip-sync from the terminal."""
 
 
-@app.command()
-def emulator(
-    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to bind (0 picks a free one).")] = 8080,
-    app_id: Annotated[str, typer.Option(help="App id the emulator accepts.")] = "emulator-app",
-    secret_key: Annotated[
-        str, typer.Option(help="Secret key the emulator accepts.", show_default=False)
-    ] = "emulator-secret",
-    time_scale: Annotated[
-        float, typer.Option(help="Divide every documented window and duration by K.")
-    ] = 1.0,
-    task_seconds: Annotated[float, typer.Option(help="Real-scale task duration.")] = 30.0,
-    fail_rate: Annotated[float, typer.Option(help="Fraction of tasks ending in status 30.")] = 0.0,
-    rate_window: Annotated[
-        str, typer.Option(help="How 40001 is enforced: 'sliding' or 'fixed'.")
-    ] = "sliding",
-    seed: Annotated[int | None, typer.Option(help="Seed for reproducible failures.")] = None,
-) -> None:
-    """Run the local emulator of the lip-sync Open API until Ctrl-C."""
-    if rate_window not in ("sliding", "fixed"):
-        raise typer.BadParameter(
-            f"{rate_window!r}: must be 'sliding' or 'fixed'", param_hint="--rate-window"
-        )
-    try:
-        settings = EmulatorSettings(
-            app_id=app_id,
-            secret_key=secret_key,
-            time_scale=time_scale,
-            task_seconds=task_seconds,
-            fail_rate=fail_rate,
-            rate_window=rate_window,  # type: ignore[arg-type]  # checked just above
-            seed=seed,
-        )
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
+@app.command(
+    context_settings={
+        "allow_extra_args": True,
+        "ignore_unknown_options": True,
+        "help_option_names": [],
+    },
+)
+def emulator(ctx: typer.Context) -> None:
+    """Run the local emulator of the lip-sync Open API until Ctrl-C (--help lists the flags)."""
+    # One parser for both entry points: `chanjing emulator` and `python -m chanjing_async.emulator`.
+    from .emulator.__main__ import main as emulator_main
 
-    def ready(base_url: str) -> None:
-        console.print(f"Chanjing emulator listening on {base_url} (time scale {time_scale:g})")
-
-    try:
-        anyio.run(lambda: serve(settings, host, port, ready=ready))
-    except KeyboardInterrupt:
-        console.print("emulator stopped")
+    raise typer.Exit(emulator_main(list(ctx.args), prog="chanjing emulator"))
 
 
 @app.command()
@@ -117,18 +86,9 @@ def demo(
 def main(argv: list[str] | None = None) -> int:
     """Run the command with ``argv`` (default: the process arguments); return the exit code."""
     try:
-        app(args=argv, prog_name="chanjing", standalone_mode=False)
-    except typer.Exit as exc:
-        return exc.exit_code
-    except (typer.Abort, KeyboardInterrupt):
-        console.print("aborted")
-        return 130
-    except Exception as exc:  # click's usage errors carry their own exit code
-        code = getattr(exc, "exit_code", None)
-        if isinstance(code, int):
-            show = getattr(exc, "show", None)
-            if callable(show):
-                show()
-            return code
-        raise
+        app(args=argv, prog_name="chanjing")
+    except SystemExit as exc:  # typer's standalone mode ends every run with SystemExit
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or 0
+        return 1
     return 0

@@ -19,6 +19,22 @@ APP_ID = "test-app"
 SECRET_KEY = "test-secret-key"
 TIME_SCALE = 60.0
 
+# The request example of the create page (reference/seed-lip-sync-create.md), verbatim.
+SEED_EXAMPLE: dict[str, Any] = {
+    "video_file_id": "e284db4d95de4220afe78132158156b5",
+    "screen_width": 1080,
+    "screen_height": 1920,
+    "callback": "https://example.com/openapi/callback",
+    "model": 0,
+    "audio_type": "tts",
+    "tts_config": {
+        "text": "君不见黄河之水天上来,奔流到海不复回。",
+        "audio_man_id": "C-f2429d07554749839849497589199916",
+        "speed": 1,
+        "pitch": 1,
+    },
+}
+
 
 @pytest.fixture
 def anyio_backend() -> str:

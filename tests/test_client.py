@@ -20,25 +20,19 @@ from chanjing_async import (
     UploadError,
 )
 from chanjing_async.emulator import EmulatorServer
-from tests.conftest import APP_ID, SECRET_KEY, CallbackReceiver, emulator_settings, make_client
+from tests.conftest import (
+    APP_ID,
+    SECRET_KEY,
+    SEED_EXAMPLE,
+    CallbackReceiver,
+    emulator_settings,
+    make_client,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
 
 pytestmark = pytest.mark.anyio
-
-SEED_EXAMPLE: dict[str, Any] = {
-    "screen_width": 1080,
-    "screen_height": 1920,
-    "model": 0,
-    "audio_type": "tts",
-    "tts_config": {
-        "text": "君不见黄河之水天上来,奔流到海不复回。",
-        "audio_man_id": "C-f2429d07554749839849497589199916",
-        "speed": 1,
-        "pitch": 1,
-    },
-}
 
 
 def total_requests(emulator: EmulatorServer) -> int:

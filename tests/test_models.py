@@ -8,21 +8,7 @@ import pytest
 
 from chanjing_async import InvalidInputError, LipSyncRequest, LipSyncTask, Page, TaskStatus
 from chanjing_async.models import AccessToken, FileDetail, TtsConfig, UploadUrl, check_page
-
-SEED_EXAMPLE: dict[str, Any] = {
-    "video_file_id": "e284db4d95de4220afe78132158156b5",
-    "screen_width": 1080,
-    "screen_height": 1920,
-    "callback": "https://example.com/openapi/callback",
-    "model": 0,
-    "audio_type": "tts",
-    "tts_config": {
-        "text": "君不见黄河之水天上来,奔流到海不复回。",
-        "audio_man_id": "C-f2429d07554749839849497589199916",
-        "speed": 1,
-        "pitch": 1,
-    },
-}
+from tests.conftest import SEED_EXAMPLE
 
 
 def tts(**overrides: Any) -> dict[str, Any]:

@@ -12,10 +12,10 @@ from .settings import RATE_WINDOWS, EmulatorSettings
 _DEFAULTS = EmulatorSettings()
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m chanjing_async.emulator") -> argparse.ArgumentParser:
     """The command-line parser; every settings flag defaults to the ``EmulatorSettings`` value."""
     parser = argparse.ArgumentParser(
-        prog="python -m chanjing_async.emulator",
+        prog=prog,
         description="Local emulator of the Chanjing lip-sync Open API.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -91,16 +91,17 @@ def settings_from_args(ns: argparse.Namespace) -> EmulatorSettings:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, prog: str | None = None) -> int:
     """Parse ``argv``, print the listening line and serve until interrupted.
 
     Args:
         argv: Arguments without the program name; ``sys.argv[1:]`` when None.
+        prog: The program name shown in help and errors (``chanjing emulator`` from the CLI).
 
     Returns:
         The exit status: 0 after Ctrl-C.
     """
-    parser = build_parser()
+    parser = build_parser(prog) if prog else build_parser()
     ns = parser.parse_args(argv)
     try:
         settings = settings_from_args(ns)
