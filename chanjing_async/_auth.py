@@ -73,8 +73,14 @@ class TokenProvider:
         issued = await self._fetch()
         now = self._clock()
         self._token = issued.access_token.get_secret_value()
+        expires = float(issued.expire_in)
+        if expires < now:
+            # Documented as an absolute Unix time (reference §3.1); a value in the past can only
+            # be a lifetime in seconds. Taken literally it would refresh on every call, and each
+            # refresh invalidates the token other requests are using.
+            expires += now
         # Renew `refresh_early` seconds ahead, but never later than half-way through a short
         # lifetime (a time-scaled emulator issues tokens that live for seconds).
-        lifetime = max(0.0, issued.expire_in - now)
-        self._refresh_at = issued.expire_in - min(self._refresh_early, lifetime / 2)
+        lifetime = expires - now
+        self._refresh_at = expires - min(self._refresh_early, lifetime / 2)
         self.refreshes += 1

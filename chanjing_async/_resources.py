@@ -55,10 +55,19 @@ class Api:
     ) -> M:
         """Call ``endpoint`` and parse its ``data`` as ``model``."""
         data = await self.transport.call(endpoint, params=params, json=json, auth=self.auth)
-        try:
-            return model.model_validate(data)
-        except ValidationError as exc:
-            raise ResponseValidationError(endpoint.path, data, str(exc)) from None
+        return parse(endpoint, model, data)
+
+
+def parse(endpoint: Endpoint, model: type[M], data: Any) -> M:
+    """Validate a response's ``data``; the error names fields and rules, never values."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, err['loc'])) or 'data'}: {err['msg']}"
+            for err in exc.errors(include_input=False, include_url=False)
+        )
+        raise ResponseValidationError(endpoint.path, problems) from None
 
 
 class _Resource:
@@ -153,16 +162,16 @@ class LipSync(_Resource):
 
         Raises:
             InvalidInputError: a field is invalid (nothing was sent).
-            CreateOutcomeUnknown: the request may have created a task; it was not resent.
+            CreateOutcomeUnknown: the request may have created a task (timeout, dropped
+                connection, gateway page, 50000); it was not resent.
             FileNotReadyError, InvalidRequestError, APIError: the server refused it.
         """
-        if not isinstance(request, LipSyncRequest):
-            request = LipSyncRequest(**request)
+        # Validated again even when given a model: model_copy(update=...) skips validation.
+        fields = request.model_dump() if isinstance(request, LipSyncRequest) else request
+        body = LipSyncRequest(**fields).to_wire()
         api = self._api()
-        data = await api.transport.call(ep.LIP_SYNC_CREATE, json=request.to_wire(), auth=api.auth)
-        if not isinstance(data, str) or not data:
-            raise ResponseValidationError(ep.LIP_SYNC_CREATE.path, data, "expected a task id")
-        return data
+        task_id: str = await api.transport.call(ep.LIP_SYNC_CREATE, json=body, auth=api.auth)
+        return task_id
 
     async def get(self, task_id: str) -> LipSyncTask:
         """One task's detail (reference §5.2)."""

@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import anyio
+import yarl
 from pydantic import ValidationError
 
 from .errors import (
@@ -149,7 +150,6 @@ class Transport:
         refreshed = False
         while True:
             token = await auth.token() if auth is not None else None
-            sent_at = time.time()
             try:
                 return await self._send(endpoint, params=params, json=json, token=token)
             except APIError as exc:
@@ -167,14 +167,6 @@ class Transport:
                     raise
                 error: Exception = exc
             except (TransportError, HTTPStatusError) as exc:
-                if endpoint.kind == "create" and _outcome_unknown(exc):
-                    raise CreateOutcomeUnknown(
-                        str(exc),
-                        endpoint=endpoint.path,
-                        sent_at=sent_at,
-                        gave_up_at=time.time(),
-                        request=dict(json or {}),
-                    ) from exc
                 if isinstance(exc, HTTPStatusError) and not exc.is_gateway:
                     raise
                 error = exc
@@ -194,33 +186,43 @@ class Transport:
         json: dict[str, Any] | None,
         token: str | None,
     ) -> Any:
+        """One attempt: limiter slot, exchange, envelope. A create in doubt raises Unknown."""
         limiter = self._limiter(endpoint.kind)
         headers = {"access_token": token} if token is not None else {}
-        url = self._base_url + endpoint.path
-        started = time.monotonic()
+        create = endpoint.kind == "create"
         async with limiter.slot() as slot:
+            sent_at = time.time()  # after admission: what reconciliation needs
             try:
                 status, body = await self._exchange(
                     endpoint.method,
-                    url,
+                    self._base_url + endpoint.path,
+                    label=endpoint.path,
                     params=params,
                     json=json,
                     headers=headers,
-                    fresh_connection=endpoint.kind == "create",
+                    fresh_connection=create,
                 )
-            except RequestTimeoutError:
-                # The request may still reach the server after we gave up: keep counting it.
-                slot.hold(self._timeouts.total)
-                raise
             except TransportError as exc:
-                raise TransportError(str(exc), endpoint=endpoint.path, sent=exc.sent) from exc
-        envelope = _decode(endpoint.path, status, body)
+                if isinstance(exc, RequestTimeoutError):
+                    # The request may still reach the server after we gave up: keep counting it.
+                    slot.hold(self._timeouts.total)
+                if create and exc.sent:
+                    raise _unknown(exc, endpoint, sent_at, json) from None
+                raise
+        try:
+            envelope = _decode(endpoint.path, status, body)
+        except (HTTPStatusError, ResponseValidationError) as exc:
+            # A gateway page or a garbled body says nothing about what the origin did, but a
+            # 4xx page without an envelope was refused in front of it.
+            if create and not (isinstance(exc, HTTPStatusError) and 400 <= exc.status < 500):
+                raise _unknown(exc, endpoint, sent_at, json) from None
+            raise
         logger.debug(
             "%s %s -> code %d in %.0f ms (trace_id=%s)",
             endpoint.method,
             endpoint.path,
             envelope.code,
-            (time.monotonic() - started) * 1000,
+            (time.time() - sent_at) * 1000,
             envelope.trace_id,
         )
         if envelope.code != 0:
@@ -229,14 +231,26 @@ class Transport:
             )
             if isinstance(error, RateLimitError):
                 limiter.penalize()
+            if create and type(error) is ServerError:
+                # "系统内部错误" does not prove that nothing was created: reconcile, never resend.
+                raise _unknown(error, endpoint, sent_at, json)
             raise error
+        if create and (not isinstance(envelope.data, str) or not envelope.data):
+            # Success without a task id: the task exists but we cannot name it.
+            raise _unknown(
+                ResponseValidationError(endpoint.path, "code 0 without a task id"),
+                endpoint,
+                sent_at,
+                json,
+            )
         return envelope.data
 
     async def _exchange(
         self,
         method: str,
-        url: str,
+        url: str | yarl.URL,
         *,
+        label: str,
         params: dict[str, str] | None = None,
         json: dict[str, Any] | None = None,
         data: bytes | None = None,
@@ -244,8 +258,11 @@ class Transport:
         timeout: aiohttp.ClientTimeout | None = None,
         fresh_connection: bool = False,
     ) -> tuple[int, bytes]:
-        """One HTTP exchange; aiohttp failures become TransportError with ``sent`` set."""
-        shown = redact_url(url)
+        """One HTTP exchange; aiohttp failures become TransportError with ``sent`` set.
+
+        aiohttp's messages embed the full URL, signed query included, so the cause is not
+        chained (``from None``); its class name is kept in the message.
+        """
         session = self._create_session if fresh_connection else self._session
         try:
             async with session.request(
@@ -260,15 +277,13 @@ class Transport:
                 return response.status, await response.read()
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             # The connection was never established: nothing left this machine.
-            raise TransportError(
-                f"cannot connect: {type(exc).__name__}", endpoint=shown, sent=False
-            ) from exc
-        except asyncio.TimeoutError as exc:  # also aiohttp's read timeouts; builtin on 3.11+
-            raise RequestTimeoutError("request timed out", endpoint=shown, sent=True) from exc
+            message = f"cannot connect ({type(exc).__name__})"
+            raise TransportError(message, endpoint=label, sent=False) from None
+        except asyncio.TimeoutError:  # also aiohttp's read timeouts; builtin on 3.11+
+            raise RequestTimeoutError("request timed out", endpoint=label, sent=True) from None
         except aiohttp.ClientError as exc:
-            raise TransportError(
-                f"connection failed: {type(exc).__name__}", endpoint=shown, sent=True
-            ) from exc
+            message = f"connection failed ({type(exc).__name__})"
+            raise TransportError(message, endpoint=label, sent=True) from None
 
     async def put(self, url: str, data: bytes, content_type: str) -> None:
         """PUT ``data`` to a signed URL, retrying transport and gateway failures (idempotent)."""
@@ -278,7 +293,9 @@ class Transport:
             try:
                 status, body = await self._exchange(
                     "PUT",
-                    url,
+                    # encoded=True: the signature covers the query exactly as the server wrote it.
+                    yarl.URL(url, encoded=True),
+                    label=shown,
                     data=data,
                     headers={"Content-Type": content_type},
                     timeout=aiohttp.ClientTimeout(
@@ -299,7 +316,8 @@ class Transport:
         """GET a result file (video or preview) in one piece."""
         status, body = await self._exchange(
             "GET",
-            url,
+            yarl.URL(url, encoded=True),
+            label=redact_url(url),
             headers={},
             timeout=aiohttp.ClientTimeout(
                 total=self._timeouts.upload, connect=self._timeouts.connect
@@ -311,18 +329,22 @@ class Transport:
 
 
 def _code_retryable(exc: APIError) -> bool:
-    """Codes that mean "nothing was done, try again later" for any endpoint."""
+    """Codes that mean "nothing was done, try again later"."""
     if isinstance(exc, FileNotReadyError):
         return False
     return isinstance(exc, (RateLimitError, ServerError))
 
 
-def _outcome_unknown(exc: TransportError | HTTPStatusError) -> bool:
-    """For create: True unless the request provably never reached the server."""
-    if isinstance(exc, TransportError):
-        return exc.sent
-    # A gateway page (502/524 ...) says nothing about whether the origin handled the request.
-    return exc.is_gateway or exc.status >= 500
+def _unknown(
+    cause: Exception, endpoint: Endpoint, sent_at: float, request: dict[str, Any] | None
+) -> CreateOutcomeUnknown:
+    return CreateOutcomeUnknown(
+        str(cause),
+        endpoint=endpoint.path,
+        sent_at=sent_at,
+        gave_up_at=time.time(),
+        request=dict(request or {}),
+    )
 
 
 def _excerpt(body: bytes) -> str:
@@ -330,12 +352,16 @@ def _excerpt(body: bytes) -> str:
 
 
 def _decode(path: str, status: int, body: bytes) -> Envelope:
-    """Decode the envelope once; non-2xx and non-JSON answers become HTTPStatusError."""
-    if not 200 <= status < 300:
-        raise HTTPStatusError(status, endpoint=path, body_excerpt=_excerpt(body))
+    """Decode the envelope once, whatever the HTTP status (a 429 may carry code 40001).
+
+    A body that is no envelope becomes HTTPStatusError (non-2xx, or an HTML page served with
+    200) or ResponseValidationError. Neither quotes a JSON body: it may hold a token.
+    """
     try:
         return Envelope.model_validate_json(body)
-    except ValidationError as exc:
-        if body.lstrip()[:1] == b"<":  # an HTML page from a proxy, served with 200
-            raise HTTPStatusError(status, endpoint=path, body_excerpt=_excerpt(body)) from None
-        raise ResponseValidationError(path, _excerpt(body), str(exc)) from None
+    except ValidationError:
+        pass
+    if not 200 <= status < 300 or body.lstrip()[:1] == b"<":
+        excerpt = _excerpt(body) if body.lstrip()[:1] == b"<" else ""
+        raise HTTPStatusError(status, endpoint=path, body_excerpt=excerpt) from None
+    raise ResponseValidationError(path, f"HTTP {status} body is not a JSON envelope") from None

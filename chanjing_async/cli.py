@@ -17,6 +17,7 @@ app = typer.Typer(
     help="Chanjing (蝉镜) lip-sync: SDK command line and local emulator.",
     no_args_is_help=True,
     add_completion=False,
+    pretty_exceptions_show_locals=False,  # locals may hold the secret key or a token
 )
 console = Console(highlight=False)
 

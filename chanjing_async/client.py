@@ -15,9 +15,9 @@ from ._config import (
     resolve_base_url,
     resolve_credentials,
 )
-from ._resources import Api, Files, LipSync, Voices
+from ._resources import Api, Files, LipSync, Voices, parse
 from ._transport import Transport
-from .errors import AuthenticationError, InvalidRequestError
+from .errors import AuthenticationError, ConfigurationError, InvalidRequestError
 from .limits import Limiters, RateLimits
 from .models import AccessToken
 
@@ -73,6 +73,10 @@ class AsyncChanjingClient:
         session: aiohttp.ClientSession | None = None,
         token_refresh_early: float = TOKEN_REFRESH_EARLY,
     ) -> None:
+        if not token_refresh_early >= 0:
+            raise ConfigurationError(
+                f"token_refresh_early={token_refresh_early!r}: must be >= 0 seconds"
+            )
         app, secret = resolve_credentials(app_id, secret_key)
         self.app_id = app
         self._secret_key = SecretStr(secret)
@@ -154,4 +158,4 @@ class AsyncChanjingClient:
                 trace_id=exc.trace_id,
                 endpoint=exc.endpoint,
             ) from None
-        return AccessToken.model_validate(data)
+        return parse(ep.ACCESS_TOKEN, AccessToken, data)

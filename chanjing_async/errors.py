@@ -194,16 +194,17 @@ class UploadError(ChanjingError):
 
 
 class ResponseValidationError(ChanjingError):
-    """A success response did not match the documented shape.
+    """A response did not match the documented shape.
+
+    The message names the fields and the rules, never the values: a token or a signed URL
+    may be among them.
 
     Attributes:
         endpoint: the API path.
-        payload: the decoded ``data`` that failed validation.
     """
 
-    def __init__(self, endpoint: str, payload: Any, detail: str) -> None:
+    def __init__(self, endpoint: str, detail: str) -> None:
         self.endpoint = endpoint
-        self.payload = payload
         super().__init__(f"{endpoint}: unexpected response: {detail}")
 
 

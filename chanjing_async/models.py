@@ -85,6 +85,15 @@ class FileStatus(IntEnum):
 class _Response(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _null_means_default(cls, data: Any) -> Any:
+        # A server may send `"video_url": null` for a task still running: take the default
+        # rather than failing the poll. A required field sent as null is still an error.
+        if isinstance(data, dict):
+            return {key: value for key, value in data.items() if value is not None}
+        return data
+
 
 class Envelope(_Response):
     """The envelope of every API answer: ``{trace_id, code, msg, data}``."""
@@ -336,7 +345,8 @@ class LipSyncRequest(_Request):
         int, AfterValidator(_one_of(0, 1, 2, meaning="0 basic, 1 high quality, 2 cartoon"))
     ] = 0
     volume: Annotated[int, AfterValidator(_between(1, 100))] = 100
-    callback: Annotated[str, AfterValidator(_http_url)] | None = None
+    # repr=False: a callback URL may carry a signature in its query (a per-job capability).
+    callback: Annotated[str, AfterValidator(_http_url)] | None = Field(default=None, repr=False)
 
     @model_validator(mode="after")
     def _drive_inputs(self) -> LipSyncRequest:

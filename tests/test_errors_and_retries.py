@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import traceback
+from typing import TYPE_CHECKING
 
 import anyio
 import pytest
@@ -15,7 +17,9 @@ from chanjing_async import (
     HTTPStatusError,
     InvalidRequestError,
     LipSyncRequest,
+    Rate,
     RateLimitError,
+    RateLimits,
     RetryPolicy,
     ServerError,
     Timeouts,
@@ -23,6 +27,9 @@ from chanjing_async import (
 )
 from chanjing_async.emulator import EmulatorServer, Fault
 from tests.conftest import make_client
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 pytestmark = pytest.mark.anyio
 
@@ -126,10 +133,10 @@ async def test_unreachable_server_is_a_transport_error_marked_not_sent() -> None
 
 
 async def test_upload_put_is_retried_after_a_gateway_page(
-    client: AsyncChanjingClient, emulator: EmulatorServer, media: tuple[object, object]
+    client: AsyncChanjingClient, emulator: EmulatorServer, media: tuple[Path, Path]
 ) -> None:
     emulator.inject(Fault(endpoint="upload", kind="gateway", status=503, count=1))
-    detail = await client.files.upload(media[0], service="lip_sync_video", poll_interval=0.02)  # type: ignore[arg-type]
+    detail = await client.files.upload(media[0], service="lip_sync_video", poll_interval=0.02)
     assert detail.is_ready
     assert requests_to(emulator, "upload") == 2
 
@@ -159,9 +166,15 @@ async def test_create_timeout_is_ambiguous_and_holds_its_slot(
     emulator: EmulatorServer, files: tuple[str, str]
 ) -> None:
     emulator.inject(Fault(endpoint="create", kind="latency", seconds=0.5, count=1))
-    async with make_client(emulator.base_url, timeouts=Timeouts(total=0.2, connect=0.2)) as client:
+    # One create per 0.1 s, so the limiter's next free time shows how long the slot is held.
+    limits = RateLimits(create=Rate(1, 0.1))
+    timeouts = Timeouts(total=0.2, connect=0.2)
+    async with make_client(emulator.base_url, timeouts=timeouts, limits=limits) as client:
         with pytest.raises(CreateOutcomeUnknown, match="timed out"):
             await client.lip_sync.create(audio_request(files))
+        gave_up = anyio.current_time()
+        # The request may still reach the server: it stays counted for one more timeout.
+        assert client.limiters.create.next_free() >= gave_up + 0.2 + 0.1 - 0.01
     assert requests_to(emulator, "create") == 1
     await anyio.sleep(0.5)  # the server finishes the slow request after the client gave up
     assert tasks_created(emulator) == 1
@@ -177,15 +190,25 @@ async def test_create_answered_by_a_gateway_page_is_ambiguous(
     assert requests_to(emulator, "create") == 1
 
 
-@pytest.mark.parametrize("code", [40001, 50000])
-async def test_create_refused_with_a_not_created_code_is_retried(
-    client: AsyncChanjingClient, emulator: EmulatorServer, files: tuple[str, str], code: int
+async def test_create_refused_with_40001_is_retried(
+    client: AsyncChanjingClient, emulator: EmulatorServer, files: tuple[str, str]
 ) -> None:
-    emulator.inject(Fault(endpoint="create", kind="code", code=code, count=1))
+    emulator.inject(Fault(endpoint="create", kind="code", code=40001, count=1))
     task_id = await client.lip_sync.create(audio_request(files))
     assert task_id in emulator.state.tasks
     assert requests_to(emulator, "create") == 2
     assert tasks_created(emulator) == 1
+
+
+@pytest.mark.parametrize("code", [50000, 51000])
+async def test_create_answered_with_an_internal_error_is_not_resent(
+    client: AsyncChanjingClient, emulator: EmulatorServer, files: tuple[str, str], code: int
+) -> None:
+    # "系统内部错误" does not prove that no task was created: reconcile, never resend.
+    emulator.inject(Fault(endpoint="create", kind="code", code=code, count=1))
+    with pytest.raises(CreateOutcomeUnknown, match=f"code {code}"):
+        await client.lip_sync.create(audio_request(files))
+    assert requests_to(emulator, "create") == 1
 
 
 async def test_a_real_40001_penalizes_the_limiter_and_the_job_still_goes_through(
@@ -283,3 +306,17 @@ class Proxy:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop_listening()
+
+
+async def test_a_failed_upload_never_shows_the_signed_query(
+    client: AsyncChanjingClient, emulator: EmulatorServer, media: tuple[Path, Path]
+) -> None:
+    emulator.inject(Fault(endpoint="upload", kind="drop_before", count=None))
+    with pytest.raises(TransportError) as caught:
+        await client.files.upload(media[0], service="lip_sync_video")
+    # aiohttp's own exceptions quote the full URL: they are not chained.
+    assert caught.value.__cause__ is None
+    shown = "".join(traceback.format_exception(caught.value))
+    assert "/_emulator/upload/" in shown
+    assert "Signature" not in shown
+    assert "OSSAccessKeyId" not in shown

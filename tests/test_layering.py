@@ -9,6 +9,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "chanjing_async"
 
 # module -> modules of ours it must never import
 FORBIDDEN: dict[str, set[str]] = {
+    "_config": {"models", "client", "_transport", "_auth", "limits", "cli", "emulator"},
+    "_demo": {"cli"},
     "errors": {"models", "client", "_transport", "_auth", "limits", "cli", "emulator"},
     "models": {"client", "_transport", "_auth", "limits", "cli", "emulator"},
     "limits": {"client", "_transport", "_auth", "models", "cli", "emulator"},

@@ -137,6 +137,9 @@ def test_responses_tolerate_unknown_fields_and_unknown_statuses() -> None:
     assert task.is_terminal
     assert not task.failed
     assert task.created_at.year == 2025
+    running = LipSyncTask.model_validate({"id": "t", "status": 10, "video_url": None, "msg": None})
+    assert running.video_url == ""
+    assert running.msg == ""
     odd = LipSyncTask.model_validate({"id": "t", "status": 15})
     assert not odd.is_terminal
     page = Page[LipSyncTask].model_validate(
