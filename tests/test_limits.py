@@ -38,6 +38,12 @@ class FakeClock:
         return self.now
 
 
+async def record_admission(limiter: RateLimiter, admitted: list[float]) -> None:
+    """Take one slot and record when it was granted."""
+    async with limiter.slot() as slot:
+        admitted.append(slot.admitted_at)
+
+
 def fake_limiter(
     limit: int = 2, window: float = 10.0, margin: float = 1.0
 ) -> tuple[SlidingWindowLimiter, FakeClock]:
@@ -129,13 +135,9 @@ async def test_waiter_is_admitted_when_the_injected_clock_allows() -> None:
         pass  # released at 0
     admitted: list[float] = []
 
-    async def request() -> None:
-        async with limiter.slot() as slot:
-            admitted.append(slot.admitted_at)
-
     with anyio.fail_after(2):
         async with anyio.create_task_group() as tg:
-            tg.start_soon(request)
+            tg.start_soon(record_admission, limiter, admitted)
             await anyio.sleep(0.1)
             assert (admitted, limiter.queue_depth) == ([], 1)
             clock.now = 0.039
@@ -362,13 +364,9 @@ async def test_token_bucket_honours_penalize() -> None:
     assert limiter.next_free() >= until
     admitted: list[float] = []
 
-    async def request() -> None:
-        async with limiter.slot() as slot:
-            admitted.append(slot.admitted_at)
-
     with anyio.fail_after(2):
         async with anyio.create_task_group() as tg:
-            tg.start_soon(request)
+            tg.start_soon(record_admission, limiter, admitted)
             await anyio.sleep(0.02)
             assert limiter.queue_depth == 1
     assert admitted[0] >= until
@@ -381,13 +379,9 @@ async def test_token_bucket_penalty_reaches_a_waiter_already_in_the_bucket() -> 
         pass  # the next token comes 0.1 s later
     admitted: list[float] = []
 
-    async def request() -> None:
-        async with limiter.slot() as slot:
-            admitted.append(slot.admitted_at)
-
     with anyio.fail_after(2):
         async with anyio.create_task_group() as tg:
-            tg.start_soon(request)
+            tg.start_soon(record_admission, limiter, admitted)
             await anyio.sleep(0.02)
             until = time.monotonic() + 0.2
             limiter.penalize(until=until)
