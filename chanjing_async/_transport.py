@@ -57,7 +57,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("chanjing_async")
 
-EndpointKind = Literal["token", "create", "read", "other"]
+EndpointKind = Literal["create", "read", "other"]
 _AUTH_CODES = frozenset({10400, 10401})
 
 
@@ -70,7 +70,7 @@ class Endpoint:
     kind: EndpointKind
 
 
-ACCESS_TOKEN = Endpoint("POST", "/open/v1/access_token", "token")
+ACCESS_TOKEN = Endpoint("POST", "/open/v1/access_token", "other")
 UPLOAD_URL = Endpoint("GET", "/open/v1/common/create_upload_url", "other")
 FILE_DETAIL = Endpoint("GET", "/open/v1/common/file_detail", "other")
 LIP_SYNC_CREATE = Endpoint("POST", "/open/v1/video_lip_sync/create", "create")

@@ -105,7 +105,7 @@ class HTTPStatusError(ChanjingError):
 
     @property
     def is_gateway(self) -> bool:
-        """True for the gateway statuses that are worth retrying for reads."""
+        """True for proxy pages worth retrying for reads: 502/503/504 and Cloudflare's 520-524."""
         return self.status in {502, 503, 504, 520, 521, 522, 523, 524}
 
 
