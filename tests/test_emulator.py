@@ -954,3 +954,77 @@ async def test_cli_serves_until_interrupted() -> None:
         with anyio.fail_after(10):
             assert await process.wait() == 0
         assert "do-not-print-me" not in line
+
+
+# -- list order -------------------------------------------------------------------------------
+
+
+async def list_ids(api: Api, page: int, size: int) -> list[str]:
+    body = {"page": page, "page_size": size}
+    payload = await api.call("POST", "/open/v1/video_lip_sync/list", body=body)
+    assert payload["code"] == 0, payload
+    return [task["id"] for task in payload["data"]["list"]]
+
+
+def test_settings_reject_an_unknown_list_order() -> None:
+    unknown: Any = "sorted"
+    with pytest.raises(ValueError, match="list_order must be one of 'newest', 'oldest', 'random'"):
+        dataclasses.replace(BASE, list_order=unknown)
+    assert BASE.list_order == "newest"
+
+
+async def test_list_order_oldest_is_creation_order() -> None:
+    async with running(list_order="oldest") as api:
+        video = await api.upload()
+        ids = [(await api.create(tts_body(video)))["data"] for _ in range(3)]
+        assert await list_ids(api, 1, 2) == ids[:2]
+        assert await list_ids(api, 2, 2) == ids[2:]
+        assert await list_ids(api, 1, 10) == ids
+
+
+async def test_list_order_random_reshuffles_on_every_call() -> None:
+    async with running(list_order="random", create_limit=100, read_limit=1000) as api:
+        video = await api.upload()
+        ids = [(await api.create(tts_body(video)))["data"] for _ in range(30)]
+        # Two full listings hold every task, in orders that differ (equal with odds 1/30!).
+        first, second = await list_ids(api, 1, 30), await list_ids(api, 1, 30)
+        assert sorted(first) == sorted(second) == sorted(ids)
+        assert first != second
+        # Pages are cut from a fresh shuffle each time: the same page changes between calls,
+        # and repeated calls of page 1 alone reach every task (a miss has odds 30 * (2/3)**200).
+        pages = [await list_ids(api, 1, 10) for _ in range(200)]
+        assert all(len(page) == 10 for page in pages)
+        assert len({tuple(page) for page in pages}) > 1
+        assert set().union(*pages) == set(ids)
+
+
+async def test_random_list_order_leaves_task_fates_alone() -> None:
+    """Task fates depend on the seed alone, however many list calls come between creates."""
+    fates: list[list[str | None]] = []
+    for lists_between in (0, 3):
+        async with running(
+            list_order="random", fail_rate=0.5, create_limit=100, read_limit=1000
+        ) as api:
+            video = await api.upload()
+            for _ in range(8):
+                await api.create(tts_body(video))
+                for _ in range(lists_between):
+                    await list_ids(api, 1, 10)
+            fates.append([task.failure for task in api.emu.state.tasks.values()])
+    assert fates[0] == fates[1]
+    assert None in fates[0]
+    assert any(fates[0])
+
+
+def test_cli_list_order_option() -> None:
+    for order in ("newest", "oldest", "random"):
+        ns = build_parser().parse_args(["--list-order", order])
+        assert settings_from_args(ns).list_order == order
+    assert build_parser().parse_args([]).list_order == "newest"
+
+
+def test_cli_rejects_an_unknown_list_order(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["--list-order", "sorted"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'sorted'" in capsys.readouterr().err

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 
 from .server import serve
-from .settings import RATE_WINDOWS, EmulatorSettings
+from .settings import LIST_ORDERS, RATE_WINDOWS, EmulatorSettings
 
 _DEFAULTS = EmulatorSettings()
 
@@ -60,6 +60,12 @@ def build_parser(prog: str = "python -m chanjing_async.emulator") -> argparse.Ar
         default=_DEFAULTS.rate_window,
         help="how the 40001 limits count arrivals",
     )
+    parser.add_argument(
+        "--list-order",
+        choices=LIST_ORDERS,
+        default=_DEFAULTS.list_order,
+        help="task list order (random: a fresh shuffle on every call)",
+    )
     parser.add_argument("--no-callbacks", action="store_true", help="drop every callback")
     parser.add_argument("--seed", type=int, default=None, help="seed for task failures")
     return parser
@@ -86,6 +92,7 @@ def settings_from_args(ns: argparse.Namespace) -> EmulatorSettings:
         fail_rate=ns.fail_rate,
         billing_fail_rate=ns.billing_fail_rate,
         rate_window=ns.rate_window,
+        list_order=ns.list_order,
         callbacks=not ns.no_callbacks,
         seed=ns.seed,
     )

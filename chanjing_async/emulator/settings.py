@@ -8,6 +8,8 @@ from typing import Literal
 
 RateWindow = Literal["sliding", "fixed"]
 RATE_WINDOWS: tuple[RateWindow, ...] = ("sliding", "fixed")
+ListOrder = Literal["newest", "oldest", "random"]
+LIST_ORDERS: tuple[ListOrder, ...] = ("newest", "oldest", "random")
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,14 @@ class EmulatorSettings:
         read_window: Window of the read limits, in seconds.
         latency_seconds: Extra delay before handling each ``/open/v1`` request.
         callbacks: Deliver task callbacks; False drops them all (counted as dropped).
-        seed: Seed of the random generator that decides task failures; None for entropy.
+        list_order: Order of the task list endpoint, which the docs leave open (reference
+            §5.3): ``"newest"`` is newest first, the console order and the default;
+            ``"oldest"`` is creation order; ``"random"`` is a fresh shuffle on every list call,
+            so pages may overlap and miss tasks, as a list that shifts between calls would.
+            Lets tests check that SDK code never relies on the list order.
+        seed: Seed of the random generators that decide task failures and the ``"random"``
+            list order (two separate generators, so list calls never change task fates); None
+            for entropy.
     """
 
     app_id: str = "emulator-app"
@@ -60,6 +69,7 @@ class EmulatorSettings:
     read_window: float = 1.0
     latency_seconds: float = 0.0
     callbacks: bool = True
+    list_order: ListOrder = "newest"
     seed: int | None = None
 
     def __post_init__(self) -> None:
@@ -83,6 +93,9 @@ class EmulatorSettings:
             raise ValueError("fail_rate + billing_fail_rate must not exceed 1")
         if self.rate_window not in RATE_WINDOWS:
             raise ValueError(f"rate_window must be 'sliding' or 'fixed', got {self.rate_window!r}")
+        if self.list_order not in LIST_ORDERS:
+            allowed = ", ".join(repr(order) for order in LIST_ORDERS)
+            raise ValueError(f"list_order must be one of {allowed}, got {self.list_order!r}")
         for name in ("create_limit", "read_limit"):
             limit = getattr(self, name)
             if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:

@@ -20,7 +20,7 @@ from ._ratelimit import Arrival, ArrivalLog, WindowLimiter
 from ._tasks import TaskRecord
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterable, Mapping
 
     from ._validation import CreateRequest
     from .settings import EmulatorSettings
@@ -74,6 +74,9 @@ class EmulatorState:
         # Only task fates draw from the seeded generator, so the n-th task's fate depends on the
         # seed alone, not on how many ids or tokens were made before it.
         self._fate = random.Random(settings.seed)
+        # The "random" list order shuffles with its own generator, so list calls never shift
+        # task fates; it is seeded from the same seed (salted) to keep seeded runs repeatable.
+        self._shuffle = random.Random(None if settings.seed is None else f"list:{settings.seed}")
         self._token: _Token | None = None
         self._tasks: dict[str, TaskRecord] = {}
         self._faults = FaultQueue()
@@ -273,14 +276,26 @@ class EmulatorState:
         return task.to_object(time.monotonic())
 
     def task_page(self, page: int, size: int) -> tuple[list[dict[str, Any]], int]:
-        """One page of task objects, newest first, and the total number of tasks.
+        """One page of task objects in the configured list order, and the total number of tasks.
 
-        Ordering is undocumented (reference §5.3); newest first is the usual console order.
+        Ordering is undocumented (reference §5.3). ``"newest"`` (newest first) is the usual
+        console order; ``"oldest"`` is creation order; ``"random"`` reshuffles every task on
+        each call, so consecutive pages may overlap and miss tasks.
         """
         now = time.monotonic()
         start = (page - 1) * size
-        newest = islice(reversed(self._tasks.values()), start, start + size)
-        return [task.to_object(now) for task in newest], len(self._tasks)
+        tasks = self._tasks.values()
+        order = self.settings.list_order
+        chosen: Iterable[TaskRecord]
+        if order == "newest":
+            chosen = islice(reversed(tasks), start, start + size)
+        elif order == "oldest":
+            chosen = islice(tasks, start, start + size)
+        else:
+            shuffled = list(tasks)
+            self._shuffle.shuffle(shuffled)
+            chosen = shuffled[start : start + size]
+        return [task.to_object(now) for task in chosen], len(self._tasks)
 
     def succeeded(self, task_id: str) -> bool:
         """Whether ``task_id`` exists and has ended in status 20."""
