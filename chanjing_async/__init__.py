@@ -6,6 +6,12 @@ from importlib.metadata import PackageNotFoundError, version
 
 from ._config import RetryPolicy as RetryPolicy
 from ._config import Timeouts as Timeouts
+from ._handle import JobEvent as JobEvent
+from ._handle import JobHandle as JobHandle
+from ._handle import JobStage as JobStage
+from ._jobspec import LipSyncJob as LipSyncJob
+from ._poller import PollPolicy as PollPolicy
+from .callbacks import CallbackReceiver as CallbackReceiver
 from .client import AsyncChanjingClient as AsyncChanjingClient
 from .errors import APIError as APIError
 from .errors import AuthenticationError as AuthenticationError
@@ -14,14 +20,22 @@ from .errors import ConfigurationError as ConfigurationError
 from .errors import CreateOutcomeUnknown as CreateOutcomeUnknown
 from .errors import FileNotReadyError as FileNotReadyError
 from .errors import HTTPStatusError as HTTPStatusError
+from .errors import InsufficientBalanceError as InsufficientBalanceError
 from .errors import InvalidInputError as InvalidInputError
 from .errors import InvalidRequestError as InvalidRequestError
+from .errors import JobCancelledError as JobCancelledError
+from .errors import JobError as JobError
+from .errors import JobFailedError as JobFailedError
+from .errors import JobTimeoutError as JobTimeoutError
 from .errors import RateLimitError as RateLimitError
 from .errors import RequestTimeoutError as RequestTimeoutError
 from .errors import ResponseValidationError as ResponseValidationError
 from .errors import ServerError as ServerError
 from .errors import TransportError as TransportError
 from .errors import UploadError as UploadError
+from .jobs import Job as Job
+from .jobs import JobManager as JobManager
+from .jobs import JobManagerStats as JobManagerStats
 from .limits import Rate as Rate
 from .limits import RateLimiter as RateLimiter
 from .limits import RateLimits as RateLimits
@@ -46,6 +60,7 @@ __all__ = [
     "APIError",
     "AsyncChanjingClient",
     "AuthenticationError",
+    "CallbackReceiver",
     "ChanjingError",
     "ConfigurationError",
     "CreateOutcomeUnknown",
@@ -53,12 +68,25 @@ __all__ = [
     "FileNotReadyError",
     "FileStatus",
     "HTTPStatusError",
+    "InsufficientBalanceError",
     "InvalidInputError",
     "InvalidRequestError",
+    "Job",
+    "JobCancelledError",
+    "JobError",
+    "JobEvent",
+    "JobFailedError",
+    "JobHandle",
+    "JobManager",
+    "JobManagerStats",
+    "JobStage",
+    "JobTimeoutError",
+    "LipSyncJob",
     "LipSyncRequest",
     "LipSyncTask",
     "Page",
     "PageInfo",
+    "PollPolicy",
     "Rate",
     "RateLimitError",
     "RateLimiter",

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     from ._auth import TokenProvider
     from ._transport import Endpoint, Transport
+    from .limits import Slot
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -75,7 +76,7 @@ class _Resource:
         self._api = api
 
 
-def _require_id(field: str, value: object) -> str:
+def require_id(field: str, value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise InvalidInputError(field, value, "must be a non-empty string")
     return value
@@ -108,7 +109,7 @@ class Files(_Resource):
             UploadError: the file was rejected (98), deleted (99/100) or not ready in time.
         """
         local = Path(path)
-        _require_id("service", service)
+        require_id("service", service)
         formats = LIP_SYNC_FORMATS.get(service)
         if formats is not None and local.suffix.lower() not in formats:
             allowed = ", ".join(sorted(formats))
@@ -126,7 +127,7 @@ class Files(_Resource):
 
     async def get(self, file_id: str) -> FileDetail:
         """The detail of an uploaded file (``status`` 0 pending, 1 ready, 98/99/100 failed)."""
-        _require_id("file_id", file_id)
+        require_id("file_id", file_id)
         return await self._api().call(ep.FILE_DETAIL, FileDetail, params={"id": file_id})
 
     async def wait_ready(
@@ -154,11 +155,19 @@ class Files(_Resource):
 class LipSync(_Resource):
     """Lip-sync tasks: create, read, list, wait and download."""
 
-    async def create(self, request: LipSyncRequest | Mapping[str, Any]) -> str:
+    async def create(
+        self, request: LipSyncRequest | Mapping[str, Any], *, slot: Slot | None = None
+    ) -> str:
         """Create a task and return its id (the create limit is 10 per minute).
 
         A mapping is validated as a :class:`LipSyncRequest` first: nothing is sent when a field
         is invalid. The call is never retried blindly (see ``_transport``).
+
+        Args:
+            request: the create request.
+            slot: a slot already taken from ``client.limiters.create.slot()``: the create is
+                then sent in it, once, and a refusal (40001, 10400, no connection) is raised
+                for the caller to resend. This is how a JobManager keeps its own FIFO order.
 
         Raises:
             InvalidInputError: a field is invalid (nothing was sent).
@@ -170,12 +179,14 @@ class LipSync(_Resource):
         fields = request.model_dump() if isinstance(request, LipSyncRequest) else request
         body = LipSyncRequest(**fields).to_wire()
         api = self._api()
-        task_id: str = await api.transport.call(ep.LIP_SYNC_CREATE, json=body, auth=api.auth)
+        task_id: str = await api.transport.call(
+            ep.LIP_SYNC_CREATE, json=body, auth=api.auth, slot=slot
+        )
         return task_id
 
     async def get(self, task_id: str) -> LipSyncTask:
         """One task's detail (reference §5.2)."""
-        _require_id("task_id", task_id)
+        require_id("task_id", task_id)
         return await self._api().call(ep.LIP_SYNC_DETAIL, LipSyncTask, params={"id": task_id})
 
     async def list(self, *, page: int = 1, page_size: int = 10) -> Page[LipSyncTask]:

@@ -27,6 +27,7 @@ import asyncio
 import logging
 import random
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import urlsplit
@@ -53,7 +54,7 @@ from .models import Envelope
 
 if TYPE_CHECKING:
     from ._config import RetryPolicy, Timeouts
-    from .limits import Limiters, RateLimiter
+    from .limits import Limiters, RateLimiter, Slot
 
 logger = logging.getLogger("chanjing_async")
 
@@ -144,14 +145,21 @@ class Transport:
         params: dict[str, str] | None = None,
         json: dict[str, Any] | None = None,
         auth: TokenSource | None = None,
+        slot: Slot | None = None,
     ) -> Any:
-        """Send one API call with the retry rules above; return the envelope's ``data``."""
+        """Send one API call with the retry rules above; return the envelope's ``data``.
+
+        ``slot``, a slot the caller already holds from the endpoint's limiter, makes this
+        exactly one attempt in that slot: the caller decides about any resend (a job manager
+        puts a refused create back at the head of its own queue). A refused token is still
+        replaced before the AuthenticationError is raised, so a resend gets a fresh one.
+        """
         attempt = 0
         refreshed = False
         while True:
             token = await auth.token() if auth is not None else None
             try:
-                return await self._send(endpoint, params=params, json=json, token=token)
+                return await self._send(endpoint, params=params, json=json, token=token, slot=slot)
             except APIError as exc:
                 if exc.code in _AUTH_CODES and auth is not None and token is not None:
                     if refreshed:
@@ -162,12 +170,16 @@ class Transport:
                     # retry: the request was refused before it could do anything.
                     refreshed = True
                     await auth.invalidate(token)
+                    if slot is not None:
+                        raise AuthenticationError(
+                            exc.code, exc.msg, trace_id=exc.trace_id, endpoint=exc.endpoint
+                        ) from None
                     continue
-                if not _code_retryable(exc):
+                if slot is not None or not _code_retryable(exc):
                     raise
                 error: Exception = exc
             except (TransportError, HTTPStatusError) as exc:
-                if isinstance(exc, HTTPStatusError) and not exc.is_gateway:
+                if slot is not None or (isinstance(exc, HTTPStatusError) and not exc.is_gateway):
                     raise
                 error = exc
             attempt += 1
@@ -185,12 +197,14 @@ class Transport:
         params: dict[str, str] | None,
         json: dict[str, Any] | None,
         token: str | None,
+        slot: Slot | None,
     ) -> Any:
         """One attempt: limiter slot, exchange, envelope. A create in doubt raises Unknown."""
         limiter = self._limiter(endpoint.kind)
         headers = {"access_token": token} if token is not None else {}
         create = endpoint.kind == "create"
-        async with limiter.slot() as slot:
+        admission = nullcontext(slot) if slot is not None else limiter.slot()
+        async with admission as held:
             sent_at = time.time()  # after admission: what reconciliation needs
             try:
                 status, body = await self._exchange(
@@ -205,7 +219,7 @@ class Transport:
             except TransportError as exc:
                 if isinstance(exc, RequestTimeoutError):
                     # The request may still reach the server after we gave up: keep counting it.
-                    slot.hold(self._timeouts.total)
+                    held.hold(self._timeouts.total)
                 if create and exc.sent:
                     raise _unknown(exc, endpoint, sent_at, json) from None
                 raise
@@ -343,8 +357,16 @@ def _unknown(
         endpoint=endpoint.path,
         sent_at=sent_at,
         gave_up_at=time.time(),
-        request=dict(request or {}),
+        request=_redacted(request or {}),
     )
+
+
+def _redacted(request: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a create body safe to show: a callback URL may carry a signature."""
+    shown = dict(request)
+    if isinstance(shown.get("callback"), str):
+        shown["callback"] = redact_url(shown["callback"])
+    return shown
 
 
 def _excerpt(body: bytes) -> str:

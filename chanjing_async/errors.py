@@ -17,14 +17,22 @@
     │   └── ServerError                                  50000 / 51000
     ├── CreateOutcomeUnknown                             create sent, outcome unknown; not resent
     ├── UploadError                                      file status 98/99/100 or not ready in time
-    └── ResponseValidationError                          a success body we could not parse
+    ├── ResponseValidationError                          a success body we could not parse
+    └── JobError                                         a managed job did not succeed (job key)
+        ├── JobFailedError                               task ended in status 30 (server msg)
+        │   └── InsufficientBalanceError                 status 30 for billing (蝉豆不足 ...)
+        ├── JobTimeoutError(JobError, TimeoutError)      a wait or the job deadline passed
+        └── JobCancelledError                            cancelled, or its manager closed
 
 Messages show code, msg and trace_id and never a secret (app secret, token, signed URL).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .models import LipSyncTask
 
 __all__ = [
     "APIError",
@@ -34,8 +42,13 @@ __all__ = [
     "CreateOutcomeUnknown",
     "FileNotReadyError",
     "HTTPStatusError",
+    "InsufficientBalanceError",
     "InvalidInputError",
     "InvalidRequestError",
+    "JobCancelledError",
+    "JobError",
+    "JobFailedError",
+    "JobTimeoutError",
     "RateLimitError",
     "RequestTimeoutError",
     "ResponseValidationError",
@@ -43,6 +56,7 @@ __all__ = [
     "TransportError",
     "UploadError",
     "error_for_code",
+    "job_failure",
 ]
 
 
@@ -157,7 +171,9 @@ class CreateOutcomeUnknown(ChanjingError):
         endpoint: the API path.
         sent_at: wall-clock Unix time just before the request was sent.
         gave_up_at: wall-clock Unix time when the client stopped waiting for the answer.
-        request: the request body that was sent (contains no secret).
+        request: the request body that was sent (a callback URL shown without its query).
+        candidates: ids of unowned tasks created in that window, when a JobManager's
+            reconciliation found more than it could attribute (empty otherwise).
     """
 
     def __init__(
@@ -168,14 +184,18 @@ class CreateOutcomeUnknown(ChanjingError):
         sent_at: float,
         gave_up_at: float,
         request: dict[str, Any],
+        candidates: tuple[str, ...] = (),
     ) -> None:
+        self.reason = reason
         self.endpoint = endpoint
         self.sent_at = sent_at
         self.gave_up_at = gave_up_at
         self.request = request
+        self.candidates = candidates
+        found = f"; candidate tasks: {', '.join(candidates)}" if candidates else ""
         super().__init__(
             f"{endpoint}: outcome unknown ({reason}); sent at {sent_at:.3f}, "
-            f"gave up at {gave_up_at:.3f}; not resent - reconcile through the task list"
+            f"gave up at {gave_up_at:.3f}; not resent - reconcile through the task list{found}"
         )
 
 
@@ -206,6 +226,72 @@ class ResponseValidationError(ChanjingError):
     def __init__(self, endpoint: str, detail: str) -> None:
         self.endpoint = endpoint
         super().__init__(f"{endpoint}: unexpected response: {detail}")
+
+
+class JobError(ChanjingError):
+    """A job of a JobManager did not succeed.
+
+    Attributes:
+        job_key: the manager's key of the job (known before the task is created).
+        task_id: the task id, or None if no task was created.
+    """
+
+    def __init__(self, message: str, *, job_key: str, task_id: str | None) -> None:
+        self.job_key = job_key
+        self.task_id = task_id
+        super().__init__(f"job {job_key} (task {task_id or '-'}): {message}")
+
+
+class JobFailedError(JobError):
+    """The task ended in status 30; ``msg`` is the server's reason.
+
+    Attributes:
+        msg: the server's failure message, verbatim.
+        task: the final task object.
+    """
+
+    def __init__(self, task: LipSyncTask, *, job_key: str) -> None:
+        self.msg = task.msg
+        self.task = task
+        super().__init__(
+            f"failed: {task.msg or '(no reason given)'}", job_key=job_key, task_id=task.id
+        )
+
+
+class InsufficientBalanceError(JobFailedError):
+    """The task failed for billing: 扣费失败, 余额不足 or 蝉豆不足 (checked after create)."""
+
+
+class JobTimeoutError(JobError, TimeoutError):
+    """A wait ran out, or the job's deadline passed; the task may still finish on the server.
+
+    Attributes:
+        tracked: True if the manager still tracks the job (only the wait ran out).
+    """
+
+    def __init__(self, message: str, *, job_key: str, task_id: str | None, tracked: bool) -> None:
+        self.tracked = tracked
+        super().__init__(message, job_key=job_key, task_id=task_id)
+
+
+class JobCancelledError(JobError):
+    """The job was cancelled, or its manager closed, before it finished.
+
+    A task already created keeps running on the server; ``task_id`` names it, and
+    ``JobManager.attach`` can track it again.
+    """
+
+
+# Reference §5.1: billing is checked after creation, and a task refused for it ends in status 30
+# with one of these in its msg.
+_BILLING_MARKERS = ("扣费失败", "余额不足", "蝉豆不足")
+
+
+def job_failure(task: LipSyncTask, *, job_key: str) -> JobFailedError:
+    """The error of a task that ended in status 30: billing failures get their own class."""
+    if any(marker in task.msg for marker in _BILLING_MARKERS):
+        return InsufficientBalanceError(task, job_key=job_key)
+    return JobFailedError(task, job_key=job_key)
 
 
 _CODE_TO_ERROR: dict[int, type[APIError]] = {

@@ -82,11 +82,17 @@ class Slot:
         admitted_at: the limiter's clock when the slot was granted (the send time).
     """
 
-    __slots__ = ("_held", "admitted_at")
+    __slots__ = ("_discarded", "_held", "admitted_at")
 
     def __init__(self, admitted_at: float) -> None:
         self.admitted_at = admitted_at
         self._held = 0.0
+        self._discarded = False
+
+    @property
+    def discarded(self) -> bool:
+        """True when :meth:`discard` was called: the slot was given back unused."""
+        return self._discarded
 
     @property
     def held(self) -> float:
@@ -105,6 +111,14 @@ class Slot:
         if not (math.isfinite(seconds) and seconds >= 0):
             raise ValueError(f"seconds={seconds!r}: must be a finite number >= 0")
         self._held = max(self._held, seconds)
+
+    def discard(self) -> None:
+        """Give the slot back unused: nothing was sent, so it need not count in the window.
+
+        Only valid if no request was sent in the slot. A sliding-window limiter then frees it
+        at once; a token bucket cannot return its token, so there it only marks the slot.
+        """
+        self._discarded = True
 
 
 @runtime_checkable
@@ -277,7 +291,12 @@ class SlidingWindowLimiter(_LimiterBase):
         try:
             yield slot
         finally:
-            self._release(self._clock() + slot.held)
+            if slot.discarded:
+                # Nothing was sent: the slot frees without leaving a release in the log.
+                self._in_flight -= 1
+                self._wake_head()
+            else:
+                self._release(self._clock() + slot.held)
 
     async def _admit(self) -> float:
         now = self._clock()

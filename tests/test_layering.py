@@ -17,15 +17,43 @@ FORBIDDEN: dict[str, set[str]] = {
     "_auth": {"client", "_transport", "cli", "emulator"},
     "_transport": {"client", "_resources", "cli", "emulator"},
     "_resources": {"client", "cli", "emulator"},
-    "client": {"cli", "emulator", "_demo"},
+    "client": {"cli", "emulator", "_demo", "jobs", "callbacks", "_poller", "_submit"},
+    "_handle": {"client", "_transport", "jobs", "_poller", "_submit", "cli", "emulator"},
+    "_jobspec": {"client", "_transport", "jobs", "cli", "emulator"},
+    "_poller": {"client", "_transport", "jobs", "_submit", "callbacks", "cli", "emulator"},
+    "_submit": {"client", "_transport", "jobs", "_poller", "callbacks", "cli", "emulator"},
+    "_uploads": {"client", "_transport", "jobs", "cli", "emulator"},
+    "callbacks": {"client", "_transport", "jobs", "_poller", "_submit", "cli", "emulator"},
+    "jobs": {"_transport", "cli", "emulator", "_demo"},
 }
 UI_LIBRARIES = {"typer", "rich", "click"}
 
 
+def _runtime_nodes(tree: ast.AST) -> list[ast.AST]:
+    """Every node except those under ``if TYPE_CHECKING:`` (annotations carry no data)."""
+    nodes: list[ast.AST] = []
+    pending = [tree]
+    while pending:
+        node = pending.pop()
+        nodes.append(node)
+        for child in ast.iter_child_nodes(node):
+            guarded = (
+                isinstance(child, ast.If)
+                and isinstance(child.test, ast.Name)
+                and child.test.id == "TYPE_CHECKING"
+            )
+            if guarded:
+                assert isinstance(child, ast.If)
+                pending.extend(child.orelse)
+            else:
+                pending.append(child)
+    return nodes
+
+
 def imports_of(path: Path) -> set[str]:
-    """Top-level names imported by a module: 'x' for 'from .x import y' and 'import x'."""
+    """Names a module imports at run time: 'x' for 'from .x import y' and 'import x'."""
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in _runtime_nodes(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.ImportFrom):
             module = node.module or ""
             if node.level >= 1:

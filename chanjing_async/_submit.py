@@ -1,0 +1,298 @@
+"""FIFO create submission for a JobManager, and the reconciliation of ambiguous creates.
+
+**Order.** One loop starts creates one at a time: each waits (FIFO) for a slot of the client's
+create limiter, and only once it holds the slot does it take the job at the head of the queue.
+So jobs are created in submission order, a job put back at the head goes next, and at most
+one create waits for a slot at any time while up to ``limit`` may be in flight. The create is
+sent in that slot exactly once (``lip_sync.create(..., slot=...)``) and shielded from
+cancellation: a create cut off mid-flight would make its outcome unknown.
+
+**Refusals that prove nothing was created** put the job back at the head of the queue:
+40001 (the client has already pushed the limiter back by a window), a connection that was
+never established, and a refused token (refreshed by the client; once per job).
+
+**Ambiguous creates** (``CreateOutcomeUnknown``: a timeout, a dropped connection, a gateway
+page, 50000) pause new creates. Once no create is in flight, the task list is read for tasks
+whose ``create_time`` lies in ``[first sent_at - margin, last gave_up_at + margin]`` and that no
+job of this manager owns (the task object carries no inputs, so time and ownership are all
+there is to match on):
+
+* one ambiguous job and exactly one such task: the job adopts it;
+* no such task, again after ``settle`` seconds (a late request may still create one): nothing
+  was created, so the jobs go back to the head of the queue;
+* anything else (several tasks, or several ambiguous jobs with tasks): the jobs fail with
+  ``CreateOutcomeUnknown`` listing the candidate ids. We never guess: a wrong adoption would
+  hand one job another's video.
+
+Pausing keeps the match unique: while one create is unexplained no other starts. Another
+program creating on the same app id in that window can still make the list ambiguous, which
+is the third case. The list's order only decides how soon paging stops (see ``_unowned``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import anyio
+
+from .errors import (
+    AuthenticationError,
+    ChanjingError,
+    CreateOutcomeUnknown,
+    RateLimitError,
+    TransportError,
+)
+from .models import MAX_PAGE_SIZE
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from anyio.abc import TaskGroup
+
+    from ._handle import JobHandle
+    from ._resources import LipSync
+    from .limits import RateLimiter, Slot
+    from .models import LipSyncRequest
+
+logger = logging.getLogger("chanjing_async")
+
+# Pages of the task list read per reconciliation before giving up, whatever the order.
+_RECONCILE_ATTEMPTS = 5
+
+
+@dataclass
+class SubmitStats:
+    """What the submitter has done.
+
+    Attributes:
+        sent: creates sent (each holds one limiter slot).
+        created: tasks created and attributed to a job (adoptions included).
+        requeued: jobs put back at the head after a refusal (40001, no connection, token).
+        rate_limited: creates answered 40001.
+        ambiguous: creates whose outcome was unknown.
+        adopted: ambiguous creates resolved by adopting the one matching task.
+        resent: ambiguous creates resolved as "nothing created" and queued again.
+        unresolved: ambiguous creates failed with CreateOutcomeUnknown.
+    """
+
+    sent: int = 0
+    created: int = 0
+    requeued: int = 0
+    rate_limited: int = 0
+    ambiguous: int = 0
+    adopted: int = 0
+    resent: int = 0
+    unresolved: int = 0
+
+
+class Submitter:
+    """Creates queued jobs in FIFO order through the create limiter (see the module doc)."""
+
+    def __init__(
+        self,
+        lip_sync: LipSync,
+        limiter: RateLimiter,
+        *,
+        request_of: Callable[[JobHandle], LipSyncRequest],
+        owned: Callable[[str], bool],
+        on_created: Callable[[JobHandle, str], None],
+        on_failed: Callable[[JobHandle, Exception], None],
+        settle: float,
+        margin: float,
+        max_attempts: int,
+    ) -> None:
+        self._lip_sync = lip_sync
+        self._limiter = limiter
+        self._request_of = request_of
+        self._owned = owned
+        self._on_created = on_created
+        self._on_failed = on_failed
+        self._settle = settle
+        self._margin = margin
+        self._max_attempts = max_attempts
+        self._queue: deque[JobHandle] = deque()
+        self._attempts: dict[str, int] = {}
+        self._changed = anyio.Event()
+        self._paused = False
+        self._in_flight = 0
+        self._idle = anyio.Event()
+        self._unknown: list[tuple[JobHandle, CreateOutcomeUnknown]] = []
+        self.stats = SubmitStats()
+
+    @property
+    def queued(self) -> int:
+        """Jobs waiting to be created."""
+        return len(self._queue)
+
+    def push(self, handle: JobHandle, *, front: bool = False) -> None:
+        """Queue a job for creation (at the head when put back after a refusal)."""
+        if front:
+            self._queue.appendleft(handle)
+        else:
+            self._queue.append(handle)
+        self._changed.set()
+
+    def remove(self, handle: JobHandle) -> bool:
+        """Take a job out of the queue (it is cancelled); False if it is not queued."""
+        try:
+            self._queue.remove(handle)
+        except ValueError:
+            return False
+        return True
+
+    async def run(self) -> None:
+        """Start creates one after another, until cancelled."""
+        async with anyio.create_task_group() as group:
+            while True:
+                while self._paused or not self._queue:
+                    self._changed = anyio.Event()
+                    await self._changed.wait()
+                admitted = anyio.Event()
+                group.start_soon(self._create_next, admitted, group)
+                await admitted.wait()
+
+    async def _create_next(self, admitted: anyio.Event, group: TaskGroup) -> None:
+        try:
+            async with self._limiter.slot() as slot:
+                if self._paused or not self._queue:
+                    slot.discard()  # the job was cancelled meanwhile: the slot was not used
+                    return
+                handle = self._queue.popleft()
+                admitted.set()
+                self._in_flight += 1
+                try:
+                    # Shielded: a create cancelled mid-flight would leave its outcome unknown.
+                    with anyio.CancelScope(shield=True):
+                        await self._send(handle, slot, group)
+                finally:
+                    self._in_flight -= 1
+                    if self._in_flight == 0:
+                        self._idle.set()
+        finally:
+            admitted.set()
+
+    async def _send(self, handle: JobHandle, slot: Slot, group: TaskGroup) -> None:
+        self.stats.sent += 1
+        try:
+            task_id = await self._lip_sync.create(self._request_of(handle), slot=slot)
+        except CreateOutcomeUnknown as exc:
+            self.stats.ambiguous += 1
+            logger.warning("job %s: create outcome unknown, reconciling: %s", handle.key, exc)
+            self._unknown.append((handle, exc))
+            if not self._paused:
+                self._paused = True
+                group.start_soon(self._reconcile)
+        except (RateLimitError, AuthenticationError, TransportError) as exc:
+            # A create that reached the wire surfaces as CreateOutcomeUnknown, so a
+            # TransportError here means the connection was never established.
+            self._refused(handle, exc)
+        except ChanjingError as exc:
+            self._on_failed(handle, exc)
+        else:
+            self._created(handle, task_id)
+
+    def _created(self, handle: JobHandle, task_id: str) -> None:
+        self._attempts.pop(handle.key, None)
+        self.stats.created += 1
+        self._on_created(handle, task_id)
+
+    def _refused(self, handle: JobHandle, exc: ChanjingError) -> None:
+        """Nothing was created: put the job back at the head, unless it was refused too often."""
+        if isinstance(exc, RateLimitError):
+            self.stats.rate_limited += 1
+        attempts = self._attempts.get(handle.key, 0) + 1
+        # A refused token is refreshed by the client before it raises: one more try is enough.
+        limit = 2 if isinstance(exc, AuthenticationError) else self._max_attempts
+        if attempts >= limit:
+            self._attempts.pop(handle.key, None)
+            self._on_failed(handle, exc)
+            return
+        self._attempts[handle.key] = attempts
+        self.stats.requeued += 1
+        logger.info("job %s: create refused (%s), first in line again", handle.key, exc)
+        self.push(handle, front=True)
+
+    async def _reconcile(self) -> None:
+        """Resolve every ambiguous create, then let creates go on (see the module doc)."""
+        try:
+            while self._in_flight:
+                self._idle = anyio.Event()
+                await self._idle.wait()
+            pending, self._unknown = self._unknown, []
+            start = min(exc.sent_at for _, exc in pending) - self._margin
+            end = max(exc.gave_up_at for _, exc in pending) + self._margin
+            found = await self._unowned(start, end)
+            if found == []:
+                await anyio.sleep(self._settle)
+                found = await self._unowned(start, time.time() + self._margin)
+            self._resolve(pending, found)
+        finally:
+            self._paused = False
+            self._changed.set()
+
+    def _resolve(
+        self, pending: list[tuple[JobHandle, CreateOutcomeUnknown]], found: list[str] | None
+    ) -> None:
+        if found is not None and len(pending) == 1 and len(found) == 1:
+            handle, _ = pending[0]
+            self.stats.adopted += 1
+            logger.warning(
+                "job %s: adopted task %s created by the ambiguous create", handle.key, found[0]
+            )
+            self._created(handle, found[0])
+            return
+        if found == []:
+            # Nothing was created: back to the head, in their original order.
+            for handle, _ in reversed(pending):
+                self.stats.resent += 1
+                self.push(handle, front=True)
+            return
+        for handle, exc in pending:
+            self.stats.unresolved += 1
+            self._on_failed(
+                handle,
+                CreateOutcomeUnknown(
+                    exc.reason if found is not None else "the task list could not be read",
+                    endpoint=exc.endpoint,
+                    sent_at=exc.sent_at,
+                    gave_up_at=exc.gave_up_at,
+                    request=exc.request,
+                    candidates=tuple(found or ()),
+                ),
+            )
+
+    async def _unowned(self, start: float, end: float) -> list[str] | None:
+        """Ids of tasks created in [start, end] that no job owns; None if the list failed.
+
+        Pages are read until the last one, or until a page ends before ``start`` while
+        every page so far was sorted newest first (the only order that lets us stop early).
+        """
+        for attempt in range(_RECONCILE_ATTEMPTS):
+            try:
+                return await self._scan(start, end)
+            except ChanjingError as exc:
+                logger.warning("reconciliation: listing tasks failed (%s)", exc)
+                await anyio.sleep(self._settle * (attempt + 1) / _RECONCILE_ATTEMPTS)
+        return None
+
+    async def _scan(self, start: float, end: float) -> list[str]:
+        found: dict[str, None] = {}
+        newest_first = True
+        previous = float("inf")
+        page = 1
+        while True:
+            result = await self._lip_sync.list(page=page, page_size=MAX_PAGE_SIZE)
+            for task in result.items:
+                newest_first = newest_first and task.create_time <= previous
+                previous = task.create_time
+                if start <= task.create_time <= end and not self._owned(task.id):
+                    found[task.id] = None
+            if not result.items or page >= result.page_info.total_page:
+                return list(found)
+            if newest_first and previous < start:
+                return list(found)
+            page += 1

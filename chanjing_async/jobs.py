@@ -1,0 +1,529 @@
+"""``JobManager``: submit lip-sync jobs, keep the create limit saturated, track every task.
+
+One manager owns an anyio task group with three kinds of background work: the submitter
+(FIFO creates through the client's create limiter, ``_submit``), the shared poller (``list``
+pages and ``detail`` reads for every task in flight, ``_poller``) and uploads of local files
+(``_uploads``). An optional :class:`~chanjing_async.callbacks.CallbackReceiver` wakes the
+poller when Chanjing reports a task's end. Leaving the ``async with`` block stops all of it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+
+import anyio
+
+from ._handle import JobHandle, JobStage
+from ._jobspec import LipSyncJob
+from ._poller import Poller, PollPolicy, PollStats
+from ._resources import require_id
+from ._submit import SubmitStats, Submitter
+from ._uploads import Uploads
+from .errors import ChanjingError, ConfigurationError, InvalidInputError
+from .models import LipSyncRequest
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterable
+    from pathlib import Path
+    from types import TracebackType
+
+    from anyio.abc import TaskGroup
+
+    from .callbacks import CallbackReceiver, Verdict
+    from .client import AsyncChanjingClient
+    from .models import LipSyncTask
+
+__all__ = ["Job", "JobManager", "JobManagerStats"]
+
+Job: TypeAlias = LipSyncRequest | LipSyncJob | Mapping[str, Any]
+"""What ``submit`` takes: a request with file ids, a job with local files, or request fields."""
+
+# Task ids older than this are dropped from the ownership log: reconciliation only ever looks
+# at tasks created around one ambiguous create.
+_OWNERSHIP_HORIZON = 3600.0
+# Keys of recently finished jobs, so a late repeat of their callback is a duplicate, not unknown.
+_RECENT_KEYS = 4096
+
+
+@dataclass
+class JobManagerStats:
+    """Counters of a manager: creates, polling, uploads and callbacks.
+
+    Attributes:
+        submit: creates sent, refused, requeued and reconciled.
+        poll: list pages and detail reads.
+        uploads: files uploaded (content shared by several jobs counts once).
+        callbacks: callback requests by outcome (see ``CallbackReceiver.outcomes``).
+    """
+
+    submit: SubmitStats
+    poll: PollStats
+    uploads: int = 0
+    callbacks: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Running:
+    """The background work of an open manager."""
+
+    group: TaskGroup
+    submitter: Submitter
+    poller: Poller
+    uploads: Uploads
+
+
+class _Completions:
+    """Handles in the order they finish; an async iterator for as_completed and map."""
+
+    def __init__(self) -> None:
+        self._done: deque[JobHandle] = deque()
+        self._wake = anyio.Event()
+
+    def add(self, handle: JobHandle) -> None:
+        self._done.append(handle)
+        self._wake.set()
+
+    async def next(self) -> JobHandle:
+        while not self._done:
+            await self._wake.wait()
+            self._wake = anyio.Event()
+        return self._done.popleft()
+
+
+class JobManager:
+    """Submits lip-sync jobs and tracks their tasks to the end, with a handful of API calls.
+
+    Example (an async service awaiting one job)::
+
+        async with AsyncChanjingClient() as client, JobManager(client) as jobs:
+            handle = await jobs.submit(LipSyncRequest.tts(video_id, text="你好",
+                                                          audio_man_id="C-..."))
+            task = await handle.wait()          # JobFailedError, JobTimeoutError ...
+            print(task.video_url)
+
+    Example (a batch)::
+
+        handles = await jobs.submit_many(requests)
+        async for handle in jobs.as_completed(handles):
+            print(handle.key, handle.stage, handle.error)
+
+    ``submit`` returns at once: the job waits in a FIFO queue for a create slot (10 per minute,
+    never a 40001) while the caller goes on. A create refused with 40001 puts the job back at
+    the head; an ambiguous create is reconciled through the task list before anything is sent
+    again (rules in ``chanjing_async._submit``). One shared poller reads every task in flight
+    through ``list`` pages, falling back to ``detail`` (``PollPolicy``).
+
+    Args:
+        client: an open client; its limiters pace every call.
+        poll: polling intervals and batching.
+        callbacks: a callback receiver; each create then carries a signed per-job URL.
+        job_timeout: seconds a created task may take before its job ends with
+            JobTimeoutError (the task itself is not cancelled; ``attach`` finds it again).
+        upload_concurrency: local files uploaded at once.
+        reconcile_settle: seconds to wait before a second look at the task list when an
+            ambiguous create seems to have created nothing.
+        reconcile_margin: seconds of clock difference allowed when matching ``create_time``.
+        max_create_attempts: creates refused (40001, no connection) before a job fails.
+
+    Raises:
+        ConfigurationError: a setting out of range.
+    """
+
+    def __init__(
+        self,
+        client: AsyncChanjingClient,
+        *,
+        poll: PollPolicy | None = None,
+        callbacks: CallbackReceiver | None = None,
+        job_timeout: float = 7200.0,
+        upload_concurrency: int = 4,
+        reconcile_settle: float = 5.0,
+        reconcile_margin: float = 2.0,
+        max_create_attempts: int = 10,
+    ) -> None:
+        _check_seconds("job_timeout", job_timeout, allow_zero=False)
+        _check_seconds("reconcile_settle", reconcile_settle, allow_zero=True)
+        _check_seconds("reconcile_margin", reconcile_margin, allow_zero=True)
+        for name, count in (
+            ("upload_concurrency", upload_concurrency),
+            ("max_create_attempts", max_create_attempts),
+        ):
+            if type(count) is not int or count < 1:
+                raise ConfigurationError(f"{name}={count!r}: must be an integer >= 1")
+        self._client = client
+        self._policy = poll or PollPolicy()
+        self._callbacks = callbacks
+        self._job_timeout = float(job_timeout)
+        self._upload_concurrency = upload_concurrency
+        self._reconcile = (float(reconcile_settle), float(reconcile_margin))
+        self._max_create_attempts = max_create_attempts
+        self._state: Literal["unopened", "open", "closed"] = "unopened"
+        self._running: _Running | None = None
+        self._handles: dict[str, JobHandle] = {}
+        self._recent: OrderedDict[str, None] = OrderedDict()
+        self._timeouts: dict[str, float] = {}
+        self._prepared: dict[str, LipSyncRequest] = {}
+        self._uploading: dict[str, anyio.CancelScope] = {}
+        self._owned: set[str] = set()
+        self._owned_log: deque[tuple[float, str]] = deque()
+
+    def __repr__(self) -> str:
+        return f"<JobManager {self._state} jobs={len(self._handles)}>"
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> JobManager:
+        if self._state != "unopened":
+            raise RuntimeError(f"JobManager cannot be reopened (it is {self._state})")
+        limiter = self._client.limiters.create  # raises if the client is not open
+        settle, margin = self._reconcile
+        submitter = Submitter(
+            self._client.lip_sync,
+            limiter,
+            request_of=self._request_of,
+            owned=self._owned.__contains__,
+            on_created=self._created,
+            on_failed=self._failed,
+            settle=settle,
+            margin=margin,
+            max_attempts=self._max_create_attempts,
+        )
+        poller = Poller(self._client.lip_sync, self._policy, on_untracked=self._forget)
+        group = anyio.create_task_group()
+        await group.__aenter__()
+        uploads = Uploads(self._client.files, group, concurrency=self._upload_concurrency)
+        try:
+            if self._callbacks is not None:
+                self._callbacks.bind(self._on_callback)
+                if self._callbacks.serve:
+                    await self._callbacks.start()
+        except BaseException:
+            group.cancel_scope.cancel()
+            await group.__aexit__(None, None, None)
+            raise
+        group.start_soon(submitter.run)
+        group.start_soon(poller.run)
+        self._running = _Running(group, submitter, poller, uploads)
+        self._state = "open"
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        """Stop the background work; every unfinished job ends as cancelled.
+
+        Creates already in flight finish first (at most one request timeout), so a task they
+        create is recorded on its handle (``task_id``) instead of being lost.
+        """
+        self._state = "closed"
+        for handle in list(self._handles.values()):
+            handle.cancelled("the JobManager closed before the job finished")
+        running, self._running = self._running, None
+        assert running is not None
+        try:
+            running.group.cancel_scope.cancel()
+            return await running.group.__aexit__(exc_type, exc, tb)
+        finally:
+            if self._callbacks is not None:
+                self._callbacks.unbind()
+                await self._callbacks.stop()
+
+    def _require_open(self) -> _Running:
+        if self._running is None:
+            state = "closed" if self._state == "closed" else "not open yet"
+            raise RuntimeError(f"JobManager is {state}: use 'async with JobManager(...)'")
+        return self._running
+
+    # -- submitting --------------------------------------------------------------------------
+
+    async def submit(self, job: Job, *, timeout: float | None = None) -> JobHandle:
+        """Queue a job and return its handle at once (before the task is created).
+
+        Args:
+            job: a LipSyncRequest (file ids), a LipSyncJob (local files, uploaded first) or
+                a mapping of create fields.
+            timeout: this job's deadline once created, instead of the manager's job_timeout.
+
+        Raises:
+            InvalidInputError: the job is invalid; nothing was queued or sent.
+            RuntimeError: the manager is not open.
+        """
+        running = self._require_open()
+        checked = _checked(job)
+        _check_timeout(timeout)
+        return self._enqueue(running, checked, timeout)
+
+    async def submit_many(
+        self, jobs: Iterable[Job], *, timeout: float | None = None
+    ) -> list[JobHandle]:
+        """Queue many jobs; every job is validated before any is queued.
+
+        Raises:
+            InvalidInputError: a job is invalid (its index is in the field name); nothing was
+                queued.
+        """
+        running = self._require_open()
+        checked: list[LipSyncRequest | LipSyncJob] = []
+        for index, job in enumerate(jobs):
+            try:
+                checked.append(_checked(job))
+            except InvalidInputError as exc:
+                field = f"jobs[{index}].{exc.field}"
+                raise InvalidInputError(field, exc.value, exc.allowed) from None
+        _check_timeout(timeout)
+        return [self._enqueue(running, job, timeout) for job in checked]
+
+    async def map(
+        self,
+        jobs: Iterable[Job] | AsyncIterable[Job],
+        *,
+        window: int = 100,
+        timeout: float | None = None,
+    ) -> AsyncIterator[JobHandle]:
+        """Submit jobs lazily, at most ``window`` unfinished at a time; yield each as it ends.
+
+        For batches too large to queue at once (a generator over a big manifest): the next
+        job is only read when one ends. Yielded handles are done; call ``result()`` on them.
+
+        Raises:
+            InvalidInputError: when the iterator yields an invalid job; jobs already
+                submitted go on.
+        """
+        if type(window) is not int or window < 1:
+            raise InvalidInputError("window", window, "must be an integer >= 1")
+        source = _aiter(jobs)
+        completions = _Completions()
+        unfinished = 0
+        exhausted = False
+        while True:
+            while not exhausted and unfinished < window:
+                try:
+                    job = await source.__anext__()
+                except StopAsyncIteration:
+                    exhausted = True
+                    break
+                handle = await self.submit(job, timeout=timeout)
+                handle.add_done_listener(completions.add)
+                unfinished += 1
+            if unfinished == 0:
+                return
+            yield await completions.next()
+            unfinished -= 1
+
+    async def as_completed(self, handles: Iterable[JobHandle]) -> AsyncIterator[JobHandle]:
+        """Yield the given handles as they finish (done ones first); each is done."""
+        completions = _Completions()
+        count = 0
+        for handle in handles:
+            handle.add_done_listener(completions.add)
+            count += 1
+        for _ in range(count):
+            yield await completions.next()
+
+    async def attach(self, task_id: str, *, timeout: float | None = None) -> JobHandle:
+        """Track a task created elsewhere (another process, an earlier run).
+
+        Its first read happens at once. An id the server does not know ends the job with
+        InvalidRequestError. Attaching a task this manager already tracks returns its handle.
+
+        Raises:
+            InvalidInputError: ``task_id`` is not a non-empty string.
+        """
+        running = self._require_open()
+        require_id("task_id", task_id)
+        _check_timeout(timeout)
+        for handle in self._handles.values():
+            if handle.task_id == task_id:
+                return handle
+        handle = JobHandle(
+            uuid.uuid4().hex, None, stage=JobStage.SUBMITTED, cancel=self._cancel, task_id=task_id
+        )
+        self._handles[handle.key] = handle
+        if timeout is not None:
+            self._timeouts[handle.key] = timeout
+        self._own(task_id)
+        self._track(running, handle, task_id, delay=0.0)
+        return handle
+
+    @property
+    def stats(self) -> JobManagerStats:
+        """Live counters (see :class:`JobManagerStats`)."""
+        running = self._require_open()
+        return JobManagerStats(
+            submit=running.submitter.stats,
+            poll=running.poller.stats,
+            uploads=running.uploads.uploaded,
+            callbacks=dict(self._callbacks.outcomes) if self._callbacks is not None else {},
+        )
+
+    @property
+    def unfinished(self) -> int:
+        """Jobs of this manager that have not ended."""
+        return len(self._handles)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _enqueue(
+        self, running: _Running, job: LipSyncRequest | LipSyncJob, timeout: float | None
+    ) -> JobHandle:
+        uploads = job.uploads() if isinstance(job, LipSyncJob) else []
+        stage = JobStage.UPLOADING if uploads else JobStage.QUEUED
+        handle = JobHandle(uuid.uuid4().hex, job, stage=stage, cancel=self._cancel)
+        self._handles[handle.key] = handle
+        if timeout is not None:
+            self._timeouts[handle.key] = timeout
+        if isinstance(job, LipSyncJob):
+            if uploads:
+                scope = anyio.CancelScope()
+                self._uploading[handle.key] = scope
+                running.group.start_soon(self._prepare, running, handle, job, uploads, scope)
+                return handle
+            self._prepared[handle.key] = job.template
+        running.submitter.push(handle)
+        return handle
+
+    async def _prepare(
+        self,
+        running: _Running,
+        handle: JobHandle,
+        job: LipSyncJob,
+        uploads: list[tuple[Path, str]],
+        scope: anyio.CancelScope,
+    ) -> None:
+        with scope:
+            try:
+                ids = {
+                    path: await running.uploads.file_id(path, service) for path, service in uploads
+                }
+            except ChanjingError as exc:
+                self._failed(handle, exc)
+                return
+            finally:
+                self._uploading.pop(handle.key, None)
+            self._prepared[handle.key] = job.to_request(ids)
+            handle.advance(JobStage.QUEUED)
+            running.submitter.push(handle)
+
+    def _request_of(self, handle: JobHandle) -> LipSyncRequest:
+        request = self._prepared.get(handle.key)
+        if request is None:
+            assert isinstance(handle.request, LipSyncRequest)
+            request = handle.request
+        if self._callbacks is not None and request.callback is None:
+            request = request.model_copy(update={"callback": self._callbacks.url_for(handle.key)})
+        return request
+
+    def _own(self, task_id: str) -> None:
+        now = time.monotonic()
+        self._owned.add(task_id)
+        self._owned_log.append((now, task_id))
+        while self._owned_log and self._owned_log[0][0] < now - _OWNERSHIP_HORIZON:
+            self._owned.discard(self._owned_log.popleft()[1])
+
+    def _created(self, handle: JobHandle, task_id: str) -> None:
+        self._own(task_id)
+        self._prepared.pop(handle.key, None)
+        handle.task_id = task_id
+        if handle.done:
+            return  # cancelled while its create was in flight: the id is kept, not tracked
+        handle.advance(JobStage.SUBMITTED)
+        if self._running is not None:
+            self._track(self._running, handle, task_id, delay=self._policy.first)
+
+    def _track(self, running: _Running, handle: JobHandle, task_id: str, *, delay: float) -> None:
+        timeout = self._timeouts.get(handle.key, self._job_timeout)
+        callback = self._callbacks is not None and (
+            not isinstance(handle.request, (LipSyncRequest, LipSyncJob))
+            or _request_callback(handle.request) is None
+        )
+        running.poller.track(handle, task_id, timeout=timeout, callback=callback, delay=delay)
+
+    def _failed(self, handle: JobHandle, error: Exception) -> None:
+        self._prepared.pop(handle.key, None)
+        handle.finish(JobStage.FAILED, error)
+        self._forget(handle)
+
+    def _cancel(self, handle: JobHandle) -> None:
+        running = self._running
+        if running is not None:
+            running.submitter.remove(handle)
+            if handle.task_id is not None:
+                running.poller.untrack(handle.task_id)
+        scope = self._uploading.pop(handle.key, None)
+        if scope is not None:
+            scope.cancel()
+        handle.cancelled("cancelled by the caller")
+        self._forget(handle)
+
+    def _forget(self, handle: JobHandle) -> None:
+        """Drop a finished job from the registries."""
+        if self._handles.pop(handle.key, None) is not None:
+            self._timeouts.pop(handle.key, None)
+            self._recent[handle.key] = None
+            if len(self._recent) > _RECENT_KEYS:
+                self._recent.popitem(last=False)
+
+    def _on_callback(self, key: str, task: LipSyncTask) -> Verdict:
+        handle = self._handles.get(key)
+        if handle is None or self._running is None:
+            return "duplicate" if key in self._recent else "unknown"
+        if task.id != handle.task_id:
+            return "mismatch"
+        return "accepted" if self._running.poller.confirm(task.id, task.status) else "duplicate"
+
+
+def _request_callback(request: LipSyncRequest | LipSyncJob) -> str | None:
+    return request.callback if isinstance(request, LipSyncRequest) else request.template.callback
+
+
+def _checked(job: object) -> LipSyncRequest | LipSyncJob:
+    if isinstance(job, (LipSyncRequest, LipSyncJob)):
+        return job
+    if isinstance(job, Mapping):
+        return LipSyncRequest(**job)
+    raise InvalidInputError(
+        "job", type(job).__name__, "must be a LipSyncRequest, a LipSyncJob or a mapping"
+    )
+
+
+def _check_seconds(name: str, value: object, *, allow_zero: bool) -> None:
+    """Raise ConfigurationError unless ``value`` is a finite number of seconds (> 0 or >= 0)."""
+    problem = _seconds_problem(value, allow_zero=allow_zero)
+    if problem:
+        raise ConfigurationError(f"{name}={value!r}: {problem}")
+
+
+def _check_timeout(value: float | None) -> None:
+    """A per-job ``timeout`` argument: None, or a finite number of seconds > 0."""
+    problem = None if value is None else _seconds_problem(value, allow_zero=False)
+    if problem:
+        raise InvalidInputError("timeout", value, problem)
+
+
+def _seconds_problem(value: object, *, allow_zero: bool) -> str | None:
+    if (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and (value >= 0 if allow_zero else value > 0)
+    ):
+        return None
+    return f"must be a finite number of seconds {'>= 0' if allow_zero else '> 0'}"
+
+
+async def _aiter(jobs: Iterable[Job] | AsyncIterable[Job]) -> AsyncIterator[Job]:
+    if isinstance(jobs, AsyncIterable):
+        async for job in jobs:
+            yield job
+    else:
+        for job in jobs:
+            yield job
