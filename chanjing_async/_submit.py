@@ -31,6 +31,7 @@ is the third case. The list's order only decides how soon paging stops (see ``_u
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections import deque
@@ -116,6 +117,8 @@ class Submitter:
         self._max_attempts = max_attempts
         self._queue: deque[JobHandle] = deque()
         self._attempts: dict[str, int] = {}
+        self._order: dict[str, int] = {}  # key -> place in the queue, kept when put back
+        self._counter = itertools.count()
         self._changed = anyio.Event()
         self._paused = False
         self._in_flight = 0
@@ -128,12 +131,23 @@ class Submitter:
         """Jobs waiting to be created."""
         return len(self._queue)
 
-    def push(self, handle: JobHandle, *, front: bool = False) -> None:
-        """Queue a job for creation (at the head when put back after a refusal)."""
-        if front:
-            self._queue.appendleft(handle)
-        else:
-            self._queue.append(handle)
+    def push(self, handle: JobHandle) -> None:
+        """Queue a job for creation, behind every job queued before it."""
+        self._order[handle.key] = next(self._counter)
+        self._queue.append(handle)
+        self._changed.set()
+
+    def _push_back(self, handle: JobHandle) -> None:
+        """Put a refused job back at the head, before every job queued after it.
+
+        Jobs refused together (10 creates in flight meet a 40001 burst) keep their order: each
+        goes before the first queued job that came after it.
+        """
+        order = self._order[handle.key]
+        index = 0
+        while index < len(self._queue) and self._order[self._queue[index].key] < order:
+            index += 1
+        self._queue.insert(index, handle)
         self._changed.set()
 
     def remove(self, handle: JobHandle) -> bool:
@@ -142,7 +156,12 @@ class Submitter:
             self._queue.remove(handle)
         except ValueError:
             return False
+        self._forget(handle)
         return True
+
+    def _forget(self, handle: JobHandle) -> None:
+        self._attempts.pop(handle.key, None)
+        self._order.pop(handle.key, None)
 
     async def run(self) -> None:
         """Start creates one after another, until cancelled."""
@@ -191,14 +210,18 @@ class Submitter:
             # TransportError here means the connection was never established.
             self._refused(handle, exc)
         except ChanjingError as exc:
-            self._on_failed(handle, exc)
+            self._fail(handle, exc)
         else:
             self._created(handle, task_id)
 
     def _created(self, handle: JobHandle, task_id: str) -> None:
-        self._attempts.pop(handle.key, None)
+        self._forget(handle)
         self.stats.created += 1
         self._on_created(handle, task_id)
+
+    def _fail(self, handle: JobHandle, error: Exception) -> None:
+        self._forget(handle)
+        self._on_failed(handle, error)
 
     def _refused(self, handle: JobHandle, exc: ChanjingError) -> None:
         """Nothing was created: put the job back at the head, unless it was refused too often."""
@@ -208,13 +231,12 @@ class Submitter:
         # A refused token is refreshed by the client before it raises: one more try is enough.
         limit = 2 if isinstance(exc, AuthenticationError) else self._max_attempts
         if attempts >= limit:
-            self._attempts.pop(handle.key, None)
-            self._on_failed(handle, exc)
+            self._fail(handle, exc)
             return
         self._attempts[handle.key] = attempts
         self.stats.requeued += 1
         logger.info("job %s: create refused (%s), first in line again", handle.key, exc)
-        self.push(handle, front=True)
+        self._push_back(handle)
 
     async def _reconcile(self) -> None:
         """Resolve every ambiguous create, then let creates go on (see the module doc)."""
@@ -247,13 +269,13 @@ class Submitter:
             return
         if found == []:
             # Nothing was created: back to the head, in their original order.
-            for handle, _ in reversed(pending):
+            for handle, _ in pending:
                 self.stats.resent += 1
-                self.push(handle, front=True)
+                self._push_back(handle)
             return
         for handle, exc in pending:
             self.stats.unresolved += 1
-            self._on_failed(
+            self._fail(
                 handle,
                 CreateOutcomeUnknown(
                     exc.reason if found is not None else "the task list could not be read",
