@@ -72,7 +72,7 @@ class PollPolicy:
     growth: float = 1.5
     callback_interval: float = 120.0
     batch_threshold: int = 2
-    page_size: int = 50
+    page_size: int = MAX_PAGE_SIZE
     jitter: float = 0.1
     error_backoff: float = 2.0
 

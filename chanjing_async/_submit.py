@@ -143,6 +143,9 @@ class Submitter:
         Jobs refused together (10 creates in flight meet a 40001 burst) keep their order: each
         goes before the first queued job that came after it.
         """
+        if handle.done:
+            self._forget(handle)  # cancelled while its create was in flight or reconciled
+            return
         order = self._order[handle.key]
         index = 0
         while index < len(self._queue) and self._order[self._queue[index].key] < order:
@@ -270,7 +273,7 @@ class Submitter:
         if found == []:
             # Nothing was created: back to the head, in their original order.
             for handle, _ in pending:
-                self.stats.resent += 1
+                self.stats.resent += not handle.done
                 self._push_back(handle)
             return
         for handle, exc in pending:

@@ -461,6 +461,7 @@ class JobManager:
         scope = self._uploading.pop(handle.key, None)
         if scope is not None:
             scope.cancel()
+        self._prepared.pop(handle.key, None)
         handle.cancelled("cancelled by the caller")
         self._forget(handle)
 

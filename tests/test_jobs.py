@@ -183,6 +183,23 @@ async def test_dropped_connection_before_create_resends_once_no_duplicate(
     assert all(handle.stage is JobStage.SUCCEEDED for handle in handles)
 
 
+async def test_a_job_cancelled_while_reconciled_is_not_resent(
+    emulator: EmulatorServer, client: AsyncChanjingClient, files: tuple[str, str]
+) -> None:
+    emulator.inject(Fault(endpoint="create", kind="drop_before", count=1))
+    async with manager(client, reconcile_settle=0.5) as jobs:
+        handle = await jobs.submit(request(files[0], 0))
+        await anyio.sleep(0.2)  # the create is sent at once and dropped
+        assert jobs.stats.submit.ambiguous == 1
+        handle.cancel()
+        await anyio.sleep(0.8)  # past the settle time: reconciliation has found nothing
+        stats = jobs.stats.submit
+    assert stats.resent == 0
+    assert stats.sent == 1
+    assert emulator.state.stats()["tasks_created"] == 0
+    assert handle.stage is JobStage.CANCELLED
+
+
 async def test_an_unowned_task_in_the_window_is_never_guessed(
     emulator: EmulatorServer, client: AsyncChanjingClient, files: tuple[str, str]
 ) -> None:
