@@ -369,3 +369,6 @@ class Poller:
             record.confirming = False
         if self._tracked.get(record.task_id) is record:
             self._apply(record, task)
+            # Still running: whatever a callback claimed was not true (yet), so the next
+            # callback for that status is a new hint, not a duplicate.
+            record.reported = None

@@ -40,6 +40,8 @@ logger = logging.getLogger("chanjing_async")
 Verdict = Literal["accepted", "duplicate", "unknown", "mismatch"]
 """What a manager made of a callback: acted on, repeat, no such job, another task's id."""
 
+_DEFAULT_PREFIX = "/chanjing/callbacks"
+
 _STATUS_OF_VERDICT: dict[Verdict, int] = {
     "accepted": 200,
     "duplicate": 200,
@@ -65,7 +67,8 @@ class CallbackReceiver:
 
     Args:
         public_url: base URL the callbacks are sent to; job URLs are ``<public_url>/<key>``.
-            Standalone, it defaults to ``http://<host>:<bound port>``.
+            Standalone, the server serves the path of ``public_url`` (``/chanjing/callbacks``
+            if it has none), and it defaults to ``http://<host>:<bound port>/chanjing/callbacks``.
         host: interface of the standalone server.
         port: port of the standalone server (0 picks a free one).
         serve: run the standalone server; False when mounted in your app.
@@ -182,7 +185,14 @@ class CallbackReceiver:
         if declared is not None and declared > self._max_body:
             body = b"\0" * (self._max_body + 1)  # judged too large without reading it
         else:
-            body = await request.content.read(self._max_body + 1)
+            # read(n) returns what has arrived so far: keep reading until the end or the cap.
+            chunks = bytearray()
+            while len(chunks) <= self._max_body:
+                chunk = await request.content.read(self._max_body + 1 - len(chunks))
+                if not chunk:
+                    break
+                chunks += chunk
+            body = bytes(chunks)
         status = self.receive(
             request.match_info["key"],
             request.query.get("sig", ""),
@@ -194,8 +204,10 @@ class CallbackReceiver:
 
     async def start(self) -> None:
         """Start the standalone server (the JobManager does this when it opens)."""
+        prefix = urlsplit(self._public_url).path.rstrip("/") if self._public_url else ""
+        prefix = prefix or _DEFAULT_PREFIX
         root = web.Application()
-        root.add_subapp("/chanjing/callbacks", self.aiohttp_app())
+        root.add_subapp(prefix, self.aiohttp_app())
         # No access log: its request lines would carry each URL's signature.
         self._runner = web.AppRunner(root, access_log=None)
         await self._runner.setup()
@@ -203,7 +215,7 @@ class CallbackReceiver:
         await site.start()
         port = self._runner.addresses[0][1]
         if self._public_url is None:
-            self._public_url = f"http://{self._host}:{port}/chanjing/callbacks"
+            self._public_url = f"http://{self._host}:{port}{_DEFAULT_PREFIX}"
         self._port = port
 
     async def stop(self) -> None:

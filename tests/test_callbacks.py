@@ -310,13 +310,19 @@ async def test_a_stolen_url_cannot_fake_a_result(quiet: Quiet) -> None:
         assert handle.last is not None
         read = handle.last
         done = handle.done
+        # The forgery did not use up the status: the real callback, once the task has ended,
+        # is a new hint (not a duplicate) and finishes the job at once.
+        real = await ended_on_server(quiet.client, task_id)
+        assert await post(receiver.url_for(handle.key), envelope(real)) == 200
+        finished = await handle.wait(timeout=2)
     assert status == 200
-    assert receiver.outcomes == {"accepted": 1}
+    assert receiver.outcomes == {"accepted": 2}
     assert detail_calls == 1
-    # The handle follows what detail answered, not what the body claimed.
+    # The handle followed what detail answered, not what the body claimed.
     assert not done
     assert read.status in (TaskStatus.QUEUED, TaskStatus.GENERATING)
     assert read.video_url == ""
+    assert finished.video_url.startswith(quiet.emulator.base_url)
 
 
 async def test_a_repeated_callback_is_acknowledged_and_read_once(quiet: Quiet) -> None:
