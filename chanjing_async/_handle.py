@@ -28,7 +28,7 @@ class JobStage(str, Enum):
     UPLOADING = "uploading"
     """Its local files are being uploaded."""
     QUEUED = "queued"
-    """Waiting for a create slot (10 per minute), or being created."""
+    """Waiting for a create slot (10 per minute), or its create is on the wire."""
     SUBMITTED = "submitted"
     """Created; the server has not started generating (task status 0)."""
     GENERATING = "generating"
@@ -235,8 +235,13 @@ class JobHandle:
         return _EventStream(self, subscriber)
 
     def cancel(self) -> None:
-        """Cancel the job: one not created yet never will be; a created task keeps running on
-        the server but is no longer tracked (``task_id`` names it). No effect once done."""
+        """Cancel the job; no effect once done.
+
+        A job waiting for its create slot (or uploading) is never created. A created task keeps
+        running on the server but is no longer tracked (``task_id`` names it). A create already
+        on the wire cannot be called back: if it creates the task, ``task_id`` (on the handle
+        and on the JobCancelledError) is set when its answer arrives.
+        """
         if not self.done:
             self._cancel(self)
 

@@ -347,22 +347,28 @@ class Poller:
             page += 1
         return [record for record in due if record.task_id in wanted]
 
+    def _retry_later(self, record: _Tracked, error: Exception) -> None:
+        logger.warning("reading task %s failed, will retry: %s", record.task_id, error)
+        if self._tracked.get(record.task_id) is record:
+            self._schedule(record, self._policy.error_backoff)
+
     async def _detail(self, record: _Tracked) -> None:
         try:
             async with self._reads:
                 task = await self._lip_sync.get(record.task_id)
         except InvalidRequestError as exc:
-            # 40000 for this id: the server does not know the task (a wrong id given to
-            # attach). Not a passing poll failure, so the job ends with it.
             self.stats.errors += 1
-            record.handle.finish(None, exc)
-            self._forget(record)
+            if record.handle.request is None and record.handle.last is None:
+                # 40000 for an id given to attach and never read: a wrong id, not a passing
+                # failure, so the job ends with it. For a task we created, retry as below.
+                record.handle.finish(None, exc)
+                self._forget(record)
+                return
+            self._retry_later(record, exc)
             return
         except ChanjingError as exc:
             self.stats.errors += 1
-            logger.warning("reading task %s failed, will retry: %s", record.task_id, exc)
-            if self._tracked.get(record.task_id) is record:
-                self._schedule(record, self._policy.error_backoff)
+            self._retry_later(record, exc)
             return
         finally:
             self.stats.detail_calls += 1

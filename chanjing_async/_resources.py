@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -152,8 +154,39 @@ class Files(_Resource):
         raise UploadError(file_id, status, f"not ready after {timeout:g} s")
 
 
+# Task ids this client created are remembered this long: only tasks created around an
+# ambiguous create matter when it is reconciled.
+_CREATED_HORIZON = 3600.0
+
+
 class LipSync(_Resource):
     """Lip-sync tasks: create, read, list, wait and download."""
+
+    def __init__(self, api: Callable[[], Api]) -> None:
+        super().__init__(api)
+        self._created: OrderedDict[str, float] = OrderedDict()  # task id -> monotonic time
+        self._creates_started = 0
+        self._creates_in_flight = 0
+
+    def created_here(self, task_id: str) -> bool:
+        """True if this client created ``task_id`` within the last hour (its create returned)."""
+        return task_id in self._created
+
+    @property
+    def creates_started(self) -> int:
+        """Creates this client has started to send, whatever their outcome."""
+        return self._creates_started
+
+    @property
+    def creates_in_flight(self) -> int:
+        """Creates sent by this client whose answer has not come back yet."""
+        return self._creates_in_flight
+
+    def _remember(self, task_id: str) -> None:
+        now = time.monotonic()
+        self._created[task_id] = now
+        while next(iter(self._created.values())) < now - _CREATED_HORIZON:
+            self._created.popitem(last=False)
 
     async def create(
         self, request: LipSyncRequest | Mapping[str, Any], *, slot: Slot | None = None
@@ -179,9 +212,15 @@ class LipSync(_Resource):
         fields = request.model_dump() if isinstance(request, LipSyncRequest) else request
         body = LipSyncRequest(**fields).to_wire()
         api = self._api()
-        task_id: str = await api.transport.call(
-            ep.LIP_SYNC_CREATE, json=body, auth=api.auth, slot=slot
-        )
+        self._creates_started += 1
+        self._creates_in_flight += 1
+        try:
+            task_id: str = await api.transport.call(
+                ep.LIP_SYNC_CREATE, json=body, auth=api.auth, slot=slot
+            )
+        finally:
+            self._creates_in_flight -= 1
+        self._remember(task_id)
         return task_id
 
     async def get(self, task_id: str) -> LipSyncTask:

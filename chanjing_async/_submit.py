@@ -9,7 +9,8 @@ cancellation: a create cut off mid-flight would make its outcome unknown.
 
 **Refusals that prove nothing was created** put the job back at the head of the queue:
 40001 (the client has already pushed the limiter back by a window), a connection that was
-never established, and a refused token (refreshed by the client; once per job).
+never established (creates then pause for the client's retry backoff, growing with the job's
+refusals) and a refused token (refreshed by the client; once per job).
 
 **Ambiguous creates** (``CreateOutcomeUnknown``: a timeout, a dropped connection, a gateway
 page, 50000) pause new creates. Once no create is in flight, the task list is read for tasks
@@ -24,15 +25,22 @@ there is to match on):
   ``CreateOutcomeUnknown`` listing the candidate ids. We never guess: a wrong adoption would
   hand one job another's video.
 
-Pausing keeps the match unique: while one create is unexplained no other starts. Another
-program creating on the same app id in that window can still make the list ambiguous, which
-is the third case. The list's order only decides how soon paging stops (see ``_unowned``).
+Pausing keeps the match unique: while one create is unexplained this manager starts no other,
+and the list is read only while no create of the client is in flight (another manager's
+included), so every task the client created is known when the list is judged. The whole list
+is read, whatever its order; a reading that is not whole settles nothing (see ``_unowned``).
+
+What this cannot see: another *process* or program creating on the same app id inside that
+window. Two such tasks are the third case; one such task while ours was never created would
+be adopted by mistake. Run one process per app id, or give it its own app id, when creates can
+become ambiguous.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import math
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -61,8 +69,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("chanjing_async")
 
-# Pages of the task list read per reconciliation before giving up, whatever the order.
+# Whole readings of the task list tried per reconciliation before giving up.
 _RECONCILE_ATTEMPTS = 5
+_QUIET_POLL = 0.02
 
 
 @dataclass
@@ -105,6 +114,7 @@ class Submitter:
         settle: float,
         margin: float,
         max_attempts: int,
+        backoff: Callable[[int], float],
     ) -> None:
         self._lip_sync = lip_sync
         self._limiter = limiter
@@ -115,14 +125,15 @@ class Submitter:
         self._settle = settle
         self._margin = margin
         self._max_attempts = max_attempts
+        self._backoff = backoff
         self._queue: deque[JobHandle] = deque()
-        self._attempts: dict[str, int] = {}
+        self._attempts: dict[str, int] = {}  # refusals by 40001 or no connection, per job
+        self._auth_retried: set[str] = set()
         self._order: dict[str, int] = {}  # key -> place in the queue, kept when put back
         self._counter = itertools.count()
         self._changed = anyio.Event()
         self._paused = False
-        self._in_flight = 0
-        self._idle = anyio.Event()
+        self._not_before = 0.0  # monotonic time before which no create starts (backoff)
         self._unknown: list[tuple[JobHandle, CreateOutcomeUnknown]] = []
         self.stats = SubmitStats()
 
@@ -164,6 +175,7 @@ class Submitter:
 
     def _forget(self, handle: JobHandle) -> None:
         self._attempts.pop(handle.key, None)
+        self._auth_retried.discard(handle.key)
         self._order.pop(handle.key, None)
 
     async def run(self) -> None:
@@ -173,6 +185,7 @@ class Submitter:
                 while self._paused or not self._queue:
                     self._changed = anyio.Event()
                     await self._changed.wait()
+                await anyio.sleep(max(0.0, self._not_before - time.monotonic()))
                 admitted = anyio.Event()
                 group.start_soon(self._create_next, admitted, group)
                 await admitted.wait()
@@ -185,15 +198,9 @@ class Submitter:
                     return
                 handle = self._queue.popleft()
                 admitted.set()
-                self._in_flight += 1
-                try:
-                    # Shielded: a create cancelled mid-flight would leave its outcome unknown.
-                    with anyio.CancelScope(shield=True):
-                        await self._send(handle, slot, group)
-                finally:
-                    self._in_flight -= 1
-                    if self._in_flight == 0:
-                        self._idle.set()
+                # Shielded: a create cancelled mid-flight would leave its outcome unknown.
+                with anyio.CancelScope(shield=True):
+                    await self._send(handle, slot, group)
         finally:
             admitted.set()
 
@@ -228,15 +235,24 @@ class Submitter:
 
     def _refused(self, handle: JobHandle, exc: ChanjingError) -> None:
         """Nothing was created: put the job back at the head, unless it was refused too often."""
-        if isinstance(exc, RateLimitError):
-            self.stats.rate_limited += 1
-        attempts = self._attempts.get(handle.key, 0) + 1
-        # A refused token is refreshed by the client before it raises: one more try is enough.
-        limit = 2 if isinstance(exc, AuthenticationError) else self._max_attempts
-        if attempts >= limit:
-            self._fail(handle, exc)
-            return
-        self._attempts[handle.key] = attempts
+        if isinstance(exc, AuthenticationError):
+            # The client refreshed the refused token before raising: one more try is enough.
+            if handle.key in self._auth_retried:
+                self._fail(handle, exc)
+                return
+            self._auth_retried.add(handle.key)
+        else:
+            attempts = self._attempts.get(handle.key, 0) + 1
+            if attempts >= self._max_attempts:
+                self._fail(handle, exc)
+                return
+            self._attempts[handle.key] = attempts
+            if isinstance(exc, RateLimitError):
+                # The client has pushed the limiter back by a window: that is the wait.
+                self.stats.rate_limited += 1
+            else:
+                # No connection: back off (growing) before the next create, whichever job.
+                self._not_before = time.monotonic() + self._backoff(attempts)
         self.stats.requeued += 1
         logger.info("job %s: create refused (%s), first in line again", handle.key, exc)
         self._push_back(handle)
@@ -244,11 +260,10 @@ class Submitter:
     async def _reconcile(self) -> None:
         """Resolve every ambiguous create, then let creates go on (see the module doc)."""
         try:
-            while self._in_flight:
-                self._idle = anyio.Event()
-                await self._idle.wait()
+            await self._quiet()
             pending, self._unknown = self._unknown, []
-            start = min(exc.sent_at for _, exc in pending) - self._margin
+            # create_time is whole server seconds: round the window's start down.
+            start = math.floor(min(exc.sent_at for _, exc in pending) - self._margin)
             end = max(exc.gave_up_at for _, exc in pending) + self._margin
             found = await self._unowned(start, end)
             if found == []:
@@ -258,6 +273,16 @@ class Submitter:
         finally:
             self._paused = False
             self._changed.set()
+
+    async def _quiet(self) -> None:
+        """Wait until no create of this client is in flight (any manager's, or a direct one).
+
+        Polled rather than signalled: creates are at most ten a minute.
+        """
+        while True:
+            if not self._lip_sync.creates_in_flight:
+                return
+            await anyio.sleep(_QUIET_POLL)
 
     def _resolve(
         self, pending: list[tuple[JobHandle, CreateOutcomeUnknown]], found: list[str] | None
@@ -291,33 +316,38 @@ class Submitter:
             )
 
     async def _unowned(self, start: float, end: float) -> list[str] | None:
-        """Ids of tasks created in [start, end] that no job owns; None if the list failed.
+        """Ids of tasks created in [start, end] that nobody here owns; None if unsure.
 
-        Pages are read until the last one, or until a page ends before ``start`` while
-        every page so far was sorted newest first (the only order that lets us stop early).
+        Only a complete reading counts: every page, as many distinct tasks as the list says it
+        holds, and no create of this client started meanwhile (its task could be on a page
+        before its id came back). The list's order plays no part. After a few incomplete
+        readings (an unstable order, tasks created elsewhere meanwhile, errors) the answer is
+        None, and the job fails with CreateOutcomeUnknown rather than risk a duplicate.
         """
         for attempt in range(_RECONCILE_ATTEMPTS):
+            await self._quiet()
+            started = self._lip_sync.creates_started
             try:
-                return await self._scan(start, end)
+                found, complete = await self._scan(start, end)
             except ChanjingError as exc:
                 logger.warning("reconciliation: listing tasks failed (%s)", exc)
-                await anyio.sleep(self._settle * (attempt + 1) / _RECONCILE_ATTEMPTS)
+            else:
+                if complete and self._lip_sync.creates_started == started:
+                    return found
+            await anyio.sleep(self._settle * (attempt + 1) / _RECONCILE_ATTEMPTS)
         return None
 
-    async def _scan(self, start: float, end: float) -> list[str]:
+    async def _scan(self, start: float, end: float) -> tuple[list[str], bool]:
+        """Read every page: the unowned tasks in the window, and whether the reading was whole."""
         found: dict[str, None] = {}
-        newest_first = True
-        previous = float("inf")
+        seen: set[str] = set()
         page = 1
         while True:
             result = await self._lip_sync.list(page=page, page_size=MAX_PAGE_SIZE)
             for task in result.items:
-                newest_first = newest_first and task.create_time <= previous
-                previous = task.create_time
+                seen.add(task.id)
                 if start <= task.create_time <= end and not self._owned(task.id):
                     found[task.id] = None
             if not result.items or page >= result.page_info.total_page:
-                return list(found)
-            if newest_first and previous < start:
-                return list(found)
+                return list(found), len(seen) >= result.page_info.total_count
             page += 1

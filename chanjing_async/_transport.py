@@ -220,7 +220,9 @@ class Transport:
                 if isinstance(exc, RequestTimeoutError):
                     # The request may still reach the server after we gave up: keep counting it.
                     held.hold(self._timeouts.total)
-                if create and exc.sent:
+                if not exc.sent:
+                    held.discard()  # nothing left this machine: the server counted nothing
+                elif create:
                     raise _unknown(exc, endpoint, sent_at, json) from None
                 raise
         try:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from typing import TYPE_CHECKING
 
 import anyio
+
+from .errors import InvalidInputError
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -15,6 +18,8 @@ if TYPE_CHECKING:
     from ._resources import Files
 
 _CHUNK = 1 << 20
+# An uploaded file is reused this long; Chanjing deletes files after 30 days (reference §4).
+_REUSE_FOR = 7 * 86400.0
 
 
 def _digest(path: Path) -> str:
@@ -26,9 +31,10 @@ def _digest(path: Path) -> str:
 
 
 class _Upload:
-    __slots__ = ("done", "error", "file_id")
+    __slots__ = ("at", "done", "error", "file_id")
 
     def __init__(self) -> None:
+        self.at = time.monotonic()
         self.done = anyio.Event()
         self.file_id: str | None = None
         self.error: BaseException | None = None
@@ -57,9 +63,23 @@ class Uploads:
         Raises:
             UploadError, InvalidInputError, ChanjingError: the upload failed.
         """
-        digest = await anyio.to_thread.run_sync(_digest, path)
+        try:
+            digest = await anyio.to_thread.run_sync(_digest, path)
+        except OSError as exc:
+            # Checked when the job was built, but gone or unreadable since.
+            reason = exc.strerror or type(exc).__name__
+            raise InvalidInputError(
+                "path", str(path), f"must be a readable file ({reason})"
+            ) from None
         key = (digest, service)
         upload = self._known.get(key)
+        if (
+            upload is not None
+            and upload.done.is_set()
+            and upload.at < time.monotonic() - _REUSE_FOR
+        ):
+            del self._known[key]  # Chanjing deletes files after 30 days: upload it again
+            upload = None
         if upload is None:
             upload = self._known[key] = _Upload()
             self._task_group.start_soon(self._upload, key, upload, path)

@@ -63,7 +63,8 @@ class CallbackReceiver:
     Mounted (``serve=False``), your own server routes the requests: aiohttp with
     ``app.add_subapp("/chanjing", receiver.aiohttp_app())``, or any ASGI framework by mounting
     ``receiver.asgi`` at that path. ``public_url`` is then required: the URL Chanjing can reach
-    that prefix at.
+    that prefix at. Your server's access log then records each URL with its signature; keep
+    that log private, or drop the query from it (the standalone server logs no access).
 
     Args:
         public_url: base URL the callbacks are sent to; job URLs are ``<public_url>/<key>``.
@@ -147,7 +148,8 @@ class CallbackReceiver:
 
     def receive(self, key: str, sig: str, method: str, content_type: str, body: bytes) -> int:
         """Judge one callback request and return the HTTP status to answer."""
-        if not hmac.compare_digest(self._sign(key), sig):
+        # Bytes, not str: compare_digest refuses non-ASCII str, which anyone could send.
+        if not hmac.compare_digest(self._sign(key).encode(), sig.encode("utf-8", "replace")):
             return self._count("forged", 404)
         if method != "POST":
             return self._count("bad_method", 405)

@@ -10,6 +10,7 @@ poller when Chanjing reports a task's end. Leaving the ``async with`` block stop
 from __future__ import annotations
 
 import math
+import random
 import time
 import uuid
 from collections import OrderedDict, deque
@@ -25,7 +26,7 @@ from ._poller import Poller, PollPolicy, PollStats
 from ._resources import require_id
 from ._submit import SubmitStats, Submitter
 from ._uploads import Uploads
-from .errors import ChanjingError, ConfigurationError, InvalidInputError
+from .errors import ConfigurationError, InvalidInputError, JobError
 from .models import LipSyncRequest
 
 if TYPE_CHECKING:
@@ -150,6 +151,9 @@ class JobManager:
         _check_seconds("job_timeout", job_timeout, allow_zero=False)
         _check_seconds("reconcile_settle", reconcile_settle, allow_zero=True)
         _check_seconds("reconcile_margin", reconcile_margin, allow_zero=True)
+        if reconcile_margin < 1:
+            # create_time is whole server seconds: less than 1 s could miss our own task.
+            raise ConfigurationError(f"reconcile_margin={reconcile_margin!r}: must be >= 1")
         for name, count in (
             ("upload_concurrency", upload_concurrency),
             ("max_create_attempts", max_create_attempts),
@@ -187,12 +191,13 @@ class JobManager:
             self._client.lip_sync,
             limiter,
             request_of=self._request_of,
-            owned=self._owned.__contains__,
+            owned=self._owns,
             on_created=self._created,
             on_failed=self._failed,
             settle=settle,
             margin=margin,
             max_attempts=self._max_create_attempts,
+            backoff=lambda attempt: self._client.retry.delay(attempt, random.random()),
         )
         poller = Poller(self._client.lip_sync, self._policy, on_untracked=self._forget)
         group = anyio.create_task_group()
@@ -218,7 +223,7 @@ class JobManager:
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> bool | None:
+    ) -> None:
         """Stop the background work; every unfinished job ends as cancelled.
 
         Creates already in flight finish first (at most one request timeout), so a task they
@@ -231,7 +236,10 @@ class JobManager:
         assert running is not None
         try:
             running.group.cancel_scope.cancel()
-            return await running.group.__aexit__(exc_type, exc, tb)
+            # The body's own exception is not handed to the task group, which would wrap it
+            # in an ExceptionGroup: it propagates as raised. Errors of the background work
+            # (bugs) still surface from here.
+            await running.group.__aexit__(None, None, None)
         finally:
             if self._callbacks is not None:
                 self._callbacks.unbind()
@@ -404,7 +412,7 @@ class JobManager:
                 ids = {
                     path: await running.uploads.file_id(path, service) for path, service in uploads
                 }
-            except ChanjingError as exc:
+            except Exception as exc:  # any failure of its files fails this job only
                 self._failed(handle, exc)
                 return
             finally:
@@ -422,6 +430,10 @@ class JobManager:
             request = request.model_copy(update={"callback": self._callbacks.url_for(handle.key)})
         return request
 
+    def _owns(self, task_id: str) -> bool:
+        # Tasks of the whole client count: another manager's, or a direct create's.
+        return task_id in self._owned or self._client.lip_sync.created_here(task_id)
+
     def _own(self, task_id: str) -> None:
         now = time.monotonic()
         self._owned.add(task_id)
@@ -434,16 +446,22 @@ class JobManager:
         self._prepared.pop(handle.key, None)
         handle.task_id = task_id
         if handle.done:
-            return  # cancelled while its create was in flight: the id is kept, not tracked
+            # Cancelled while its create was in flight: the task exists (and is billed), so
+            # its id goes on the handle and on the error wait() raises; it is not tracked.
+            if isinstance(handle.error, JobError):
+                handle.error.task_id = task_id
+            return
         handle.advance(JobStage.SUBMITTED)
         if self._running is not None:
             self._track(self._running, handle, task_id, delay=self._policy.first)
 
     def _track(self, running: _Running, handle: JobHandle, task_id: str, *, delay: float) -> None:
         timeout = self._timeouts.get(handle.key, self._job_timeout)
-        callback = self._callbacks is not None and (
-            not isinstance(handle.request, (LipSyncRequest, LipSyncJob))
-            or _request_callback(handle.request) is None
+        # Only a job we created with our own URL gets callbacks; an attached task never does.
+        callback = (
+            self._callbacks is not None
+            and handle.request is not None
+            and _request_callback(handle.request) is None
         )
         running.poller.track(handle, task_id, timeout=timeout, callback=callback, delay=delay)
 

@@ -279,6 +279,7 @@ async def test_a_forged_callback_is_a_bare_404_and_changes_nothing(
             with_query(url, "sig=" + flipped),
             with_query(url, "sig=" + good.upper()),
             with_query(url, ""),
+            with_query(url, "sig=%C3%A9" + good[2:]),  # not ASCII: still a bare 404, not a 500
             # A URL minted by another receiver (another secret) for this very job.
             CallbackReceiver(receiver.public_url, serve=False).url_for(handle.key),
         ]
@@ -288,9 +289,9 @@ async def test_a_forged_callback_is_a_bare_404_and_changes_nothing(
         unknown = await answer(receiver.url_for(uuid.uuid4().hex), body)
         after = snapshot(handle)
         detail_calls = jobs.stats.poll.detail_calls
-    assert answers == [(404, b"")] * 5
+    assert answers == [(404, b"")] * 6
     assert unknown == (404, b"")
-    assert receiver.outcomes == {"forged": 5, "unknown": 1}
+    assert receiver.outcomes == {"forged": 6, "unknown": 1}
     assert after == before
     assert before[:4] == (JobStage.SUBMITTED, 0, None, False)
     assert detail_calls == 0  # nothing woke the poller

@@ -27,6 +27,7 @@ from chanjing_async import (
     LipSyncJob,
     LipSyncRequest,
     PollPolicy,
+    Rate,
     RateLimits,
 )
 from chanjing_async.emulator import EmulatorServer, Fault
@@ -199,7 +200,9 @@ async def test_an_unowned_task_in_the_window_is_never_guessed(
 ) -> None:
     # Another program creates a task on the same account at the same moment as an ambiguous
     # create: two candidates for one job, so the job fails with both ids rather than guessing.
-    other = await client.lip_sync.create(request(files[0], 99))
+    async with make_client(emulator.base_url) as elsewhere:
+        other = await elsewhere.lip_sync.create(request(files[0], 99))
+    await client.voices.list()  # its token was replaced by the other client's: renew it
     emulator.inject(Fault(endpoint="create", kind="drop_after", count=1))
     async with manager(client) as jobs:
         handle = await jobs.submit(request(files[0], 0))
@@ -209,6 +212,47 @@ async def test_an_unowned_task_in_the_window_is_never_guessed(
     assert other in caught.value.candidates
     assert len(caught.value.candidates) == 2
     assert emulator.state.stats()["tasks_created"] == 2  # nothing resent
+
+
+async def test_tasks_this_client_created_elsewhere_are_never_adopted(
+    emulator: EmulatorServer, client: AsyncChanjingClient, files: tuple[str, str]
+) -> None:
+    # A direct create on the same client lands in the window of an ambiguous create that
+    # created nothing: it is the client's own task, so the job is resent, not given that task.
+    mine = await client.lip_sync.create(request(files[0], 99))
+    emulator.inject(Fault(endpoint="create", kind="drop_before", count=1))
+    async with manager(client) as jobs:
+        handle = await jobs.submit(request(files[0], 0))
+        await handle.wait(timeout=10)
+        stats = jobs.stats.submit
+    assert (stats.adopted, stats.resent) == (0, 1)
+    assert handle.task_id != mine
+    assert emulator.state.stats()["tasks_created"] == 2
+
+
+async def test_an_unstable_list_order_never_makes_a_duplicate(
+    media: tuple[Path, Path],
+) -> None:
+    # Each list call shuffles 250 tasks: no reading is whole, so reconciliation settles nothing
+    # and the job fails with CreateOutcomeUnknown rather than be created twice.
+    settings = emulator_settings(list_order="random", create_limit=1000)
+    async with (
+        EmulatorServer(settings) as emulator,
+        make_client(emulator.base_url) as client,
+    ):
+        video = await client.files.upload(media[0], service="lip_sync_video", poll_interval=0.01)
+        lifted = RateLimits(create=Rate(1000, 60.0, 1.0)).scaled(TIME_SCALE)
+        async with make_client(emulator.base_url, limits=lifted) as elsewhere:
+            for n in range(250):
+                await elsewhere.lip_sync.create(request(video.id, 1000 + n))
+        await client.voices.list()  # its token was replaced by the other client's: renew it
+        emulator.inject(Fault(endpoint="create", kind="drop_after", count=1))
+        async with manager(client, reconcile_settle=0.05) as jobs:
+            handle = await jobs.submit(request(video.id, 0))
+            with pytest.raises(CreateOutcomeUnknown):
+                await handle.wait(timeout=20)
+    assert emulator.state.stats()["tasks_created"] == 251
+    assert job_numbers(emulator).count(0) == 1
 
 
 async def test_ambiguous_create_error_hides_the_callback_signature(
@@ -432,3 +476,33 @@ async def test_as_completed_yields_in_completion_order(
     order = [handle async for handle in jobs.as_completed([quick, slow])]
     assert order == [slow, quick]
     assert quick.result().succeeded
+
+
+async def test_a_local_file_gone_before_upload_fails_only_its_job(
+    emulator: EmulatorServer, jobs: JobManager, media: tuple[Path, Path], tmp_path: Path
+) -> None:
+    doomed = tmp_path / "doomed.mp4"
+    doomed.write_bytes(b"gone soon")
+    spec = LipSyncJob.tts(doomed, text="x", audio_man_id=VOICE)  # checked: it exists now
+    doomed.unlink()
+    lost = await jobs.submit(spec)
+    fine = await jobs.submit(LipSyncJob.tts(media[0], text="y", audio_man_id=VOICE))
+    with pytest.raises(InvalidInputError, match="must be a readable file"):
+        await lost.wait(timeout=5)
+    assert (await fine.wait(timeout=10)).succeeded
+    assert lost.stage is JobStage.FAILED
+
+
+async def test_an_exception_in_the_body_propagates_as_itself(client: AsyncChanjingClient) -> None:
+    with pytest.raises(KeyError, match="mine"):
+        async with manager(client):
+            raise KeyError("mine")
+
+
+async def test_a_40000_on_detail_for_our_own_task_is_retried(
+    emulator: EmulatorServer, jobs: JobManager, files: tuple[str, str]
+) -> None:
+    handle = await jobs.submit(request(files[0], 0))
+    emulator.inject(Fault(endpoint="detail", kind="code", code=40000, msg="任务不存在", count=1))
+    emulator.inject(Fault(endpoint="list", kind="code", code=40000, msg="任务不存在", count=1))
+    assert (await handle.wait(timeout=10)).succeeded
