@@ -6,7 +6,6 @@ Polling is covered in test_polling.py and callbacks in test_callbacks.py.
 from __future__ import annotations
 
 import contextlib
-import json
 from typing import TYPE_CHECKING, Any
 
 import anyio
