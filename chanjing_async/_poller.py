@@ -204,6 +204,11 @@ class Poller:
         self._tracked[task_id] = record
         self._push(record)
 
+    def handle_of(self, task_id: str) -> JobHandle | None:
+        """The handle tracking ``task_id``, if any."""
+        record = self._tracked.get(task_id)
+        return None if record is None else record.handle
+
     def untrack(self, task_id: str) -> None:
         """Stop refreshing ``task_id`` (its job ended or was cancelled)."""
         self._tracked.pop(task_id, None)

@@ -349,9 +349,9 @@ class JobManager:
         running = self._require_open()
         require_id("task_id", task_id)
         _check_timeout(timeout)
-        for handle in self._handles.values():
-            if handle.task_id == task_id:
-                return handle
+        tracked = running.poller.handle_of(task_id)
+        if tracked is not None:
+            return tracked
         handle = JobHandle(
             uuid.uuid4().hex, None, stage=JobStage.SUBMITTED, cancel=self._cancel, task_id=task_id
         )
