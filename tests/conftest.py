@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -137,3 +139,53 @@ class CallbackReceiver:
 async def receiver() -> AsyncIterator[CallbackReceiver]:
     async with CallbackReceiver() as running:
         yield running
+
+
+class Proxy:
+    """A loopback TCP relay that can stop listening (connections are refused) and resume."""
+
+    def __init__(self, target_url: str) -> None:
+        host, port = target_url.removeprefix("http://").split(":")
+        self._target = (host, int(port))
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self._port = probe.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self._port}"
+
+    async def listen(self) -> None:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self._port)
+
+    async def stop_listening(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in list(self._writers):
+            writer.close()
+        await self._server.wait_closed()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self._target)
+        self._writers |= {writer, up_writer}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except ConnectionError:
+                pass
+            finally:
+                dst.close()
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(pipe, reader, up_writer)
+            group.start_soon(pipe, up_reader, writer)
+        self._writers -= {writer, up_writer}
+
+    async def __aenter__(self) -> Proxy:
+        await self.listen()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop_listening()

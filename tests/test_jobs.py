@@ -28,9 +28,10 @@ from chanjing_async import (
     PollPolicy,
     Rate,
     RateLimits,
+    RetryPolicy,
 )
 from chanjing_async.emulator import EmulatorServer, Fault
-from tests.conftest import TIME_SCALE, emulator_settings, make_client
+from tests.conftest import TIME_SCALE, Proxy, emulator_settings, make_client
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -491,3 +492,28 @@ async def test_a_40000_on_detail_for_our_own_task_is_retried(
     emulator.inject(Fault(endpoint="detail", kind="code", code=40000, msg="任务不存在", count=1))
     emulator.inject(Fault(endpoint="list", kind="code", code=40000, msg="任务不存在", count=1))
     assert (await handle.wait(timeout=10)).succeeded
+
+
+async def test_creates_that_never_connect_back_off_and_cost_no_window(
+    emulator: EmulatorServer, files: tuple[str, str]
+) -> None:
+    # The server is unreachable for a moment: every create fails to connect (nothing sent).
+    # Jobs go back to the head and creates back off; the refused attempts hold no limiter
+    # slot, so once the server is back the first ten still go out at once.
+    backoff = RetryPolicy(max_retries=2, initial=0.05, maximum=0.2)
+    async with Proxy(emulator.base_url) as proxy, make_client(proxy.url, retry=backoff) as client:
+        await client.voices.list()  # a token, while the proxy listens
+        await proxy.stop_listening()
+        async with manager(client) as jobs:
+            handles = await jobs.submit_many(request(files[0], n) for n in range(10))
+            await anyio.sleep(0.3)
+            refused = jobs.stats.submit.requeued
+            await proxy.listen()
+            await wait_all(handles)
+            stats = jobs.stats.submit
+    assert refused >= 1
+    assert stats.sent == stats.requeued + 10
+    assert [handle.stage for handle in handles] == [JobStage.SUCCEEDED] * 10
+    assert emulator.state.stats()["tasks_created"] == 10
+    arrivals = [arrival.at for arrival in emulator.state.arrivals("create")]
+    assert arrivals[-1] - arrivals[0] < 0.5 * 60 / TIME_SCALE  # no window was spent waiting
