@@ -84,8 +84,7 @@ class _Subscriber:
 class _EventStream:
     """Async iterator over one subscriber's events; ends after the job's last event."""
 
-    def __init__(self, handle: JobHandle, subscriber: _Subscriber) -> None:
-        self._handle = handle
+    def __init__(self, subscriber: _Subscriber) -> None:
         self._subscriber = subscriber
         self._ended = False
 
@@ -232,7 +231,7 @@ class JobHandle:
             if self._subscribers is None:
                 self._subscribers = []
             self._subscribers.append(subscriber)
-        return _EventStream(self, subscriber)
+        return _EventStream(subscriber)
 
     def cancel(self) -> None:
         """Cancel the job; no effect once done.

@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("chanjing_async")
 
+# Reads in flight at once; the read limiter paces them, this only bounds the tasks waiting.
+_CONCURRENT_READS = 10
+
 
 @dataclass(frozen=True)
 class PollPolicy:
@@ -174,7 +177,6 @@ class Poller:
         policy: PollPolicy,
         *,
         on_untracked: Callable[[JobHandle], None],
-        max_concurrent: int = 10,
     ) -> None:
         self._lip_sync = lip_sync
         self._policy = policy
@@ -183,12 +185,9 @@ class Poller:
         self._heap: list[tuple[float, int, _Tracked]] = []
         self._order = itertools.count()
         self._wake = anyio.Event()
-        self._reads = anyio.CapacityLimiter(max_concurrent)
+        self._reads = anyio.CapacityLimiter(_CONCURRENT_READS)
         self._task_group: TaskGroup | None = None
         self.stats = PollStats()
-
-    def __len__(self) -> int:
-        return len(self._tracked)
 
     def track(
         self, handle: JobHandle, task_id: str, *, timeout: float, callback: bool, delay: float

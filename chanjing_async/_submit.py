@@ -137,11 +137,6 @@ class Submitter:
         self._unknown: list[tuple[JobHandle, CreateOutcomeUnknown]] = []
         self.stats = SubmitStats()
 
-    @property
-    def queued(self) -> int:
-        """Jobs waiting to be created."""
-        return len(self._queue)
-
     def push(self, handle: JobHandle) -> None:
         """Queue a job for creation, behind every job queued before it."""
         self._order[handle.key] = next(self._counter)
