@@ -1,16 +1,14 @@
-"""The ``chanjing`` command (typer + rich): the only module that imports either."""
+"""The root `chanjing` command; its subcommands live in the _cli_* modules."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
-import anyio
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from . import __version__
+from ._cli_batch import register as register_batch
+from ._cli_common import Settings, console
 
 app = typer.Typer(
     name="chanjing",
@@ -19,7 +17,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_show_locals=False,  # locals may hold the secret key or a token
 )
-console = Console(highlight=False)
 
 
 def _show_version(value: bool) -> None:
@@ -30,14 +27,38 @@ def _show_version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: Annotated[
         bool,
         typer.Option(
             "--version", callback=_show_version, is_eager=True, help="Show the version and exit."
         ),
     ] = False,
+    app_id: Annotated[
+        str | None, typer.Option(help="App id (default: $CHANJING_APP_ID, then the config file).")
+    ] = None,
+    secret_key: Annotated[
+        str | None,
+        typer.Option(
+            help="Secret key (default: $CHANJING_SECRET_KEY, then ~/.chanjing/config.json).",
+            show_default=False,
+        ),
+    ] = None,
+    base_url: Annotated[
+        str | None,
+        typer.Option(help="API base URL (default: $CHANJING_BASE_URL, then the public API)."),
+    ] = None,
+    time_scale: Annotated[
+        float,
+        typer.Option(
+            envvar="CHANJING_TIME_SCALE",
+            min=1e-9,
+            help="For an emulator run with --time-scale K: pace the client K times faster.",
+        ),
+    ] = 1.0,
 ) -> None:
     """Chanjing lip-sync from the terminal."""
+    ctx.obj = Settings(app_id, secret_key, base_url, time_scale)
 
 
 @app.command(
@@ -55,33 +76,7 @@ def emulator(ctx: typer.Context) -> None:
     raise typer.Exit(emulator_main(list(ctx.args), prog="chanjing emulator"))
 
 
-@app.command()
-def demo(
-    out: Annotated[Path, typer.Option(help="Folder for the sample media and results.")] = Path(
-        "chanjing-demo"
-    ),
-    time_scale: Annotated[float, typer.Option(help="Emulator speed-up (60: 1 min = 1 s).")] = 60.0,
-) -> None:
-    """Upload, create, wait and download against an embedded emulator (no account needed)."""
-    from ._demo import run_demo
-
-    results = anyio.run(lambda: run_demo(out, time_scale=time_scale, report=console.print))
-    table = Table(title="lip-sync demo results")
-    for column in ("job", "task id", "status", "duration", "saved to"):
-        table.add_column(column)
-    for result in results:
-        status = "succeeded" if result.task.succeeded else f"failed: {result.task.msg}"
-        table.add_row(
-            result.label,
-            result.task.id,
-            status,
-            str(result.task.duration),
-            str(result.video or "-"),
-        )
-    console.print(table)
-    failed = [result for result in results if not result.task.succeeded]
-    if failed:
-        raise typer.Exit(1)
+register_batch(app)
 
 
 def main(argv: list[str] | None = None) -> int:

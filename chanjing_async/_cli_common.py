@@ -1,0 +1,139 @@
+"""What every ``chanjing`` command shares: credentials, the client, errors and exit codes.
+
+Credentials come from the command line first, then the environment (``CHANJING_APP_ID``,
+``CHANJING_SECRET_KEY``, ``CHANJING_BASE_URL``), then ``~/.chanjing/config.json`` (the file
+Chanjing's own SDK reads: ``{"app_id": ..., "secret_key": ..., "base_url": ...}``; the
+camel-case names ``appId`` / ``secretKey`` / ``baseUrl`` are read too).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+
+import anyio
+import typer
+from rich.console import Console
+
+from ._config import ENV_APP_ID, ENV_BASE_URL, ENV_SECRET_KEY
+from .client import AsyncChanjingClient
+from .errors import ChanjingError, ConfigurationError, InvalidInputError
+from .limits import RateLimits
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+T = TypeVar("T")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+CONFIG_FILE = Path("~/.chanjing/config.json")
+_CONFIG_NAMES = {
+    "app_id": ("app_id", "appId"),
+    "secret_key": ("secret_key", "secretKey"),
+    "base_url": ("base_url", "baseUrl"),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The root options of ``chanjing``, as given on the command line (None: not given)."""
+
+    app_id: str | None = None
+    secret_key: str | None = None
+    base_url: str | None = None
+    time_scale: float = 1.0
+
+    def __repr__(self) -> str:  # the secret key never shows
+        secret = "***" if self.secret_key else None
+        return (
+            f"Settings(app_id={self.app_id!r}, secret_key={secret!r}, "
+            f"base_url={self.base_url!r}, time_scale={self.time_scale!r})"
+        )
+
+
+def settings_of(ctx: typer.Context) -> Settings:
+    """The root options of the running command."""
+    obj = ctx.find_root().obj
+    return obj if isinstance(obj, Settings) else Settings()
+
+
+def _config_file() -> dict[str, str]:
+    """The values of ``~/.chanjing/config.json``; {} when there is none."""
+    path = CONFIG_FILE.expanduser()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"{path}: cannot be read ({type(exc).__name__})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigurationError(f"{path}: not valid JSON (line {exc.lineno})") from None
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"{path}: must hold a JSON object")
+    found: dict[str, str] = {}
+    for name, keys in _CONFIG_NAMES.items():
+        for key in keys:
+            value = data.get(key)
+            if isinstance(value, str) and value:
+                found[name] = value
+                break
+    return found
+
+
+def make_client(settings: Settings) -> AsyncChanjingClient:
+    """A client from the command line, then the environment, then the config file.
+
+    Raises:
+        ConfigurationError: no credentials anywhere, or an invalid base URL.
+    """
+    explicit = {
+        "app_id": settings.app_id or os.environ.get(ENV_APP_ID),
+        "secret_key": settings.secret_key or os.environ.get(ENV_SECRET_KEY),
+        "base_url": settings.base_url or os.environ.get(ENV_BASE_URL),
+    }
+    if not all(explicit.values()):
+        stored = _config_file()
+        explicit = {name: value or stored.get(name) for name, value in explicit.items()}
+    return AsyncChanjingClient(
+        explicit["app_id"],
+        explicit["secret_key"],
+        base_url=explicit["base_url"],
+        limits=RateLimits().scaled(settings.time_scale),
+    )
+
+
+def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
+    """Print one line on stderr and end the command with ``code``."""
+    err_console.print(f"error: {message}", markup=False)
+    raise typer.Exit(code)
+
+
+def exit_code_of(error: ChanjingError) -> int:
+    """2 for bad input or configuration (nothing was sent), 1 for anything else."""
+    return EXIT_USAGE if isinstance(error, (InvalidInputError, ConfigurationError)) else EXIT_FAILED
+
+
+def run(main: Callable[[], Awaitable[T]]) -> T:
+    """Run an async command; an SDK error ends it with one readable line and its exit code."""
+    try:
+        return anyio.run(main)
+    except ChanjingError as exc:
+        fail(str(exc), exit_code_of(exc))
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+
+
+def dump_json(value: Any) -> None:
+    """Print ``value`` as JSON on stdout (for scripts)."""
+    typer.echo(json.dumps(value, ensure_ascii=False, indent=2, default=str))
