@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import socket
+import subprocess
+import sys
+import urllib.request
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -14,7 +20,7 @@ from chanjing_async import AsyncChanjingClient, RateLimits, RetryPolicy, Timeout
 from chanjing_async.emulator import EmulatorServer, EmulatorSettings
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Iterator
     from pathlib import Path
 
 APP_ID = "test-app"
@@ -44,9 +50,16 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("CHANJING_APP_ID", "CHANJING_SECRET_KEY", "CHANJING_BASE_URL"):
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in (
+        "CHANJING_APP_ID",
+        "CHANJING_SECRET_KEY",
+        "CHANJING_BASE_URL",
+        "CHANJING_TIME_SCALE",
+    ):
         monkeypatch.delenv(name, raising=False)
+    # ~/.chanjing/config.json of whoever runs the tests must not leak in.
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
 
 
 def emulator_settings(**overrides: object) -> EmulatorSettings:
@@ -189,3 +202,66 @@ class Proxy:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop_listening()
+
+
+@dataclass
+class EmulatorProcess:
+    """An emulator in a process of its own, for commands run in- or out-of-process."""
+
+    process: subprocess.Popen[str]
+    base_url: str
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """Environment for a ``chanjing`` subprocess: this emulator, its credentials and pace."""
+        env = dict(os.environ)
+        env.update(
+            CHANJING_APP_ID=APP_ID,
+            CHANJING_SECRET_KEY=SECRET_KEY,
+            CHANJING_BASE_URL=self.base_url,
+            CHANJING_TIME_SCALE=str(TIME_SCALE),
+        )
+        env.update(extra)
+        return env
+
+    def stats(self) -> dict[str, Any]:
+        """``GET /_emulator/stats``."""
+        with urllib.request.urlopen(f"{self.base_url}/_emulator/stats", timeout=5) as reply:
+            data: dict[str, Any] = json.load(reply)
+        return data
+
+
+def start_emulator_process(*args: str) -> EmulatorProcess:
+    """Start ``python -m chanjing_async.emulator`` on a free loopback port (test settings)."""
+    command = [
+        sys.executable,
+        "-m",
+        "chanjing_async.emulator",
+        "--port=0",
+        f"--app-id={APP_ID}",
+        f"--secret-key={SECRET_KEY}",
+        f"--time-scale={TIME_SCALE:g}",
+        "--task-seconds=30",
+        "--file-ready-seconds=3",
+        "--seed=1",
+        *args,
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if "listening on " not in line:
+        process.kill()
+        raise RuntimeError(f"the emulator did not start: {line!r}")
+    return EmulatorProcess(process, line.split("listening on ")[1].split()[0])
+
+
+@pytest.fixture
+def emulator_process() -> Iterator[EmulatorProcess]:
+    """A test emulator in its own process (CLI tests: the command runs its own event loop)."""
+    running = start_emulator_process()
+    try:
+        yield running
+    finally:
+        running.process.terminate()
+        running.process.wait(timeout=10)
+        assert running.process.stdout is not None
+        running.process.stdout.close()
