@@ -132,6 +132,7 @@ class JobHandle:
         "_done",
         "_listeners",
         "_subscribers",
+        "_watcher",
         "error",
         "eta",
         "key",
@@ -164,6 +165,7 @@ class JobHandle:
         self._done: anyio.Event | None = None
         self._subscribers: list[_Subscriber] | None = None
         self._listeners: list[Callable[[JobHandle], None]] | None = None
+        self._watcher: Callable[[JobHandle], None] | None = None
 
     def __repr__(self) -> str:
         return (
@@ -255,6 +257,10 @@ class JobHandle:
             self._listeners = []
         self._listeners.append(listener)
 
+    def watch(self, watcher: Callable[[JobHandle], None]) -> None:
+        """Call ``watcher(self)`` on every change of stage or progress, and when done."""
+        self._watcher = watcher
+
     def advance(self, stage: JobStage) -> None:
         """Move to a stage that is not final (uploading, queued, submitted)."""
         if not self.done and stage is not self.stage:
@@ -323,6 +329,8 @@ class JobHandle:
         return JobEvent(self.stage, self.progress, self.last, time.time(), self.done)
 
     def _publish(self) -> None:
+        if self._watcher is not None:
+            self._watcher(self)
         if not self._subscribers:
             return
         event = self._event()

@@ -58,7 +58,7 @@ from .errors import (
 from .models import MAX_PAGE_SIZE
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
     from anyio.abc import TaskGroup
 
@@ -111,12 +111,20 @@ class Submitter:
         owned: Callable[[str], bool],
         on_created: Callable[[JobHandle, str], None],
         on_failed: Callable[[JobHandle, Exception], None],
+        before_send: Callable[[JobHandle], Awaitable[None]],
+        on_requeued: Callable[[JobHandle], None],
+        group: TaskGroup,
+        serial: bool,
         settle: float,
         margin: float,
         max_attempts: int,
         backoff: Callable[[int], float],
     ) -> None:
         self._lip_sync = lip_sync
+        self._before_send = before_send
+        self._on_requeued = on_requeued
+        self._group = group
+        self._serial = serial
         self._limiter = limiter
         self._request_of = request_of
         self._owned = owned
@@ -152,6 +160,7 @@ class Submitter:
         if handle.done:
             self._forget(handle)  # cancelled while its create was in flight or reconciled
             return
+        self._on_requeued(handle)
         order = self._order[handle.key]
         index = 0
         while index < len(self._queue) and self._order[self._queue[index].key] < order:
@@ -175,17 +184,16 @@ class Submitter:
 
     async def run(self) -> None:
         """Start creates one after another, until cancelled."""
-        async with anyio.create_task_group() as group:
-            while True:
-                while self._paused or not self._queue:
-                    self._changed = anyio.Event()
-                    await self._changed.wait()
-                await anyio.sleep(max(0.0, self._not_before - time.monotonic()))
-                admitted = anyio.Event()
-                group.start_soon(self._create_next, admitted, group)
-                await admitted.wait()
+        while True:
+            while self._paused or not self._queue:
+                self._changed = anyio.Event()
+                await self._changed.wait()
+            await anyio.sleep(max(0.0, self._not_before - time.monotonic()))
+            admitted, finished = anyio.Event(), anyio.Event()
+            self._group.start_soon(self._create_next, admitted, finished)
+            await (finished if self._serial else admitted).wait()
 
-    async def _create_next(self, admitted: anyio.Event, group: TaskGroup) -> None:
+    async def _create_next(self, admitted: anyio.Event, finished: anyio.Event) -> None:
         try:
             async with self._limiter.slot() as slot:
                 if self._paused or not self._queue:
@@ -195,21 +203,24 @@ class Submitter:
                 admitted.set()
                 # Shielded: a create cancelled mid-flight would leave its outcome unknown.
                 with anyio.CancelScope(shield=True):
-                    await self._send(handle, slot, group)
+                    try:
+                        await self._before_send(handle)
+                    except BaseException:
+                        slot.discard()  # not sent: the journal could not record it
+                        raise
+                    await self._send(handle, slot)
         finally:
             admitted.set()
+            finished.set()
 
-    async def _send(self, handle: JobHandle, slot: Slot, group: TaskGroup) -> None:
+    async def _send(self, handle: JobHandle, slot: Slot) -> None:
         self.stats.sent += 1
         try:
             task_id = await self._lip_sync.create(self._request_of(handle), slot=slot)
         except CreateOutcomeUnknown as exc:
             self.stats.ambiguous += 1
             logger.warning("job %s: create outcome unknown, reconciling: %s", handle.key, exc)
-            self._unknown.append((handle, exc))
-            if not self._paused:
-                self._paused = True
-                group.start_soon(self._reconcile)
+            self.unexplained(handle, exc)
         except (RateLimitError, AuthenticationError, TransportError) as exc:
             # A create that reached the wire surfaces as CreateOutcomeUnknown, so a
             # TransportError here means the connection was never established.
@@ -218,6 +229,15 @@ class Submitter:
             self._fail(handle, exc)
         else:
             self._created(handle, task_id)
+
+    def unexplained(self, handle: JobHandle, exc: CreateOutcomeUnknown) -> None:
+        """Reconcile a create whose outcome is unknown (sent by this run or, from a journal,
+        by one that crashed); creates pause until it is explained."""
+        self._order.setdefault(handle.key, next(self._counter))
+        self._unknown.append((handle, exc))
+        if not self._paused:
+            self._paused = True
+            self._group.start_soon(self._reconcile)
 
     def _created(self, handle: JobHandle, task_id: str) -> None:
         self._forget(handle)

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
     from ._resources import Files
+    from .journal import Journal
 
 _CHUNK = 1 << 20
 # An uploaded file is reused this long; Chanjing deletes files after 30 days (reference §4).
@@ -43,14 +44,23 @@ class _Upload:
 class Uploads:
     """Uploads local files for jobs, deduplicated by content and bucket.
 
-    Two jobs naming the same bytes (under any path) in the same bucket share one upload. The
+    Two jobs naming the same bytes (under any path) in the same bucket share one upload; with
+    a journal, so do jobs of later runs (for up to seven days). The
     upload runs in the manager's task group, not in the job that asked first, so cancelling
     that job does not fail the others waiting for the same file. A failed upload is forgotten,
     so a later job tries again.
     """
 
-    def __init__(self, files: Files, task_group: TaskGroup, *, concurrency: int) -> None:
+    def __init__(
+        self,
+        files: Files,
+        task_group: TaskGroup,
+        *,
+        concurrency: int,
+        journal: Journal | None = None,
+    ) -> None:
         self._files = files
+        self._journal = journal
         self._task_group = task_group
         self._slots = anyio.CapacityLimiter(concurrency)
         self._known: dict[tuple[str, str], _Upload] = {}
@@ -72,6 +82,10 @@ class Uploads:
                 "path", str(path), f"must be a readable file ({reason})"
             ) from None
         key = (digest, service)
+        if self._journal is not None:
+            stored = self._journal.uploads.get(key)
+            if stored is not None and stored[1] > time.time() - _REUSE_FOR:
+                return stored[0]
         upload = self._known.get(key)
         if (
             upload is not None
@@ -99,5 +113,7 @@ class Uploads:
         else:
             upload.file_id = detail.id
             self.uploaded += 1
+            if self._journal is not None:
+                self._journal.remember_upload(key[0], key[1], detail.id)
         finally:
             upload.done.set()

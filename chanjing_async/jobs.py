@@ -9,13 +9,18 @@ poller when Chanjing reports a task's end. Leaving the ``async with`` block stop
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import math
+import os
 import random
 import time
 import uuid
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import anyio
@@ -26,19 +31,28 @@ from ._poller import Poller, PollPolicy, PollStats
 from ._resources import require_id
 from ._submit import SubmitStats, Submitter
 from ._uploads import Uploads
-from .errors import ConfigurationError, InvalidInputError, JobError
-from .models import LipSyncRequest
+from .errors import (
+    ConfigurationError,
+    CreateOutcomeUnknown,
+    InvalidInputError,
+    JobCancelledError,
+    JobError,
+    JobTimeoutError,
+    job_failure,
+)
+from .journal import Journal
+from .limits import SlidingWindowLimiter
+from .models import LipSyncRequest, LipSyncTask
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterable
-    from pathlib import Path
+    from collections.abc import AsyncIterator, Callable, Iterable
     from types import TracebackType
 
     from anyio.abc import TaskGroup
 
     from .callbacks import CallbackReceiver, Verdict
     from .client import AsyncChanjingClient
-    from .models import LipSyncTask
+    from .journal import JournalRow
 
 __all__ = ["Job", "JobManager", "JobManagerStats"]
 
@@ -131,6 +145,22 @@ class JobManager:
             ambiguous create seems to have created nothing.
         reconcile_margin: seconds of clock difference allowed when matching ``create_time``.
         max_create_attempts: creates refused (40001, no connection) before a job fails.
+        journal: a :class:`~chanjing_async.journal.Journal` or the path of its SQLite file.
+            Each job is then written down before its create is sent, and a manager opened
+            later on the same journal picks up every job where it was left (see below).
+
+    **With a journal.** ``submit(job, key=...)`` with a key the journal already holds does not
+    submit anything new: the job resumes from its row (the same job, checked by a fingerprint
+    of its fields, or InvalidInputError). A finished job comes back done (its result URLs are
+    not kept: read the task again for fresh ones); a created task is tracked again, never
+    re-created; a job whose create was on the wire when the process died is reconciled
+    through the task list before anything is sent again (adopted, resent, or failed with
+    CreateOutcomeUnknown); a job not sent yet is queued again, its files taken from the
+    uploads the journal remembers. ``resume()`` does the same for every unfinished row.
+    Creates then go out one at a time, so a crash leaves at most one create unexplained and
+    the task list can tell which task it made; the limiter learns the creates of the last
+    window from the journal, so a restart is not answered 40001. A job that reached its
+    deadline or was left unfinished when the manager closed stays unfinished in the journal.
 
     Raises:
         ConfigurationError: a setting out of range.
@@ -147,6 +177,7 @@ class JobManager:
         reconcile_settle: float = 5.0,
         reconcile_margin: float = 2.0,
         max_create_attempts: int = 10,
+        journal: Journal | str | os.PathLike[str] | None = None,
     ) -> None:
         _check_seconds("job_timeout", job_timeout, allow_zero=False)
         _check_seconds("reconcile_settle", reconcile_settle, allow_zero=True)
@@ -176,6 +207,14 @@ class JobManager:
         self._uploading: dict[str, anyio.CancelScope] = {}
         self._owned: set[str] = set()
         self._owned_log: deque[tuple[float, str]] = deque()
+        self._fingerprints: dict[str, str] = {}
+        if journal is None or isinstance(journal, Journal):
+            self._journal = journal
+        else:
+            self._journal = Journal(journal)
+        self._rows: dict[str, JournalRow] = {}  # journaled in an earlier run, not resumed yet
+        self._used: set[str] = set()  # keys journaled by this run
+        self._journaled: dict[str, JobStage] = {}
 
     def __repr__(self) -> str:
         return f"<JobManager {self._state} jobs={len(self._handles)}>"
@@ -186,7 +225,17 @@ class JobManager:
         if self._state != "unopened":
             raise RuntimeError(f"JobManager cannot be reopened (it is {self._state})")
         limiter = self._client.limiters.create  # raises if the client is not open
+        if self._journal is not None:
+            await self._journal.open()
+            rows = await self._journal.rows()
+            self._rows = {row.key: row for row in rows}
+            for row in rows:
+                if row.task_id is not None:
+                    self._own(row.task_id)
+            _seed(limiter, rows)
         settle, margin = self._reconcile
+        group = anyio.create_task_group()
+        await group.__aenter__()
         submitter = Submitter(
             self._client.lip_sync,
             limiter,
@@ -194,15 +243,22 @@ class JobManager:
             owned=self._owns,
             on_created=self._created,
             on_failed=self._failed,
+            before_send=self._before_send,
+            on_requeued=self._requeued,
+            group=group,
+            serial=self._journal is not None,
             settle=settle,
             margin=margin,
             max_attempts=self._max_create_attempts,
             backoff=lambda attempt: self._client.retry.delay(attempt, random.random()),
         )
         poller = Poller(self._client.lip_sync, self._policy, on_untracked=self._forget)
-        group = anyio.create_task_group()
-        await group.__aenter__()
-        uploads = Uploads(self._client.files, group, concurrency=self._upload_concurrency)
+        uploads = Uploads(
+            self._client.files,
+            group,
+            concurrency=self._upload_concurrency,
+            journal=self._journal,
+        )
         try:
             if self._callbacks is not None:
                 self._callbacks.bind(self._on_callback)
@@ -214,6 +270,8 @@ class JobManager:
             raise
         group.start_soon(submitter.run)
         group.start_soon(poller.run)
+        if self._journal is not None:
+            group.start_soon(self._journal.autoflush)
         self._running = _Running(group, submitter, poller, uploads)
         self._state = "open"
         return self
@@ -244,6 +302,13 @@ class JobManager:
             if self._callbacks is not None:
                 self._callbacks.unbind()
                 await self._callbacks.stop()
+            if self._journal is not None:
+                await self._journal.close()
+
+    @property
+    def journal(self) -> Journal | None:
+        """The journal of this manager, if it has one."""
+        return self._journal
 
     def _require_open(self) -> _Running:
         if self._running is None:
@@ -253,42 +318,91 @@ class JobManager:
 
     # -- submitting --------------------------------------------------------------------------
 
-    async def submit(self, job: Job, *, timeout: float | None = None) -> JobHandle:
+    async def submit(
+        self, job: Job, *, key: str | None = None, timeout: float | None = None
+    ) -> JobHandle:
         """Queue a job and return its handle at once (before the task is created).
+
+        With a journal, the job is written down before this returns.
 
         Args:
             job: a LipSyncRequest (file ids), a LipSyncJob (local files, uploaded first) or
                 a mapping of create fields.
+            key: the job's key (default: a new random one). With a journal, a key it already
+                holds resumes that job instead of submitting another.
             timeout: this job's deadline once created, instead of the manager's job_timeout.
 
         Raises:
-            InvalidInputError: the job is invalid; nothing was queued or sent.
+            InvalidInputError: the job or key is invalid; nothing was queued or sent.
             RuntimeError: the manager is not open.
         """
-        running = self._require_open()
-        checked = _checked(job)
-        _check_timeout(timeout)
-        return self._enqueue(running, checked, timeout)
+        keys = None if key is None else [key]
+        return (await self._submit_all([job], keys, timeout, indexed=False))[0]
 
     async def submit_many(
-        self, jobs: Iterable[Job], *, timeout: float | None = None
+        self,
+        jobs: Iterable[Job],
+        *,
+        keys: Iterable[str] | None = None,
+        timeout: float | None = None,
     ) -> list[JobHandle]:
         """Queue many jobs; every job is validated before any is queued.
 
+        Args:
+            jobs: the jobs, as for :meth:`submit`.
+            keys: one key per job (see :meth:`submit`); default: new random keys.
+            timeout: as for :meth:`submit`.
+
         Raises:
-            InvalidInputError: a job is invalid (its index is in the field name); nothing was
-                queued.
+            InvalidInputError: a job or key is invalid (its index is in the field name);
+                nothing was queued.
+        """
+        return await self._submit_all(list(jobs), keys, timeout, indexed=True)
+
+    async def _submit_all(
+        self,
+        jobs: list[Job],
+        keys: Iterable[str] | None,
+        timeout: float | None,
+        *,
+        indexed: bool,
+    ) -> list[JobHandle]:
+        running = self._require_open()
+        names = [uuid.uuid4().hex for _ in jobs] if keys is None else list(keys)
+        if len(names) != len(jobs):
+            raise InvalidInputError("keys", len(names), f"must give one key per job ({len(jobs)})")
+        _check_timeout(timeout)
+        plans: list[_Plan] = []
+        seen: set[str] = set()
+        for index, (job, key) in enumerate(zip(jobs, names, strict=True)):
+            try:
+                plans.append(self._plan(_checked(job), key, seen))
+            except InvalidInputError as exc:
+                if not indexed:
+                    raise
+                prefix = "jobs" if exc.field != "key" else "keys"
+                field = f"{prefix}[{index}]" + ("" if exc.field == "key" else f".{exc.field}")
+                raise InvalidInputError(field, exc.value, exc.allowed) from None
+            seen.add(key)
+        handles = [self._start(running, plan, timeout) for plan in plans]
+        if self._journal is not None:
+            await self._journal.flush()
+        return handles
+
+    async def resume(self, *, timeout: float | None = None) -> list[JobHandle]:
+        """Pick up every unfinished job of the journal not resumed yet (by ``submit``).
+
+        Returns:
+            Their handles, in submission order; [] without a journal.
         """
         running = self._require_open()
-        checked: list[LipSyncRequest | LipSyncJob] = []
-        for index, job in enumerate(jobs):
-            try:
-                checked.append(_checked(job))
-            except InvalidInputError as exc:
-                field = f"jobs[{index}].{exc.field}"
-                raise InvalidInputError(field, exc.value, exc.allowed) from None
         _check_timeout(timeout)
-        return [self._enqueue(running, job, timeout) for job in checked]
+        rows = [row for row in self._rows.values() if not JobStage(row.stage).is_final]
+        handles = [
+            self._start(running, _Plan(row.key, _job_of(row.spec), row.fingerprint, row), timeout)
+            for row in rows
+        ]
+        return handles
 
     async def map(
         self,
@@ -380,23 +494,73 @@ class JobManager:
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _enqueue(
-        self, running: _Running, job: LipSyncRequest | LipSyncJob, timeout: float | None
-    ) -> JobHandle:
+    def _plan(self, job: LipSyncRequest | LipSyncJob, key: str, seen: set[str]) -> _Plan:
+        """Check a job and its key; nothing changes yet."""
+        require_id("key", key)
+        spec = _spec(job)
+        fingerprint = _fingerprint(spec)
+        if key in seen:
+            raise InvalidInputError("key", key, "is given to two jobs of this call")
+        current = self._handles.get(key)
+        if current is not None or key in self._used:
+            if current is not None and self._fingerprints.get(key) == fingerprint:
+                return _Plan(key, job, fingerprint, None, current)
+            raise InvalidInputError("key", key, "is already used by another job of this manager")
+        row = self._rows.get(key)
+        if row is not None and row.fingerprint != fingerprint:
+            raise InvalidInputError(
+                "key", key, "was journaled for a different job: use another key or journal"
+            )
+        return _Plan(key, job, fingerprint, row)
+
+    def _start(self, running: _Running, plan: _Plan, timeout: float | None) -> JobHandle:
+        """Make the handle of a checked job and set it going (or resume it from its row)."""
+        if plan.handle is not None:
+            return plan.handle
+        key, job, row = plan.key, plan.job, plan.row
         uploads = job.uploads() if isinstance(job, LipSyncJob) else []
         stage = JobStage.UPLOADING if uploads else JobStage.QUEUED
-        handle = JobHandle(uuid.uuid4().hex, job, stage=stage, cancel=self._cancel)
-        self._handles[handle.key] = handle
-        if timeout is not None:
-            self._timeouts[handle.key] = timeout
-        if isinstance(job, LipSyncJob):
-            if uploads:
-                scope = anyio.CancelScope()
-                self._uploading[handle.key] = scope
-                running.group.start_soon(self._prepare, running, handle, job, uploads, scope)
+        handle = JobHandle(key, job, stage=stage, cancel=self._cancel)
+        if row is not None:
+            del self._rows[key]
+            stage = JobStage(row.stage)
+            if stage.is_final:
+                _finish_from(handle, row)
                 return handle
-            self._prepared[handle.key] = job.template
-        running.submitter.push(handle)
+        elif self._journal is not None:
+            self._journal.add(key, _spec(job), plan.fingerprint, stage.value)
+        if self._journal is not None:
+            self._used.add(key)
+            self._journaled[key] = handle.stage
+            handle.watch(self._journal_change)
+        self._handles[key] = handle
+        self._fingerprints[key] = plan.fingerprint
+        if timeout is not None:
+            self._timeouts[key] = timeout
+        if row is not None and row.task_id is not None:
+            handle.task_id = row.task_id
+            handle.advance(stage)
+            self._track(running, handle, row.task_id, delay=0.0)
+            return handle
+        then: Callable[[JobHandle], None] = running.submitter.push
+        if row is not None and row.sent_at is not None:
+            # The process stopped while this create was on the wire: explain it first.
+            unknown = CreateOutcomeUnknown(
+                "the process stopped while the create was in flight",
+                endpoint="/open/v1/video_lip_sync/create",
+                sent_at=row.sent_at,
+                gave_up_at=time.time(),
+                request={},
+            )
+            then = functools.partial(_unexplained, running.submitter, exc=unknown)
+        if isinstance(job, LipSyncJob) and uploads:
+            scope = anyio.CancelScope()
+            self._uploading[key] = scope
+            running.group.start_soon(self._prepare, running, handle, job, uploads, scope, then)
+            return handle
+        self._prepared[key] = job.template if isinstance(job, LipSyncJob) else job
+        handle.advance(JobStage.QUEUED)
+        then(handle)
         return handle
 
     async def _prepare(
@@ -406,6 +570,7 @@ class JobManager:
         job: LipSyncJob,
         uploads: list[tuple[Path, str]],
         scope: anyio.CancelScope,
+        then: Callable[[JobHandle], None],
     ) -> None:
         with scope:
             try:
@@ -419,13 +584,10 @@ class JobManager:
                 self._uploading.pop(handle.key, None)
             self._prepared[handle.key] = job.to_request(ids)
             handle.advance(JobStage.QUEUED)
-            running.submitter.push(handle)
+            then(handle)
 
     def _request_of(self, handle: JobHandle) -> LipSyncRequest:
-        request = self._prepared.get(handle.key)
-        if request is None:
-            assert isinstance(handle.request, LipSyncRequest)
-            request = handle.request
+        request = self._prepared[handle.key]
         if self._callbacks is not None and request.callback is None:
             request = request.model_copy(update={"callback": self._callbacks.url_for(handle.key)})
         return request
@@ -441,7 +603,41 @@ class JobManager:
         while self._owned_log and self._owned_log[0][0] < now - _OWNERSHIP_HORIZON:
             self._owned.discard(self._owned_log.popleft()[1])
 
+    async def _before_send(self, handle: JobHandle) -> None:
+        """With a journal: write down that the create is going out, before it does."""
+        if self._journal is not None:
+            self._journal.update(handle.key, sent_at=time.time())
+            await self._journal.flush()
+
+    def _requeued(self, handle: JobHandle) -> None:
+        """Its create was refused, or created nothing: no create of it is pending."""
+        if self._journal is not None:
+            self._journal.update(handle.key, sent_at=None)
+
+    def _journal_change(self, handle: JobHandle) -> None:
+        """Write a job's new stage (or its end) to the journal."""
+        assert self._journal is not None
+        if not handle.done:
+            if self._journaled.get(handle.key) is not handle.stage:
+                self._journaled[handle.key] = handle.stage
+                self._journal.update(handle.key, stage=handle.stage.value)
+            return
+        self._journaled.pop(handle.key, None)
+        error = handle.error
+        if isinstance(error, JobTimeoutError) or (
+            isinstance(error, JobCancelledError) and self._state != "open"
+        ):
+            return  # still running, or left unfinished by a closing manager: a later run resumes it
+        self._journal.update(
+            handle.key,
+            stage=handle.stage.value,
+            task=_task_record(handle.last),
+            error=None if error is None else f"{type(error).__name__}: {error}",
+        )
+
     def _created(self, handle: JobHandle, task_id: str) -> None:
+        if self._journal is not None:
+            self._journal.update(handle.key, task_id=task_id, answered_at=time.time())
         self._own(task_id)
         self._prepared.pop(handle.key, None)
         handle.task_id = task_id
@@ -487,6 +683,7 @@ class JobManager:
         """Drop a finished job from the registries."""
         if self._handles.pop(handle.key, None) is not None:
             self._timeouts.pop(handle.key, None)
+            self._fingerprints.pop(handle.key, None)
             self._recent[handle.key] = None
             if len(self._recent) > _RECENT_KEYS:
                 self._recent.popitem(last=False)
@@ -498,6 +695,94 @@ class JobManager:
         if task.id != handle.task_id:
             return "mismatch"
         return "accepted" if self._running.poller.confirm(task.id, task.status) else "duplicate"
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A checked job: its key, fingerprint, and its journal row or live handle if any."""
+
+    key: str
+    job: LipSyncRequest | LipSyncJob
+    fingerprint: str
+    row: JournalRow | None
+    handle: JobHandle | None = None
+
+
+def _spec(job: LipSyncRequest | LipSyncJob) -> dict[str, Any]:
+    """The job as journaled (JSON-ready); local paths made absolute."""
+    if isinstance(job, LipSyncRequest):
+        return {"request": job.model_dump(mode="json")}
+    return {
+        "template": job.template.model_dump(mode="json"),
+        "video_path": None if job.video_path is None else os.path.abspath(job.video_path),
+        "audio_path": None if job.audio_path is None else os.path.abspath(job.audio_path),
+    }
+
+
+def _fingerprint(spec: dict[str, Any]) -> str:
+    canonical = json.dumps(spec, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _job_of(spec: dict[str, Any]) -> LipSyncRequest | LipSyncJob:
+    """The job a journal row was made from (the inverse of ``_spec``)."""
+    if "request" in spec:
+        return LipSyncRequest.model_validate(spec["request"])
+    video, audio = spec["video_path"], spec["audio_path"]
+    return LipSyncJob(
+        LipSyncRequest.model_validate(spec["template"]),
+        None if video is None else Path(video),
+        None if audio is None else Path(audio),
+    )
+
+
+def _task_record(task: LipSyncTask | None) -> dict[str, Any] | None:
+    """A task object for the journal: result URLs expire, so they are not kept."""
+    if task is None:
+        return None
+    return task.model_dump(mode="json", exclude={"video_url", "preview_url"})
+
+
+def _finish_from(handle: JobHandle, row: JournalRow) -> None:
+    """End a handle the way its journal row says the job ended."""
+    task = None if row.task is None else LipSyncTask.model_validate(row.task)
+    handle.task_id = row.task_id
+    handle.last = task
+    stage = JobStage(row.stage)
+    if stage is JobStage.SUCCEEDED and task is not None:
+        handle.progress = task.progress
+        handle.finish(stage)
+    elif stage is JobStage.FAILED and task is not None and task.failed:
+        handle.finish(stage, job_failure(task, job_key=row.key))
+    else:
+        reason = row.error or "ended in an earlier run"
+        if stage is JobStage.CANCELLED:
+            handle.finish(stage, JobCancelledError(reason, job_key=row.key, task_id=row.task_id))
+        else:
+            handle.finish(stage, JobError(reason, job_key=row.key, task_id=row.task_id))
+
+
+def _unexplained(submitter: Submitter, handle: JobHandle, *, exc: CreateOutcomeUnknown) -> None:
+    submitter.unexplained(handle, exc)
+
+
+def _seed(limiter: object, rows: list[JournalRow]) -> None:
+    """Tell the create limiter about the creates of earlier runs still inside its window.
+
+    A create that was on the wire when a run stopped counts as answered now (it may have
+    reached the server as late as that).
+    """
+    if not isinstance(limiter, SlidingWindowLimiter):
+        return
+    wall, mono = time.time(), time.monotonic()
+    horizon = wall - limiter.window - limiter.margin
+    times = [row.answered_at for row in rows if row.answered_at is not None]
+    times += [
+        wall
+        for row in rows
+        if row.sent_at is not None and row.task_id is None and not JobStage(row.stage).is_final
+    ]
+    limiter.seed(at - wall + mono for at in times if at > horizon)
 
 
 def _request_callback(request: LipSyncRequest | LipSyncJob) -> str | None:

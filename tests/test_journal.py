@@ -1,0 +1,253 @@
+"""The SQLite journal: what it records, and a JobManager resuming from it after a crash.
+
+Crashes are staged by writing the rows a killed run leaves behind (a create sent but not
+answered, a task created but not finished); ``test_batch_cli.py`` kills real processes.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import stat
+import time
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import pytest
+
+from chanjing_async import (
+    ConfigurationError,
+    CreateOutcomeUnknown,
+    InvalidInputError,
+    JobError,
+    JobManager,
+    JobStage,
+    LipSyncJob,
+    LipSyncRequest,
+    PollPolicy,
+)
+from chanjing_async.journal import Journal
+from tests.conftest import SECRET_KEY, TIME_SCALE, make_client
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from chanjing_async import AsyncChanjingClient
+    from chanjing_async.emulator import EmulatorServer
+
+pytestmark = pytest.mark.anyio
+
+POLL = PollPolicy().scaled(TIME_SCALE)
+VOICE = "C-f2429d07554749839849497589199916"
+
+
+def request(video_id: str, n: int) -> LipSyncRequest:
+    return LipSyncRequest.tts(video_id, text=f"job {n}", audio_man_id=VOICE)
+
+
+def manager(client: AsyncChanjingClient, journal: Path | Journal, **options: Any) -> JobManager:
+    values: dict[str, Any] = {"poll": POLL, "reconcile_settle": 0.2, "reconcile_margin": 1.0}
+    values.update(options)
+    return JobManager(client, journal=journal, **values)
+
+
+def creates(emulator: EmulatorServer) -> int:
+    return len(emulator.state.tasks)
+
+
+async def staged(path: Path, video_id: str, n: int, **values: Any) -> None:
+    """Write the row a crashed run would have left for job ``n`` (key ``job-n``)."""
+    from chanjing_async.jobs import _fingerprint, _spec
+
+    spec = _spec(request(video_id, n))
+    async with Journal(path) as journal:
+        journal.add(f"job-{n}", spec, _fingerprint(spec), JobStage.QUEUED.value)
+        if values:
+            journal.update(f"job-{n}", **values)
+
+
+def written(path: Path) -> bytes:
+    """The bytes of a journal and its -wal / -shm companions."""
+    return b"".join(part.read_bytes() for part in path.parent.glob(f"{path.name}*"))
+
+
+# -- the file ------------------------------------------------------------------------------------
+
+
+async def test_journal_file_is_private_and_rows_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "jobs.sqlite"
+    async with Journal(path) as journal:
+        journal.add("a", {"request": {"x": 1}}, "fp", "queued")
+        journal.update("a", task_id="t1", task={"id": "t1", "status": 10})
+        journal.remember_upload("d" * 64, "lip_sync_video", "file-1")
+        rows = await journal.rows()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert [(row.key, row.stage, row.task_id, row.task) for row in rows] == [
+        ("a", "queued", "t1", {"id": "t1", "status": 10})
+    ]
+    async with Journal(path) as again:
+        assert again.uploads[("d" * 64, "lip_sync_video")][0] == "file-1"
+        again.add("b", {}, "fp2", "queued")
+        assert [row.seq for row in await again.rows()] == [0, 1]
+
+
+async def test_other_files_are_refused_clearly(tmp_path: Path) -> None:
+    garbage = tmp_path / "notes.sqlite"
+    garbage.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(ConfigurationError, match="not a journal database"):
+        await Journal(garbage).open()
+    newer = tmp_path / "newer.sqlite"
+    async with Journal(newer):
+        pass
+    with sqlite3.connect(newer) as db:
+        db.execute("UPDATE meta SET value = '99' WHERE name = 'schema'")
+    with pytest.raises(ConfigurationError, match="schema version 99"):
+        await Journal(newer).open()
+
+
+async def test_unknown_columns_are_refused(tmp_path: Path) -> None:
+    async with Journal(tmp_path / "j.sqlite") as journal:
+        with pytest.raises(ValueError, match="secret"):
+            journal.update("a", secret="x")
+
+
+# -- a manager with a journal --------------------------------------------------------------------
+
+
+async def test_rerun_skips_finished_jobs_and_creates_nothing(
+    emulator: EmulatorServer, client: AsyncChanjingClient, files: tuple[str, str], tmp_path: Path
+) -> None:
+    path = tmp_path / "jobs.sqlite"
+    keys = [f"job-{n}" for n in range(3)]
+    async with manager(client, path) as jobs:
+        handles = await jobs.submit_many([request(files[0], n) for n in range(3)], keys=keys)
+        with anyio.fail_after(30):
+            first = [await handle.wait() for handle in handles]
+    assert creates(emulator) == 3
+    async with manager(client, path) as jobs:
+        again = await jobs.submit_many([request(files[0], n) for n in range(3)], keys=keys)
+        assert all(handle.done and handle.stage is JobStage.SUCCEEDED for handle in again)
+        assert [handle.result().id for handle in again] == [task.id for task in first]
+        assert await jobs.resume() == []
+    assert creates(emulator) == 3
+    text = written(path)
+    assert SECRET_KEY.encode() not in text
+    assert b"video_url" not in text  # result URLs expire: they are read again when needed
+
+
+async def test_a_key_reused_for_another_job_is_refused(
+    client: AsyncChanjingClient, files: tuple[str, str], tmp_path: Path
+) -> None:
+    path = tmp_path / "jobs.sqlite"
+    async with manager(client, path) as jobs:
+        await (await jobs.submit(request(files[0], 1), key="row-1")).wait()
+    async with manager(client, path) as jobs:
+        with pytest.raises(InvalidInputError, match="journaled for a different job") as caught:
+            await jobs.submit(request(files[0], 2), key="row-1")
+        assert caught.value.field == "key"
+        with pytest.raises(InvalidInputError, match=r"keys\[1\]"):
+            await jobs.submit_many([request(files[0], 3)] * 2, keys=["x", "x"])
+        assert jobs.unfinished == 0
+
+
+async def test_unfinished_jobs_resume_without_a_second_create(
+    emulator: EmulatorServer, client: AsyncChanjingClient, files: tuple[str, str], tmp_path: Path
+) -> None:
+    path = tmp_path / "jobs.sqlite"
+    async with manager(client, path) as jobs:
+        handles = await jobs.submit_many(
+            [request(files[0], n) for n in range(4)], keys=[f"job-{n}" for n in range(4)]
+        )
+        with anyio.fail_after(10):
+            for handle in handles:
+                async for _ in handle.events():
+                    if handle.task_id:
+                        break
+    # The manager closed with 4 created, unfinished tasks: they stay in the journal.
+    async with Journal(path) as journal:
+        assert {row.stage for row in await journal.rows()} <= {"submitted", "generating"}
+    async with manager(client, path) as jobs:
+        resumed = await jobs.resume()
+        assert [handle.key for handle in resumed] == [f"job-{n}" for n in range(4)]
+        with anyio.fail_after(30):
+            tasks = [await handle.wait() for handle in resumed]
+    assert [task.id for task in tasks] == [handle.task_id for handle in handles]
+    assert creates(emulator) == 4
+
+
+async def test_a_create_lost_in_a_crash_is_adopted_not_sent_again(
+    emulator: EmulatorServer, client: AsyncChanjingClient, files: tuple[str, str], tmp_path: Path
+) -> None:
+    path = tmp_path / "jobs.sqlite"
+    sent_at = time.time()
+    await staged(path, files[0], 7, sent_at=sent_at)
+    # The killed run's create reached the server; its answer was never recorded.
+    async with make_client(emulator.base_url) as dead_process:
+        lost = await dead_process.lip_sync.create(request(files[0], 7))
+    async with JobManager(client, journal=path, poll=POLL) as jobs:
+        (handle,) = await jobs.resume()
+        with anyio.fail_after(30):
+            task = await handle.wait()
+        assert jobs.stats.submit.adopted == 1
+        assert jobs.stats.submit.sent == 0
+    assert task.id == lost
+    assert creates(emulator) == 1
+
+
+async def test_a_create_that_never_arrived_is_sent_once(
+    emulator: EmulatorServer, client: AsyncChanjingClient, files: tuple[str, str], tmp_path: Path
+) -> None:
+    path = tmp_path / "jobs.sqlite"
+    await staged(path, files[0], 3, sent_at=time.time() - 1)
+    async with manager(client, path) as jobs:
+        (handle,) = await jobs.resume()
+        with anyio.fail_after(30):
+            await handle.wait()
+        assert (jobs.stats.submit.resent, jobs.stats.submit.sent) == (1, 1)
+    assert creates(emulator) == 1
+
+
+async def test_a_crash_next_to_a_foreign_task_fails_rather_than_guess(
+    emulator: EmulatorServer, client: AsyncChanjingClient, files: tuple[str, str], tmp_path: Path
+) -> None:
+    path = tmp_path / "jobs.sqlite"
+    await staged(path, files[0], 1, sent_at=time.time())
+    async with make_client(emulator.base_url) as others:
+        for n in (1, 2):  # the killed run's, and one from another program on the same app id
+            await others.lip_sync.create(request(files[0], n))
+    async with manager(client, path) as jobs:
+        (handle,) = await jobs.resume()
+        with anyio.fail_after(30), pytest.raises(CreateOutcomeUnknown) as caught:
+            await handle.wait()
+    assert len(caught.value.candidates) == 2
+    assert creates(emulator) == 2
+    async with manager(client, path) as jobs:  # recorded as failed: not tried again
+        (again,) = await jobs.submit_many([request(files[0], 1)], keys=["job-1"])
+        assert isinstance(again.error, JobError)
+        assert "CreateOutcomeUnknown" in str(again.error)
+
+
+async def test_the_limiter_remembers_the_creates_of_the_last_window(
+    client: AsyncChanjingClient, files: tuple[str, str], tmp_path: Path
+) -> None:
+    path = tmp_path / "jobs.sqlite"
+    for n in range(10):
+        await staged(path, files[0], n, task_id=f"t{n}", answered_at=time.time())
+    limiter = client.limiters.create
+    async with manager(client, path):
+        wait = limiter.next_free() - time.monotonic()
+    assert 0.5 * limiter.window < wait <= limiter.window + 0.1
+
+
+async def test_uploads_are_reused_across_runs(
+    emulator: EmulatorServer, client: AsyncChanjingClient, media: tuple[Path, Path], tmp_path: Path
+) -> None:
+    path = tmp_path / "jobs.sqlite"
+    video, audio = media
+    job = LipSyncJob.audio(video, audio=audio)
+    async with manager(client, path) as jobs:
+        await (await jobs.submit(job, key="first")).wait()
+        assert jobs.stats.uploads == 2
+    async with manager(client, path) as jobs:
+        await (await jobs.submit(LipSyncJob.audio(video, audio=audio, volume=50), key="2")).wait()
+        assert jobs.stats.uploads == 0
+    assert emulator.state.endpoint_stats("upload").requests == 2
