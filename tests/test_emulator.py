@@ -39,6 +39,7 @@ BASE = EmulatorSettings(
 )
 BAD_CREDENTIALS = "参数错误: app_id 或 secret_key 错误"
 HEX32 = re.compile(r"[0-9a-f]{32}")
+MP4_HEAD = b"\x00\x00\x00\x18ftypmp42"
 Json = dict[str, Any]
 
 
@@ -93,12 +94,24 @@ class Api:
         return await self.call("GET", "/open/v1/common/file_detail", params={"id": file_id})
 
     async def upload(
-        self, service: str = "lip_sync_video", name: str = "face.mp4", size: int = 32_000
+        self,
+        service: str = "lip_sync_video",
+        name: str = "face.mp4",
+        size: int = 32_000,
+        head: bytes | None = None,
     ) -> str:
-        """Announce, PUT and wait until ready; returns the file id."""
+        """Announce, PUT and wait until ready; returns the file id.
+
+        The body is ``head`` padded with zeros to ``size`` bytes; ``head`` defaults to an MP4
+        header in the video bucket (the emulator fails tasks on undecodable videos) and to
+        nothing elsewhere.
+        """
+        if head is None:
+            head = MP4_HEAD if service == "lip_sync_video" else b""
+        body = head + b"\0" * max(0, size - len(head))
         announced = await self.announce(service, name)
         headers = {"Content-Type": announced["mime_type"]}
-        async with self.http.put(announced["sign_url"], data=b"\0" * size, headers=headers) as r:
+        async with self.http.put(announced["sign_url"], data=body, headers=headers) as r:
             assert r.status == 200
         file_id: str = announced["file_id"]
         await self.wait_ready(file_id)
@@ -1028,3 +1041,236 @@ def test_cli_rejects_an_unknown_list_order(capsys: pytest.CaptureFixture[str]) -
         build_parser().parse_args(["--list-order", "sorted"])
     assert exit_info.value.code == 2
     assert "invalid choice: 'sorted'" in capsys.readouterr().err
+
+
+# -- expiring result URLs ---------------------------------------------------------------------
+
+SIGNED = re.compile(r"\?Expires=(\d+\.\d{3})&Signature=([0-9a-f]{64})")
+
+
+async def fetch(api: Api, url: str) -> tuple[int, str]:
+    """GET ``url``; the status and the body as text (binary media decode with replacement)."""
+    async with api.http.get(url) as response:
+        return response.status, (await response.read()).decode(errors="replace")
+
+
+async def finished_task(api: Api, **body: object) -> Json:
+    task_id = (await api.create(tts_body(await api.upload(), **body)))["data"]
+    task = await api.wait_terminal(task_id)
+    assert task["status"] == 20, task
+    return task
+
+
+def signed_parts(api: Api, task: Json, field: str, ext: str) -> tuple[float, str]:
+    """Check ``task[field]`` is the signed result URL of ``task``; its Expires and Signature."""
+    plain = f"{api.emu.base_url}/_emulator/results/{task['id']}.{ext}"
+    url: str = task[field]
+    assert url.startswith(plain)
+    match = SIGNED.fullmatch(url.removeprefix(plain))
+    assert match, url
+    return float(match[1]), match[2]
+
+
+@pytest.mark.parametrize("ttl", [0, -5, math.inf, math.nan, True, "60"])
+def test_settings_reject_a_bad_result_url_ttl(ttl: Any) -> None:
+    message = "result_url_ttl_seconds must be None or a positive finite number"
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(BASE, result_url_ttl_seconds=ttl)
+
+
+def test_result_url_ttl_defaults_to_never_and_accepts_a_positive_number() -> None:
+    assert BASE.result_url_ttl_seconds is None
+    for ttl in (0.5, 60):
+        assert dataclasses.replace(BASE, result_url_ttl_seconds=ttl).result_url_ttl_seconds == ttl
+
+
+async def test_result_urls_expire_after_the_ttl_and_a_fresh_read_renews_them() -> None:
+    async with running(result_url_ttl_seconds=18.0, task_seconds=6.0) as api:  # 0.3 s valid
+        task = await finished_task(api)
+        read_at = time.time()
+        expires, signature = signed_parts(api, task, "video_url", "mp4")
+        assert read_at - 0.1 <= expires - 0.3 <= read_at + 0.001  # Expires keeps milliseconds
+        preview_expires, preview_signature = signed_parts(api, task, "preview_url", "jpg")
+        assert preview_expires == expires
+        assert preview_signature != signature  # each signature covers its own file
+        assert (await fetch(api, task["video_url"]))[0] == 200
+        async with api.http.get(task["preview_url"]) as response:
+            assert (response.status, response.content_type) == (200, "image/jpeg")
+
+        await anyio.sleep(max(0.0, expires - time.time()) + 0.05)
+        status, body = await fetch(api, task["video_url"])
+        assert status == 403
+        assert "<Code>AccessDenied</Code>" in body
+        assert "Request has expired" in body
+
+        fresh = (await api.detail(task["id"]))["data"]
+        assert fresh["video_url"] != task["video_url"]
+        assert signed_parts(api, fresh, "video_url", "mp4")[0] > expires
+        async with api.http.get(fresh["video_url"]) as response:
+            assert (response.status, response.content_type) == (200, "video/mp4")
+            assert (await response.read())[4:8] == b"ftyp"
+        stats = api.emu.state.stats()
+        assert (stats["result_downloads"], stats["result_downloads_refused"]) == (3, 1)
+
+
+async def test_result_urls_need_their_own_valid_signature() -> None:
+    async with running(result_url_ttl_seconds=900.0, task_seconds=6.0) as api:  # 15 s valid
+        task = await finished_task(api)
+        url: str = task["video_url"]
+        plain, query = url.split("?")
+        expires, signature = signed_parts(api, task, "video_url", "mp4")
+        flipped = signature[:-1] + ("0" if signature[-1] != "0" else "1")
+        later = f"{expires + 100:.3f}"
+        refusals = {
+            plain: "AccessDenied",  # no query at all
+            f"{plain}?Expires={expires:.3f}": "AccessDenied",  # no signature
+            f"{plain}?Expires={expires:.3f}&Signature={flipped}": "SignatureDoesNotMatch",
+            f"{plain}?Expires={later}&Signature={signature}": "SignatureDoesNotMatch",
+            f"{plain}?Expires=soon&Signature={signature}": "SignatureDoesNotMatch",
+            f"{plain.replace('.mp4', '.jpg')}?{query}": "SignatureDoesNotMatch",
+            url.replace(task["id"], "0" * 32): "SignatureDoesNotMatch",
+        }
+        for refused, code in refusals.items():
+            status, body = await fetch(api, refused)
+            assert (status, f"<Code>{code}</Code>" in body) == (403, True), refused
+        assert (await fetch(api, url))[0] == 200
+        stats = api.emu.state.stats()
+        assert stats["result_downloads"] == 1
+        assert stats["result_downloads_refused"] == len(refusals)
+
+
+async def test_plain_result_urls_still_work_without_a_ttl(api: Api) -> None:
+    task = await finished_task(api)
+    assert "?" not in task["video_url"]
+    assert (await fetch(api, task["video_url"] + "?Expires=1&Signature=junk"))[0] == 200
+    assert (await fetch(api, task["preview_url"].replace(task["id"], "0" * 32)))[0] == 404
+    stats = api.emu.state.stats()
+    assert (stats["result_downloads"], stats["result_downloads_refused"]) == (1, 1)
+
+
+async def test_list_items_and_callbacks_carry_signed_result_urls() -> None:
+    overrides: dict[str, Any] = {"result_url_ttl_seconds": 600.0, "task_seconds": 6.0}
+    async with receiver() as (url, bodies), running(**overrides) as api:
+        task = await finished_task(api, callback=url)
+        await wait_callbacks(api, 1)
+        [body] = bodies
+        called_back = body["data"]
+        assert called_back["status"] == 20
+        signed_parts(api, called_back, "video_url", "mp4")
+        assert (await fetch(api, called_back["video_url"]))[0] == 200
+        payload = await api.call("POST", "/open/v1/video_lip_sync/list", body={})
+        [listed] = payload["data"]["list"]
+        assert listed["id"] == task["id"]
+        signed_parts(api, listed, "preview_url", "jpg")
+        assert (await fetch(api, listed["preview_url"]))[0] == 200
+
+
+async def test_failed_tasks_have_no_result_urls_to_sign() -> None:
+    async with running(result_url_ttl_seconds=600.0, task_seconds=6.0, fail_rate=1.0) as api:
+        task_id = (await api.create(tts_body(await api.upload())))["data"]
+        task = await api.wait_terminal(task_id)
+        assert (task["status"], task["video_url"], task["preview_url"]) == (30, "", "")
+
+
+def test_cli_result_url_ttl_and_decode_check_options(capsys: pytest.CaptureFixture[str]) -> None:
+    ns = build_parser().parse_args(["--result-url-ttl", "120", "--no-decode-check"])
+    settings = settings_from_args(ns)
+    assert (settings.result_url_ttl_seconds, settings.decode_check) == (120.0, False)
+    defaults = settings_from_args(build_parser().parse_args([]))
+    assert (defaults.result_url_ttl_seconds, defaults.decode_check) == (None, True)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--result-url-ttl", "0"])
+    assert exit_info.value.code == 2
+    assert "result_url_ttl_seconds must be None or a positive" in capsys.readouterr().err
+
+
+# -- undecodable videos -----------------------------------------------------------------------
+
+DECODE_FAILURE = "视频解析失败: video could not be decoded"
+WEBM_HEAD = b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01"
+
+
+@pytest.mark.parametrize(
+    ("name", "head", "size"),
+    [
+        ("face.mp4", b"", 32_000),  # all zeros
+        ("face.mp4", b"RIFF\x00\x00\x00\x00AVI LIST", 32_000),
+        ("face.mp4", b"ftypmp42", 32_000),  # ftyp, but at bytes 0..4
+        ("face.mp4", MP4_HEAD[:7], 7),  # cut short before the box type ends
+        ("face.mov", b"GIF89a", 32_000),
+    ],
+)
+@pytest.mark.parametrize("seed", [1, 2, None])
+async def test_an_undecodable_video_fails_early_whatever_the_seed(
+    name: str, head: bytes, size: int, seed: int | None
+) -> None:
+    # Neither the seed nor the fail rates change the verdict on the video.
+    async with running(seed=seed, task_seconds=30.0, billing_fail_rate=0.5) as api:  # 0.5 s
+        video = await api.upload(name=name, size=size, head=head)
+        assert api.emu.state.files[video].head == (head + b"\0" * size)[: min(16, size)]
+        payload = await api.create(tts_body(video))
+        assert payload["code"] == 0  # create accepts it: decoding happens in the task
+        created = time.monotonic()
+        seen: list[Json] = []
+        with anyio.fail_after(3):
+            while not seen or seen[-1]["status"] not in (20, 30):
+                seen.append((await api.detail(payload["data"]))["data"])
+                await anyio.sleep(0.01)
+        task = seen[-1]
+        assert (task["status"], task["msg"]) == (30, DECODE_FAILURE)
+        assert 0 < task["progress"] < 20  # a little progress, then the decoder gave up
+        assert (task["video_url"], task["preview_url"], task["duration"]) == ("", "", 0)
+        assert time.monotonic() - created < 0.4  # well before the 0.5 s a task takes
+        assert [t["status"] for t in seen[:-1]] == sorted(t["status"] for t in seen[:-1])
+
+
+@pytest.mark.parametrize(
+    ("name", "head"),
+    [
+        ("face.mp4", MP4_HEAD),
+        ("face.mov", b"\x00\x00\x00\x14ftypqt  \x00\x00\x00\x00"),
+        ("face.webm", WEBM_HEAD),
+    ],
+)
+async def test_mp4_mov_and_webm_videos_decode(name: str, head: bytes) -> None:
+    async with running(task_seconds=6.0) as api:
+        video = await api.upload(name=name, head=head)
+        task_id = (await api.create(tts_body(video)))["data"]
+        task = await api.wait_terminal(task_id)
+        assert (task["status"], task["msg"]) == (20, "success")
+
+
+async def test_decode_check_off_lets_any_bytes_through() -> None:
+    async with running(decode_check=False, task_seconds=6.0) as api:
+        video = await api.upload(head=b"not a video at all")
+        task_id = (await api.create(tts_body(video)))["data"]
+        assert (await api.wait_terminal(task_id))["status"] == 20
+
+
+async def test_an_undecodable_video_leaves_other_task_fates_alone() -> None:
+    """The bad video's task still takes its draw, so later tasks keep their seeded fates."""
+    fates: list[list[str | None]] = []
+    for decode_check in (True, False):
+        async with running(decode_check=decode_check, fail_rate=0.5) as api:
+            good, bad = await api.upload(), await api.upload(head=b"")
+            for video in (good, bad, good, good, good, good, good, good):
+                assert (await api.create(tts_body(video)))["code"] == 0
+            fates.append([task.failure for task in api.emu.state.tasks.values()])
+    checked, unchecked = fates
+    assert checked[1] == DECODE_FAILURE
+    assert unchecked[1] != DECODE_FAILURE
+    assert checked[:1] + checked[2:] == unchecked[:1] + unchecked[2:]
+    assert None in unchecked[2:]
+    assert any(unchecked[2:])
+
+
+async def test_an_undecodable_video_is_reported_by_callback_at_its_early_end() -> None:
+    async with receiver() as (url, bodies), running(task_seconds=30.0) as api:  # 0.5 s tasks
+        video = await api.upload(head=b"")
+        created = time.monotonic()
+        task_id = (await api.create(tts_body(video, callback=url)))["data"]
+        await wait_callbacks(api, 1)
+        assert time.monotonic() - created < 0.4
+        [body] = bodies
+        assert (body["data"]["id"], body["data"]["status"]) == (task_id, 30)
+        assert body["data"]["msg"] == DECODE_FAILURE

@@ -55,6 +55,18 @@ def build_parser(prog: str = "python -m chanjing_async.emulator") -> argparse.Ar
         help="fraction of tasks that fail on billing (蝉豆不足)",
     )
     parser.add_argument(
+        "--result-url-ttl",
+        type=float,
+        default=_DEFAULTS.result_url_ttl_seconds,
+        metavar="SECONDS",
+        help="real-scale validity of result URLs, signed at each read (None: never expire)",
+    )
+    parser.add_argument(
+        "--no-decode-check",
+        action="store_true",
+        help="let tasks succeed whatever bytes their video holds (not only MP4/MOV/WebM)",
+    )
+    parser.add_argument(
         "--rate-window",
         choices=RATE_WINDOWS,
         default=_DEFAULTS.rate_window,
@@ -91,6 +103,8 @@ def settings_from_args(ns: argparse.Namespace) -> EmulatorSettings:
         file_ready_seconds=ns.file_ready_seconds,
         fail_rate=ns.fail_rate,
         billing_fail_rate=ns.billing_fail_rate,
+        result_url_ttl_seconds=ns.result_url_ttl,
+        decode_check=not ns.no_decode_check,
         rate_window=ns.rate_window,
         list_order=ns.list_order,
         callbacks=not ns.no_callbacks,

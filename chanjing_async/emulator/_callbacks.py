@@ -79,7 +79,7 @@ class CallbackSender:
             return
         task = state.tasks[task_id]
         assert task.callback is not None  # only tasks with a callback are scheduled
-        body = envelope(task.to_object(time.monotonic()))
+        body = envelope(state.task_view(task))
         try:
             async with session.post(task.callback, json=body) as response:
                 await response.read()

@@ -15,6 +15,8 @@ from urllib.parse import quote
 from ._protocol import CODE_INTERNAL, CODE_PARAM, ApiError, UploadDenied
 
 if TYPE_CHECKING:
+    import builtins
+
     from .settings import EmulatorSettings
 
 VIDEO_SERVICE = "lip_sync_video"
@@ -22,6 +24,10 @@ AUDIO_SERVICE = "lip_sync_audio"
 FILE_READY = (1, 2)  # 2 is the historic "ready" some clients still accept (reference §4.3)
 # Failed statuses (reference §4.3); file_detail says "文件<reason>", create "视频文件<reason>".
 FILE_FAILURES = {98: "内容安全检测失败", 99: "已删除", 100: "已清理"}
+
+# The start of an upload is kept for the decode check; the rest is only counted.
+HEAD_BYTES = 16
+_EBML_MAGIC = b"\x1a\x45\xdf\xa3"  # WebM (a Matroska profile) starts with an EBML header
 
 # Built-in tables only (no /etc/mime.types), so answers do not depend on the machine; .m4a is
 # missing from older Python tables and is a documented lip-sync audio format (reference §4.3).
@@ -43,6 +49,7 @@ class FileRecord:
         url_expires: Unix seconds in the signed URL's ``Expires``.
         url_deadline: Monotonic time after which the signed URL is refused.
         bytes: Size of the uploaded body (0 before the PUT).
+        head: The first ``HEAD_BYTES`` bytes of the uploaded body (empty before the PUT).
         uploaded_at: Monotonic time of the PUT, None before it.
         forced_status: A status set by ``set_status``; wins over the clock.
     """
@@ -56,6 +63,7 @@ class FileRecord:
     url_expires: int
     url_deadline: float
     bytes: int = 0
+    head: builtins.bytes = b""  # the field ``bytes`` shadows the type in this class
     uploaded_at: float | None = None
     forced_status: int | None = None
 
@@ -127,9 +135,10 @@ class FileStore:
             raise UploadDenied("SignatureDoesNotMatch", f"Content-Type must be {record.mime_type}.")
         return record
 
-    def store_upload(self, record: FileRecord, size: int) -> None:
-        """Record a completed PUT of ``size`` bytes; the readiness delay starts now."""
+    def store_upload(self, record: FileRecord, size: int, head: bytes = b"") -> None:
+        """Record a completed PUT of ``size`` bytes starting with ``head``; readiness starts now."""
         record.bytes = size
+        record.head = head[:HEAD_BYTES]
         record.uploaded_at = time.monotonic()
 
     def status(self, record: FileRecord) -> int:
@@ -182,3 +191,13 @@ class FileStore:
     def _signature(self, file_id: str, expires: str) -> str:
         message = f"PUT\n{file_id}\n{expires}".encode()
         return hmac.new(self._signing_key, message, hashlib.sha256).hexdigest()
+
+
+def looks_decodable(head: bytes) -> bool:
+    """Whether an upload starting with ``head`` looks like a video the service can decode.
+
+    MP4 and MOV (ISO base media) files open with a box whose type, at bytes 4..8, is ``ftyp``;
+    WebM, the third documented format (reference §4.3), opens with the EBML magic. A sniff of
+    the container only, as a decoder's first step would be; the content is not checked.
+    """
+    return head[4:8] == b"ftyp" or head.startswith(_EBML_MAGIC)

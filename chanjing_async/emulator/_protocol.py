@@ -49,7 +49,10 @@ def param_error(field: str, reason: str) -> ApiError:
 
 
 class UploadDenied(Exception):
-    """An object-storage refusal of a PUT, answered as HTTP 403 with an OSS-style XML body."""
+    """An object-storage refusal, answered as HTTP 403 with an OSS-style XML body.
+
+    Raised for a signed upload PUT and, when result URLs expire, for a result download.
+    """
 
     def __init__(self, oss_code: str, message: str) -> None:
         """Create the refusal.

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ._results import result_path
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -25,6 +27,9 @@ class TaskRecord:
         ends_at: Monotonic time at which the task becomes terminal.
         duration: Result duration in milliseconds, reported on success.
         failure: The failure reason, or None for a task that will succeed.
+        generation_end: Monotonic time at which generation would finish, the end of the
+            progress scale; None means ``ends_at``. A task that fails early (an undecodable
+            video) ends before it, with the progress it had reached.
     """
 
     id: str
@@ -36,6 +41,7 @@ class TaskRecord:
     ends_at: float
     duration: int
     failure: str | None
+    generation_end: float | None = None
 
     def succeeded_by(self, now: float) -> bool:
         """Whether the task is in status 20 at monotonic time ``now``."""
@@ -45,17 +51,18 @@ class TaskRecord:
         """The task object (reference §5.4) at monotonic time ``now``.
 
         Queued (0) for the first 10 % of the duration, then generating (10) with progress
-        rising linearly from 0 to 99, then 20 with results or 30 with the reason.
+        rising linearly from 0 to 99, then 20 with results or 30 with the reason. Result URLs
+        are plain here; ``EmulatorState`` signs them when they expire.
         """
         status, progress, msg = 0, 0, ""
         video_url = preview_url = ""
         duration = 0
         if self.succeeded_by(now):
             status, progress, msg, duration = 20, 100, "success", self.duration
-            video_url = f"{self.base_url}/_emulator/results/{self.id}.mp4"
-            preview_url = f"{self.base_url}/_emulator/results/{self.id}.jpg"
+            video_url = self.base_url + result_path(self.id, "mp4")
+            preview_url = self.base_url + result_path(self.id, "jpg")
         elif now >= self.ends_at:
-            # Failures strike at the end, so progress stays where generation had got to.
+            # Progress stays where generation had got to when the failure struck.
             status, progress, msg = 30, self._progress(self.ends_at), str(self.failure)
         elif now >= self._generating_from:
             status, progress = 10, self._progress(now)
@@ -71,11 +78,15 @@ class TaskRecord:
         }
 
     @property
+    def _generation_end(self) -> float:
+        return self.ends_at if self.generation_end is None else self.generation_end
+
+    @property
     def _generating_from(self) -> float:
-        return self.created_at + QUEUED_FRACTION * (self.ends_at - self.created_at)
+        return self.created_at + QUEUED_FRACTION * (self._generation_end - self.created_at)
 
     def _progress(self, now: float) -> int:
-        span = self.ends_at - self._generating_from
+        span = self._generation_end - self._generating_from
         if span <= 0:
             return 0
         return min(99, max(0, int(99 * (now - self._generating_from) / span)))

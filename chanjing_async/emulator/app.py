@@ -13,8 +13,10 @@ from aiohttp import web
 
 from ._callbacks import CallbackSender
 from ._faults import Fault
+from ._files import HEAD_BYTES
 from ._pipeline import STATE_KEY, api_response, dumps, oss_error, pipeline
 from ._protocol import CODE_BAD_FORMAT, ApiError, UploadDenied, param_error
+from ._results import result_path
 from ._validation import MAX_PAGE_SIZE, optional_int, parse_create, query_int
 from ._voices import voice_catalogue
 from .settings import EmulatorSettings
@@ -157,11 +159,14 @@ async def _upload(request: web.Request) -> web.Response:
         )
     except UploadDenied as exc:
         return oss_error(403, exc.oss_code, exc.message)
-    size = 0
-    # Count the bytes without keeping them: the emulator never serves uploaded content.
+    size, head = 0, b""
+    # Count the bytes and keep only the first few, for the decode check: the emulator never
+    # serves uploaded content.
     async for chunk in request.content.iter_any():
+        if len(head) < HEAD_BYTES:
+            head += chunk[: HEAD_BYTES - len(head)]
         size += len(chunk)
-    uploads.store_upload(record, size)
+    uploads.store_upload(record, size, head)
     return web.Response()
 
 
@@ -205,8 +210,18 @@ async def _voices(request: web.Request) -> web.Response:
 
 
 async def _result(request: web.Request) -> web.Response:
-    if not request.app[STATE_KEY].succeeded(request.match_info["task_id"]):
+    """A result file; with expiring URLs, a missing, wrong or expired signature gets 403."""
+    state = request.app[STATE_KEY]
+    try:
+        path = result_path(request.match_info["task_id"], request.match_info["ext"])
+        state.results.check(path, request.query.get("Expires"), request.query.get("Signature"))
+    except UploadDenied as exc:
+        state.count_result_download(served=False)
+        return oss_error(403, exc.oss_code, exc.message)
+    if not state.succeeded(request.match_info["task_id"]):
+        state.count_result_download(served=False)
         raise web.HTTPNotFound
+    state.count_result_download(served=True)
     return await _media(request)
 
 

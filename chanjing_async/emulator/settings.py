@@ -29,8 +29,19 @@ class EmulatorSettings:
         file_ready_seconds: Delay between the upload PUT and ``file_detail`` reporting status 1.
         token_ttl_seconds: Lifetime of an access token (reference §3.1: about one day).
         upload_url_ttl_seconds: Validity of a signed upload URL (reference §4.2: 15 minutes).
+        result_url_ttl_seconds: Validity of a result URL (``video_url``, ``preview_url``),
+            counted from the read that served it; the docs only say result URLs are
+            time-limited (reference §5.4). None (the default): plain URLs that never expire.
+            A number: every served task object carries freshly signed URLs,
+            ``...<id>.mp4?Expires=<Unix seconds, 3 decimals>&Signature=<hex>``, and the result
+            route answers 403 with an OSS-style XML body once ``Expires`` has passed or when
+            the signature is missing or wrong.
         fail_rate: Fraction of tasks ending in status 30 with a generic generation failure.
         billing_fail_rate: Fraction of tasks ending in status 30 with "扣费失败: 蝉豆不足".
+        decode_check: Fail every task whose video upload does not start like an MP4/MOV
+            (``ftyp`` at bytes 4..8) or a WebM (EBML magic): status 30 with
+            "视频解析失败: video could not be decoded", a fifth of the way through the task,
+            whatever the seed and the fail rates. False: any bytes make a video.
         rate_window: ``"sliding"`` (exact log over the last window) or ``"fixed"`` (calendar
             buckets of one window each).
         count_rejected: Whether a 40001-rejected arrival still counts in the window. The docs
@@ -59,8 +70,10 @@ class EmulatorSettings:
     file_ready_seconds: float = 3.0
     token_ttl_seconds: float = 86400.0
     upload_url_ttl_seconds: float = 900.0
+    result_url_ttl_seconds: float | None = None
     fail_rate: float = 0.0
     billing_fail_rate: float = 0.0
+    decode_check: bool = True
     rate_window: RateWindow = "sliding"
     count_rejected: bool = True
     create_limit: int = 10
@@ -82,6 +95,14 @@ class EmulatorSettings:
             _check_number(name, getattr(self, name), positive=False)
         for name in ("token_ttl_seconds", "upload_url_ttl_seconds", "create_window", "read_window"):
             _check_number(name, getattr(self, name), positive=True)
+        ttl = self.result_url_ttl_seconds
+        if ttl is not None:
+            try:
+                _check_number("result_url_ttl_seconds", ttl, positive=True)
+            except ValueError:
+                raise ValueError(
+                    f"result_url_ttl_seconds must be None or a positive finite number, got {ttl!r}"
+                ) from None
         for name in ("fail_rate", "billing_fail_rate"):
             rate = getattr(self, name)
             _check_number(name, rate, positive=False)

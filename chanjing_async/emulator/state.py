@@ -14,9 +14,10 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
 from ._faults import ENDPOINTS, Fault, FaultQueue
-from ._files import AUDIO_SERVICE, VIDEO_SERVICE, FileRecord, FileStore
+from ._files import AUDIO_SERVICE, VIDEO_SERVICE, FileRecord, FileStore, looks_decodable
 from ._protocol import CODE_AUTH, CODE_PARAM, CODE_RATE, ApiError
 from ._ratelimit import Arrival, ArrivalLog, WindowLimiter
+from ._results import ResultLinks
 from ._tasks import TaskRecord
 
 if TYPE_CHECKING:
@@ -27,6 +28,10 @@ if TYPE_CHECKING:
 
 GENERIC_FAILURE = "视频生成失败: 素材人脸检测失败"
 BILLING_FAILURE = "扣费失败: 蝉豆不足"
+DECODE_FAILURE = "视频解析失败: video could not be decoded"
+# An undecodable video fails this far into the task: queued for the first 10 %, then a little
+# progress (about 11) before decoding gives up.
+DECODE_FAILS_AT = 0.2
 CallbackOutcome = Literal["sent", "failed", "dropped"]
 _ALNUM = string.ascii_letters + string.digits
 
@@ -61,6 +66,7 @@ class EmulatorState:
     Attributes:
         settings: The emulator settings.
         uploads: The announced files and their upload side.
+        results: Mints and checks result URLs (signed when they expire).
     """
 
     def __init__(self, settings: EmulatorSettings) -> None:
@@ -71,6 +77,7 @@ class EmulatorState:
         """
         self.settings = settings
         self.uploads = FileStore(settings)
+        self.results = ResultLinks(settings)
         # Only task fates draw from the seeded generator, so the n-th task's fate depends on the
         # seed alone, not on how many ids or tokens were made before it.
         self._fate = random.Random(settings.seed)
@@ -83,6 +90,7 @@ class EmulatorState:
         self._endpoints: dict[str, EndpointStats] = {name: EndpointStats() for name in ENDPOINTS}
         self._tasks_created = self._tokens_issued = 0
         self._callbacks: dict[CallbackOutcome, int] = {"sent": 0, "failed": 0, "dropped": 0}
+        self._result_downloads = self._result_downloads_refused = 0
         # Detail and list are limited separately, as each page documents its own QPS (§6).
         windows = {
             "create": (settings.create_limit, settings.scaled(settings.create_window)),
@@ -112,7 +120,11 @@ class EmulatorState:
         return list(self._logs[endpoint].arrivals)
 
     def stats(self) -> dict[str, Any]:
-        """Counters as served by ``GET /_emulator/stats``."""
+        """Counters as served by ``GET /_emulator/stats``.
+
+        ``result_downloads`` counts result files served; ``result_downloads_refused`` counts
+        result GETs answered 403 (missing, wrong or expired signature) or 404 (no such result).
+        """
         return {
             "endpoints": {name: asdict(stats) for name, stats in self._endpoints.items()},
             "tasks_created": self._tasks_created,
@@ -120,6 +132,8 @@ class EmulatorState:
             "callbacks_sent": self._callbacks["sent"],
             "callbacks_failed": self._callbacks["failed"],
             "callbacks_dropped": self._callbacks["dropped"],
+            "result_downloads": self._result_downloads,
+            "result_downloads_refused": self._result_downloads_refused,
         }
 
     def current_token(self) -> str | None:
@@ -136,6 +150,13 @@ class EmulatorState:
     def count_callback(self, outcome: CallbackOutcome) -> None:
         """Count one callback as sent, failed or dropped."""
         self._callbacks[outcome] += 1
+
+    def count_result_download(self, *, served: bool) -> None:
+        """Count one GET of a result file: served, or refused (403) or not found (404)."""
+        if served:
+            self._result_downloads += 1
+        else:
+            self._result_downloads_refused += 1
 
     # -- faults -----------------------------------------------------------------------------
 
@@ -230,10 +251,13 @@ class EmulatorState:
         Returns:
             The new task.
 
+        A video whose upload does not look like MP4/MOV/WebM (``decode_check``) makes a task
+        that fails early with ``DECODE_FAILURE``, whatever its draw.
+
         Raises:
             ApiError: 50000 when a file is missing, in the wrong bucket, not ready or failed.
         """
-        self.uploads.ready(request.video_file_id, VIDEO_SERVICE)
+        video = self.uploads.ready(request.video_file_id, VIDEO_SERVICE)
         if request.audio_file_id is None:
             duration = 300 * len(request.text)  # about 0.3 s of speech per character
         else:
@@ -249,6 +273,12 @@ class EmulatorState:
         elif draw < billing + generic:
             failure = GENERIC_FAILURE
         now = time.monotonic()
+        ends_at = now + self.settings.scaled(self.settings.task_seconds)
+        generation_end = None
+        # Decided after the draw, so every task still takes one and later fates do not shift.
+        if self.settings.decode_check and not looks_decodable(video.head):
+            failure, generation_end = DECODE_FAILURE, ends_at
+            ends_at = now + DECODE_FAILS_AT * (ends_at - now)
         task = TaskRecord(
             id=uuid.uuid4().hex,
             request=body,
@@ -256,9 +286,10 @@ class EmulatorState:
             callback=request.callback,
             create_time=int(time.time()),
             created_at=now,
-            ends_at=now + self.settings.scaled(self.settings.task_seconds),
+            ends_at=ends_at,
             duration=max(1000, duration),
             failure=failure,
+            generation_end=generation_end,
         )
         self._tasks[task.id] = task
         self._tasks_created += 1
@@ -273,7 +304,18 @@ class EmulatorState:
         task = self._tasks.get(task_id)
         if task is None:
             raise ApiError(CODE_PARAM, "任务不存在")
-        return task.to_object(time.monotonic())
+        return self.task_view(task)
+
+    def task_view(self, task: TaskRecord, now: float | None = None) -> dict[str, Any]:
+        """The task object of ``task`` as served now (detail, list item or callback).
+
+        Result URLs are signed at this call when ``result_url_ttl_seconds`` is set.
+
+        Args:
+            task: The task.
+            now: Monotonic time of the state to show; now when None.
+        """
+        return self.results.sign(task.to_object(time.monotonic() if now is None else now))
 
     def task_page(self, page: int, size: int) -> tuple[list[dict[str, Any]], int]:
         """One page of task objects in the configured list order, and the total number of tasks.
@@ -295,7 +337,7 @@ class EmulatorState:
             shuffled = list(tasks)
             self._shuffle.shuffle(shuffled)
             chosen = shuffled[start : start + size]
-        return [task.to_object(now) for task in chosen], len(self._tasks)
+        return [self.task_view(task, now) for task in chosen], len(self._tasks)
 
     def succeeded(self, task_id: str) -> bool:
         """Whether ``task_id`` exists and has ended in status 20."""
