@@ -1,40 +1,33 @@
-"""The README's main job: upload, create, wait and download against an in-process emulator.
+"""The README's main job: sample media and a 12-row manifest for ``chanjing demo``.
 
-It joins the emulator and the client the way a user's own test would, makes its sample media,
-and reports each step through a callback so that the CLI can render it.
+The CLI runs the manifest through ``batch run`` against an embedded emulator: eight
+text-driven rows, three audio-driven rows and one whose video cannot be decoded, which fails
+on purpose.
 """
 
 from __future__ import annotations
 
+import csv
 import math
 import struct
 import wave
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import anyio
-
-from .client import AsyncChanjingClient
-from .emulator import EmulatorServer, EmulatorSettings
-from .limits import RateLimits
-from .models import LipSyncRequest, LipSyncTask
-
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from pathlib import Path
 
 DEMO_VOICE = "C-f2429d07554749839849497589199916"  # the create page's example voice id
-DEMO_TEXT = "君不见黄河之水天上来,奔流到海不复回。"  # the create page's own example (reference S1)
-
-
-@dataclass(frozen=True)
-class DemoResult:
-    """One finished demo task and where its result was saved."""
-
-    label: str
-    task: LipSyncTask
-    video: Path | None
-    preview: Path | None
+DEMO_TEXTS = (  # the first is the create page's own example (reference S1)
+    "君不见黄河之水天上来,奔流到海不复回。",
+    "大家好,欢迎来到今天的直播间。",
+    "本周新品上架,限时八折。",
+    "感谢您的耐心等待。",
+    "今天我们来聊一聊人工智能。",
+    "点击下方链接,立即报名。",
+    "祝您生活愉快,再见!",
+    "Hello from the Chanjing lip-sync demo.",
+)
+FAILING_ROW = "broken-video"
 
 
 def write_sample_media(folder: Path) -> tuple[Path, Path]:
@@ -54,61 +47,40 @@ def write_sample_media(folder: Path) -> tuple[Path, Path]:
     return video, audio
 
 
-async def run_demo(
-    out_dir: Path, *, time_scale: float = 60.0, report: Callable[[str], None] = lambda _: None
-) -> list[DemoResult]:
-    """Run the end-to-end demo and return the finished tasks.
-
-    Args:
-        out_dir: where the sample media and the results are written.
-        time_scale: how much faster than real time the emulator runs (60: a minute is a second).
-        report: receives one line per step.
-    """
-    settings = EmulatorSettings(
-        app_id="demo-app", secret_key="demo-secret", time_scale=time_scale, seed=7
+def write_demo_manifest(folder: Path) -> Path:
+    """Write the sample media and ``manifest.csv`` (12 rows) into ``folder``; return its path."""
+    write_sample_media(folder / "media")
+    broken = folder / "media" / "broken.mp4"
+    broken.write_bytes(b"this is not a video" * 64)  # no MP4 header: the task fails
+    rows = [
+        {
+            "output": f"text/clip-{n + 1:02d}",
+            "video": "media/presenter.mp4",
+            "text": text,
+            "voice": DEMO_VOICE,
+        }
+        for n, text in enumerate(DEMO_TEXTS)
+    ]
+    rows += [
+        {
+            "output": f"audio/clip-{n + 1:02d}",
+            "video": "media/presenter.mp4",
+            "audio": "media/speech.wav",
+            "volume": str(volume),
+        }
+        for n, volume in enumerate((100, 80, 60))
+    ]
+    rows.append(
+        {
+            "output": FAILING_ROW,
+            "video": "media/broken.mp4",
+            "text": DEMO_TEXTS[0],
+            "voice": DEMO_VOICE,
+        }
     )
-    async with EmulatorServer(settings) as emulator:
-        report(f"emulator listening on {emulator.base_url} (time scale {time_scale:g})")
-        video_path, audio_path = write_sample_media(out_dir / "media")
-        async with AsyncChanjingClient(
-            settings.app_id,
-            settings.secret_key,
-            base_url=emulator.base_url,
-            limits=RateLimits().scaled(time_scale),
-        ) as client:
-            video = await client.files.upload(
-                video_path, service="lip_sync_video", poll_interval=0.05
-            )
-            audio = await client.files.upload(
-                audio_path, service="lip_sync_audio", poll_interval=0.05
-            )
-            report(f"uploaded {video_path.name} -> {video.id}, {audio_path.name} -> {audio.id}")
-            requests = {
-                "text-driven": LipSyncRequest.tts(
-                    video.id, text=DEMO_TEXT, audio_man_id=DEMO_VOICE
-                ),
-                "audio-driven": LipSyncRequest.audio(video.id, audio_file_id=audio.id),
-            }
-            results: list[DemoResult] = []
-
-            async def one(label: str, request: LipSyncRequest) -> None:
-                task_id = await client.lip_sync.create(request)
-                report(f"{label}: created task {task_id}")
-                task = await client.lip_sync.wait(task_id, timeout=600, poll_interval=0.1)
-                video_out = preview_out = None
-                if task.succeeded:
-                    results_dir = out_dir / "results"
-                    results_dir.mkdir(parents=True, exist_ok=True)
-                    video_out = await client.lip_sync.download(task, results_dir / f"{label}.mp4")
-                    preview_out = await client.lip_sync.download(
-                        task, results_dir / f"{label}.jpg", preview=True
-                    )
-                    report(f"{label}: succeeded, saved {video_out}")
-                else:
-                    report(f"{label}: failed: {task.msg}")
-                results.append(DemoResult(label, task, video_out, preview_out))
-
-            async with anyio.create_task_group() as group:
-                for label, request in requests.items():
-                    group.start_soon(one, label, request)
-    return sorted(results, key=lambda result: result.label)
+    manifest = folder / "manifest.csv"
+    with manifest.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.DictWriter(out, ["output", "video", "text", "voice", "audio", "volume"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return manifest

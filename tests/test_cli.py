@@ -28,12 +28,15 @@ def test_emulator_flags_are_checked(capsys: pytest.CaptureFixture[str]) -> None:
     assert "time_scale" in capsys.readouterr().err
 
 
-def test_demo_uploads_creates_waits_and_downloads(
+def test_demo_runs_a_batch_with_one_failure_on_purpose(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["demo", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert out.count("succeeded") >= 2
-    for label in ("text-driven", "audio-driven"):
-        assert (tmp_path / "results" / f"{label}.mp4").stat().st_size > 0
-        assert (tmp_path / "results" / f"{label}.jpg").stat().st_size > 0
+    assert "broken-video failed on purpose" in out
+    videos = sorted((tmp_path / "results").rglob("*.mp4"))
+    assert len(videos) == 11
+    for video in videos:
+        assert video.stat().st_size > 0
+        assert video.with_suffix(".jpg").stat().st_size > 0
+    assert not (tmp_path / "results" / "broken-video.mp4").exists()
