@@ -9,6 +9,7 @@ import typer
 from . import __version__
 from ._cli_batch import register as register_batch
 from ._cli_common import Settings, console
+from ._cli_tasks import register as register_tasks
 
 app = typer.Typer(
     name="chanjing",
@@ -77,6 +78,7 @@ def emulator(ctx: typer.Context) -> None:
 
 
 register_batch(app)
+register_tasks(app)
 
 
 def main(argv: list[str] | None = None) -> int:
