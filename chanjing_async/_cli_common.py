@@ -33,7 +33,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)  # one line per message
 
 CONFIG_FILE = Path("~/.chanjing/config.json")
 _CONFIG_NAMES = {

@@ -35,7 +35,14 @@ if TYPE_CHECKING:
     from .client import AsyncChanjingClient
     from .models import LipSyncTask
 
-__all__ = ["BatchProgress", "BatchReport", "RowOutcome", "journal_summary", "run_batch"]
+__all__ = [
+    "BatchProgress",
+    "BatchReport",
+    "RowOutcome",
+    "download_results",
+    "journal_summary",
+    "run_batch",
+]
 
 # Result URLs that fail with these statuses are read again from `detail` (they expire).
 _EXPIRED = frozenset({401, 403, 404, 410})
@@ -131,6 +138,7 @@ async def run_batch(
     out = Path(out_dir)
     targets = {row.output: output_paths(out, row.output) for row in rows}
     await anyio.Path(out).mkdir(parents=True, exist_ok=True)
+    await anyio.to_thread.run_sync(_remove_partial_downloads, out)
     outcomes: dict[str, RowOutcome] = {}
     async with JobManager(client, journal=journal, poll=poll) as jobs:
         assert jobs.journal is not None
@@ -202,7 +210,7 @@ class _Delivery:
         self.downloading += 1
         try:
             async with self._slots:
-                saved = await self._download(task, video, preview)
+                saved = await download_results(self._client, task, video, preview)
         except ChanjingError as exc:
             reason = f"download failed: {exc}"
             return RowOutcome(row.row, row.output, "failed", task.id, reason)
@@ -212,23 +220,34 @@ class _Delivery:
         await self._journal.flush()
         return RowOutcome(row.row, row.output, "succeeded", task.id, files=saved)
 
-    async def _download(self, task: LipSyncTask, video: Path, preview: Path) -> tuple[Path, ...]:
-        """Save the video and the preview; an expired URL is read again from ``detail``."""
-        lip_sync = self._client.lip_sync
-        if not task.video_url:
-            task = await lip_sync.get(task.id)  # finished in an earlier run: URLs not kept
-        await anyio.Path(video.parent).mkdir(parents=True, exist_ok=True)
-        for attempt in range(1, _DOWNLOAD_ATTEMPTS + 1):
-            try:
-                saved = [await lip_sync.download(task, video)]
-                if task.preview_url:
-                    saved.append(await lip_sync.download(task, preview, preview=True))
-                return tuple(saved)
-            except HTTPStatusError as exc:
-                if exc.status not in _EXPIRED or attempt == _DOWNLOAD_ATTEMPTS:
-                    raise
-                task = await lip_sync.get(task.id)
-        raise AssertionError("unreachable")  # pragma: no cover
+
+async def download_results(
+    client: AsyncChanjingClient, task: LipSyncTask, video: Path, preview: Path
+) -> tuple[Path, ...]:
+    """Save a succeeded task's video (and preview, if it has one), each written atomically.
+
+    A task without URLs (as the journal keeps it) is read again first; a URL refused as
+    expired (HTTP 401/403/404/410) is replaced by a fresh one from ``detail``, twice at most.
+
+    Raises:
+        HTTPStatusError: the download still failed.
+        ChanjingError: reading the task failed.
+    """
+    lip_sync = client.lip_sync
+    if not task.video_url:
+        task = await lip_sync.get(task.id)
+    await anyio.Path(video.parent).mkdir(parents=True, exist_ok=True)
+    for attempt in range(1, _DOWNLOAD_ATTEMPTS + 1):
+        try:
+            saved = [await lip_sync.download(task, video)]
+            if task.preview_url:
+                saved.append(await lip_sync.download(task, preview, preview=True))
+            return tuple(saved)
+        except HTTPStatusError as exc:
+            if exc.status not in _EXPIRED or attempt == _DOWNLOAD_ATTEMPTS:
+                raise
+            task = await lip_sync.get(task.id)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _reason(error: BaseException) -> str:
@@ -239,6 +258,12 @@ def _reason(error: BaseException) -> str:
     if text.startswith("job ") and "): " in text:
         text = text.split("): ", 1)[1]
     return f"{type(error).__name__}: {text}"
+
+
+def _remove_partial_downloads(out: Path) -> None:
+    """Delete what downloads cut off by a crash left behind (never a final file name)."""
+    for partial in out.rglob(".*.part"):
+        partial.unlink(missing_ok=True)
 
 
 async def _report(
