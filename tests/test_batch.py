@@ -43,7 +43,7 @@ async def test_an_expired_url_is_replaced_by_a_fresh_one(
         stats = emulator.state.stats()
     assert [path.name for path in saved] == ["a.mp4", "a.jpg"]
     assert all(path.stat().st_size > 0 for path in saved)
-    assert stats["result_downloads_refused"] == 2  # the stale try, and the first in download_results
+    assert stats["result_downloads_refused"] == 2  # the stale try, then download_results' first
     assert files_in(tmp_path) == [
         "a.jpg",
         "a.mp4",
