@@ -105,12 +105,20 @@ def make_client(settings: Settings) -> AsyncChanjingClient:
     if not all(explicit.values()):
         stored = _config_file()
         explicit = {name: value or stored.get(name) for name, value in explicit.items()}
-    return AsyncChanjingClient(
-        explicit["app_id"],
-        explicit["secret_key"],
-        base_url=explicit["base_url"],
-        limits=RateLimits().scaled(settings.time_scale),
-    )
+    try:
+        return AsyncChanjingClient(
+            explicit["app_id"],
+            explicit["secret_key"],
+            base_url=explicit["base_url"],
+            limits=RateLimits().scaled(settings.time_scale),
+        )
+    except ConfigurationError as exc:
+        if not str(exc).startswith("missing credentials"):
+            raise
+        raise ConfigurationError(
+            f"{str(exc).split(';')[0]}; give --app-id / --secret-key, set the environment "
+            f"variables, or write them to {CONFIG_FILE}"
+        ) from None
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:

@@ -193,8 +193,10 @@ def test_killed_runs_resume_with_one_task_per_row_and_every_output(
     assert final.returncode == 0, final.stderr
     stats = emulator_process.stats()
     assert stats["tasks_created"] == rows
-    assert stats["endpoints"]["create"]["requests"] == rows  # no create refused or resent
-    assert stats["endpoints"]["create"]["rejected_40001"] == 0
+    assert stats["endpoints"]["create"]["rejected_40001"] == 0, stats
+    # Only the create killed on the wire may have gone out twice: when the kill came before
+    # it reached the server, the next run found no task for it and sent it again.
+    assert rows <= stats["endpoints"]["create"]["requests"] <= rows + 1, stats
     assert outputs(tmp_path / "out") == expected_outputs(rows)  # no partial file left either
     assert {row["stage"] for row in journal(path)} == {"succeeded"}
 
