@@ -30,6 +30,7 @@ from ._cli_common import (
     settings_of,
 )
 from ._jobspec import LipSyncJob
+from .batch import download_results
 from .errors import ChanjingError, InvalidInputError
 from .models import MAX_PAGE_SIZE, TaskStatus
 
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from .client import AsyncChanjingClient
-    from .models import LipSyncTask, Page, Voice
+    from .models import LipSyncTask, Page, PageInfo, Voice
 
 # Seconds of API time; with --time-scale K the CLI waits K times less between reads.
 POLL_INTERVAL = 5.0
@@ -177,14 +178,20 @@ async def _wait(
 
 
 async def _download(client: AsyncChanjingClient, task: LipSyncTask, dest: Path) -> None:
-    """Save the video to ``dest`` and the preview next to it as ``.jpg``."""
-    video = await client.lip_sync.download(task, dest)
-    _note(f"saved the video to {video}")
-    if task.preview_url:
-        preview = await client.lip_sync.download(task, dest.with_suffix(".jpg"), preview=True)
-        _note(f"saved the preview to {preview}")
-    else:
-        _note("the task has no preview image")
+    """Save the video to ``dest`` and the preview next to it as ``.jpg`` (fresh URLs if needed)."""
+    saved = await download_results(client, task, dest, dest.with_suffix(".jpg"))
+    _note(f"saved {' and '.join(str(path) for path in saved)}")
+
+
+def _page_table(info: PageInfo, noun: str) -> Table:
+    """A table for one page of a list, its first column the ids (never cut)."""
+    table = Table(
+        caption=f"page {info.page} of {info.total_page}, {info.total_count} {noun}",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    table.add_column("id", no_wrap=True, min_width=32)
+    return table
 
 
 def _finish(task: LipSyncTask, *, as_json: bool, show: bool) -> None:
@@ -481,13 +488,7 @@ def list_tasks(
     if as_json:
         dump_json(result.model_dump(mode="json", by_alias=True))
         return
-    info = result.page_info
-    table = Table(
-        caption=f"page {info.page} of {info.total_page}, {info.total_count} tasks",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-    )
-    table.add_column("id", no_wrap=True, min_width=32)  # ids are never cut
+    table = _page_table(result.page_info, "tasks")
     table.add_column("status", no_wrap=True)
     table.add_column("duration", justify="right", no_wrap=True)
     table.add_column("created (UTC)", no_wrap=True)
@@ -557,13 +558,7 @@ def voices(
     if as_json:
         dump_json(result.model_dump(mode="json", by_alias=True))
         return
-    info = result.page_info
-    table = Table(
-        caption=f"page {info.page} of {info.total_page}, {info.total_count} voices",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-    )
-    table.add_column("id", no_wrap=True, min_width=32)
+    table = _page_table(result.page_info, "voices")
     for column in ("name", "gender", "lang", "grade", "desc"):
         table.add_column(column)
     for voice in result.items:

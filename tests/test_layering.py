@@ -24,7 +24,10 @@ FORBIDDEN: dict[str, set[str]] = {
     "_submit": {"client", "_transport", "jobs", "_poller", "callbacks", "cli", "emulator"},
     "_uploads": {"client", "_transport", "jobs", "cli", "emulator"},
     "callbacks": {"client", "_transport", "jobs", "_poller", "_submit", "cli", "emulator"},
-    "jobs": {"_transport", "cli", "emulator", "_demo"},
+    "jobs": {"_transport", "cli", "emulator", "_demo", "batch", "_manifest"},
+    "journal": {"client", "_transport", "jobs", "_submit", "_poller", "batch", "cli", "emulator"},
+    "_manifest": {"client", "_transport", "jobs", "journal", "batch", "cli", "emulator"},
+    "batch": {"_transport", "cli", "_cli_common", "_cli_batch", "_cli_tasks", "emulator"},
 }
 UI_LIBRARIES = {"typer", "rich", "click"}
 
