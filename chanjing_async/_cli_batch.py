@@ -180,7 +180,6 @@ async def _with_progress(
 ) -> BatchReport:
     """Check the credentials and the manifest, then run it with a progress bar on stderr."""
     client = make_client(settings)
-    time_scale = settings.time_scale
     manifest = read_manifest(manifest_path)
     for error in manifest.errors:
         err_console.print(f"{manifest_path}: {error}", markup=False)
@@ -216,8 +215,9 @@ async def _with_progress(
             if snapshot.stages.get(stage)
         )
         eta = ""
-        if snapshot.submitted_in > 0:
-            eta = f" | all created in ~{snapshot.submitted_in * time_scale:.0f}s"
+        seconds = snapshot.submitted_in  # wall seconds: the limiter is paced like the server
+        if seconds > 0:
+            eta = f" | all created in ~{seconds:.{1 if seconds < 10 else 0}f}s"
         progress.update(bar, completed=snapshot.finished, description=counts + eta)
 
     async with client:
@@ -227,7 +227,7 @@ async def _with_progress(
                 manifest.rows,
                 journal=journal,
                 out_dir=out,
-                poll=PollPolicy().scaled(time_scale),
+                poll=PollPolicy().scaled(settings.time_scale),
                 skipped=skipped,
                 on_progress=show,
             )
