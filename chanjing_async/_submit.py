@@ -7,6 +7,11 @@ one create waits for a slot at any time while up to ``limit`` may be in flight. 
 sent in that slot exactly once (``lip_sync.create(..., slot=...)``) and shielded from
 cancellation: a create cut off mid-flight would make its outcome unknown.
 
+**With a journal** the manager's ``before_send`` commits "this create is going out" before
+each create (inside its slot), and creates go out one at a time (``serial``): a crash then
+leaves at most one create unexplained, which the next run hands to :meth:`Submitter.unexplained`
+and reconciles like any other.
+
 **Refusals that prove nothing was created** put the job back at the head of the queue:
 40001 (the client has already pushed the limiter back by a window), a connection that was
 never established (creates then pause for the client's retry backoff, growing with the job's
