@@ -213,6 +213,12 @@ class Submitter:
                     except BaseException:
                         slot.discard()  # not sent: the journal could not record it
                         raise
+                    if handle.done:
+                        # Cancelled while its intent was being written: nothing goes out.
+                        slot.discard()
+                        self._on_requeued(handle)
+                        self._forget(handle)
+                        return
                     await self._send(handle, slot)
         finally:
             admitted.set()
@@ -288,11 +294,19 @@ class Submitter:
             found = await self._unowned(start, end)
             if found == []:
                 await anyio.sleep(self._settle)
-                found = await self._unowned(start, time.time() + self._margin)
+                # A create the server handled late (up to the settle time after we gave up)
+                # has a later create_time; the window grows by that much, no further (a
+                # create from a crashed run must not reach into the downtime).
+                found = await self._unowned(start, end + self._settle)
             self._resolve(pending, found)
         finally:
-            self._paused = False
-            self._changed.set()
+            if self._unknown:
+                # Unexplained creates handed over meanwhile (resumed from a journal): their
+                # turn now, before anything else is sent.
+                self._group.start_soon(self._reconcile)
+            else:
+                self._paused = False
+                self._changed.set()
 
     async def _quiet(self) -> None:
         """Wait until no create of this client is in flight (any manager's, or a direct one).

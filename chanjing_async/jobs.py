@@ -148,6 +148,9 @@ class JobManager:
         journal: a :class:`~chanjing_async.journal.Journal` or the path of its SQLite file.
             Each job is then written down before its create is sent, and a manager opened
             later on the same journal picks up every job where it was left (see below).
+        retry_failed: with a journal, submit again the jobs it records as failed (a failed
+            task is created anew, a new task), except those whose create outcome stayed
+            unknown: their task may exist, so they stay failed.
 
     **With a journal.** ``submit(job, key=...)`` with a key the journal already holds does not
     submit anything new: the job resumes from its row (the same job, checked by a fingerprint
@@ -178,6 +181,7 @@ class JobManager:
         reconcile_margin: float = 2.0,
         max_create_attempts: int = 10,
         journal: Journal | str | os.PathLike[str] | None = None,
+        retry_failed: bool = False,
     ) -> None:
         _check_seconds("job_timeout", job_timeout, allow_zero=False)
         _check_seconds("reconcile_settle", reconcile_settle, allow_zero=True)
@@ -212,9 +216,14 @@ class JobManager:
             self._journal = journal
         else:
             self._journal = Journal(journal)
+        self._retry_failed = retry_failed
         self._rows: dict[str, JournalRow] = {}  # journaled in an earlier run, not resumed yet
-        self._used: set[str] = set()  # keys journaled by this run
         self._journaled: dict[str, JobStage] = {}
+        # Journaled jobs that ended (in this run or an earlier one): a repeated submit of the
+        # same key gets the done handle back, never a second task.
+        self._finished: dict[str, tuple[JobHandle, str]] = {}
+        # Every task id the journal knows: owned for good, not just for the ownership horizon.
+        self._journal_tasks: set[str] = set()
 
     def __repr__(self) -> str:
         return f"<JobManager {self._state} jobs={len(self._handles)}>"
@@ -227,11 +236,14 @@ class JobManager:
         limiter = self._client.limiters.create  # raises if the client is not open
         if self._journal is not None:
             await self._journal.open()
-            rows = await self._journal.rows()
+            try:
+                await self._journal.claim(self._client.app_id, self._client.base_url)
+                rows = await self._journal.rows()
+            except BaseException:
+                await self._journal.close()
+                raise
             self._rows = {row.key: row for row in rows}
-            for row in rows:
-                if row.task_id is not None:
-                    self._own(row.task_id)
+            self._journal_tasks = {row.task_id for row in rows if row.task_id is not None}
             _seed(limiter, rows)
         settle, margin = self._reconcile
         group = anyio.create_task_group()
@@ -267,6 +279,8 @@ class JobManager:
         except BaseException:
             group.cancel_scope.cancel()
             await group.__aexit__(None, None, None)
+            if self._journal is not None:
+                await self._journal.close()
             raise
         group.start_soon(submitter.run)
         group.start_soon(poller.run)
@@ -299,11 +313,13 @@ class JobManager:
             # (bugs) still surface from here.
             await running.group.__aexit__(None, None, None)
         finally:
-            if self._callbacks is not None:
-                self._callbacks.unbind()
-                await self._callbacks.stop()
-            if self._journal is not None:
-                await self._journal.close()
+            try:
+                if self._callbacks is not None:
+                    self._callbacks.unbind()
+                    await self._callbacks.stop()
+            finally:
+                if self._journal is not None:
+                    await self._journal.close()
 
     @property
     def journal(self) -> Journal | None:
@@ -384,10 +400,21 @@ class JobManager:
                 field = f"{prefix}[{index}]" + ("" if exc.field == "key" else f".{exc.field}")
                 raise InvalidInputError(field, exc.value, exc.allowed) from None
             seen.add(key)
-        handles = [self._start(running, plan, timeout) for plan in plans]
+        started = [self._start(running, plan, timeout) for plan in plans]
         if self._journal is not None:
-            await self._journal.flush()
-        return handles
+            try:
+                # Written down before anything is sent; shielded, so that a cancelled caller
+                # cannot leave jobs half submitted.
+                with anyio.CancelScope(shield=True):
+                    await self._journal.flush()
+            except BaseException:
+                for handle, _ in started:
+                    self._forget(handle)
+                raise
+        for _, go in started:
+            if go is not None:
+                go()
+        return [handle for handle, _ in started]
 
     async def resume(self, *, timeout: float | None = None) -> list[JobHandle]:
         """Pick up every unfinished job of the journal not resumed yet (by ``submit``).
@@ -398,11 +425,14 @@ class JobManager:
         running = self._require_open()
         _check_timeout(timeout)
         rows = [row for row in self._rows.values() if not JobStage(row.stage).is_final]
-        handles = [
+        started = [
             self._start(running, _Plan(row.key, _job_of(row.spec), row.fingerprint, row), timeout)
             for row in rows
         ]
-        return handles
+        for _, go in started:
+            if go is not None:
+                go()
+        return [handle for handle, _ in started]
 
     async def map(
         self,
@@ -502,9 +532,10 @@ class JobManager:
         if key in seen:
             raise InvalidInputError("key", key, "is given to two jobs of this call")
         current = self._handles.get(key)
-        if current is not None or key in self._used:
-            if current is not None and self._fingerprints.get(key) == fingerprint:
-                return _Plan(key, job, fingerprint, None, current)
+        known = (current, self._fingerprints.get(key)) if current else self._finished.get(key)
+        if known is not None:
+            if known[1] == fingerprint:
+                return _Plan(key, job, fingerprint, None, known[0])
             raise InvalidInputError("key", key, "is already used by another job of this manager")
         row = self._rows.get(key)
         if row is not None and row.fingerprint != fingerprint:
@@ -513,24 +544,31 @@ class JobManager:
             )
         return _Plan(key, job, fingerprint, row)
 
-    def _start(self, running: _Running, plan: _Plan, timeout: float | None) -> JobHandle:
-        """Make the handle of a checked job and set it going (or resume it from its row)."""
+    def _start(
+        self, running: _Running, plan: _Plan, timeout: float | None
+    ) -> tuple[JobHandle, Callable[[], None] | None]:
+        """Make the handle of a checked job (resumed from its row if it has one).
+
+        Returns the handle and what sets it going, to call once the journal holds the job.
+        """
         if plan.handle is not None:
-            return plan.handle
+            return plan.handle, None
         key, job, row = plan.key, plan.job, plan.row
         uploads = job.uploads() if isinstance(job, LipSyncJob) else []
         stage = JobStage.UPLOADING if uploads else JobStage.QUEUED
         handle = JobHandle(key, job, stage=stage, cancel=self._cancel)
         if row is not None:
             del self._rows[key]
-            stage = JobStage(row.stage)
-            if stage.is_final:
+            if self._retry_failed and _retryable(row):
+                self._journal_reset(key, stage)
+                row = None
+            elif JobStage(row.stage).is_final:
                 _finish_from(handle, row)
-                return handle
-        elif self._journal is not None:
+                self._finished[key] = (handle, plan.fingerprint)
+                return handle, None
+        if plan.row is None and self._journal is not None:
             self._journal.add(key, _spec(job), plan.fingerprint, stage.value)
         if self._journal is not None:
-            self._used.add(key)
             self._journaled[key] = handle.stage
             handle.watch(self._journal_change)
         self._handles[key] = handle
@@ -538,30 +576,35 @@ class JobManager:
         if timeout is not None:
             self._timeouts[key] = timeout
         if row is not None and row.task_id is not None:
-            handle.task_id = row.task_id
-            handle.advance(stage)
-            self._track(running, handle, row.task_id, delay=0.0)
-            return handle
-        then: Callable[[JobHandle], None] = running.submitter.push
-        if row is not None and row.sent_at is not None:
-            # The process stopped while this create was on the wire: explain it first.
+            task_id = row.task_id
+            handle.task_id = task_id
+            handle.advance(JobStage(row.stage))
+            return handle, functools.partial(self._track, running, handle, task_id, delay=0.0)
+        if row is not None and row.sent_at is not None and row.request is not None:
+            # The process stopped while this create was on the wire: explain it before
+            # anything else; the request sent is in the row, so no file is needed.
+            self._prepared[key] = LipSyncRequest.model_validate(row.request)
+            handle.advance(JobStage.QUEUED)
+            timeout_s = self._client.timeouts.total
             unknown = CreateOutcomeUnknown(
                 "the process stopped while the create was in flight",
                 endpoint="/open/v1/video_lip_sync/create",
                 sent_at=row.sent_at,
-                gave_up_at=time.time(),
+                gave_up_at=min(time.time(), row.sent_at + timeout_s),
                 request={},
             )
-            then = functools.partial(_unexplained, running.submitter, exc=unknown)
+            return handle, functools.partial(running.submitter.unexplained, handle, unknown)
         if isinstance(job, LipSyncJob) and uploads:
             scope = anyio.CancelScope()
             self._uploading[key] = scope
-            running.group.start_soon(self._prepare, running, handle, job, uploads, scope, then)
-            return handle
+
+            def upload_first() -> None:
+                running.group.start_soon(self._prepare, running, handle, job, uploads, scope)
+
+            return handle, upload_first
         self._prepared[key] = job.template if isinstance(job, LipSyncJob) else job
         handle.advance(JobStage.QUEUED)
-        then(handle)
-        return handle
+        return handle, functools.partial(running.submitter.push, handle)
 
     async def _prepare(
         self,
@@ -570,7 +613,6 @@ class JobManager:
         job: LipSyncJob,
         uploads: list[tuple[Path, str]],
         scope: anyio.CancelScope,
-        then: Callable[[JobHandle], None],
     ) -> None:
         with scope:
             try:
@@ -584,7 +626,7 @@ class JobManager:
                 self._uploading.pop(handle.key, None)
             self._prepared[handle.key] = job.to_request(ids)
             handle.advance(JobStage.QUEUED)
-            then(handle)
+            running.submitter.push(handle)
 
     def _request_of(self, handle: JobHandle) -> LipSyncRequest:
         request = self._prepared[handle.key]
@@ -594,7 +636,11 @@ class JobManager:
 
     def _owns(self, task_id: str) -> bool:
         # Tasks of the whole client count: another manager's, or a direct create's.
-        return task_id in self._owned or self._client.lip_sync.created_here(task_id)
+        return (
+            task_id in self._owned
+            or task_id in self._journal_tasks
+            or self._client.lip_sync.created_here(task_id)
+        )
 
     def _own(self, task_id: str) -> None:
         now = time.monotonic()
@@ -606,8 +652,16 @@ class JobManager:
     async def _before_send(self, handle: JobHandle) -> None:
         """With a journal: write down that the create is going out, before it does."""
         if self._journal is not None:
-            self._journal.update(handle.key, sent_at=time.time())
+            request = self._prepared[handle.key].model_dump(mode="json")
+            self._journal.update(handle.key, sent_at=time.time(), request=request)
             await self._journal.flush()
+
+    def _journal_reset(self, key: str, stage: JobStage) -> None:
+        """A failed row submitted again (retry_failed): it starts over."""
+        assert self._journal is not None
+        self._journal.update(
+            key, stage=stage.value, task_id=None, sent_at=None, task=None, error=None
+        )
 
     def _requeued(self, handle: JobHandle) -> None:
         """Its create was refused, or created nothing: no create of it is pending."""
@@ -624,10 +678,15 @@ class JobManager:
             return
         self._journaled.pop(handle.key, None)
         error = handle.error
-        if isinstance(error, JobTimeoutError) or (
-            isinstance(error, JobCancelledError) and self._state != "open"
+        if (
+            isinstance(error, JobTimeoutError)
+            or (isinstance(error, JobCancelledError) and self._state != "open")
+            or (isinstance(error, CreateOutcomeUnknown) and not error.candidates)
         ):
-            return  # still running, or left unfinished by a closing manager: a later run resumes it
+            # Still running; left unfinished by a closing manager; or a create whose outcome
+            # the task list could not tell (its sent_at stays): a later run picks it up.
+            return
+        self._finished[handle.key] = (handle, self._fingerprints[handle.key])
         self._journal.update(
             handle.key,
             stage=handle.stage.value,
@@ -637,6 +696,7 @@ class JobManager:
 
     def _created(self, handle: JobHandle, task_id: str) -> None:
         if self._journal is not None:
+            self._journal_tasks.add(task_id)
             self._journal.update(handle.key, task_id=task_id, answered_at=time.time())
         self._own(task_id)
         self._prepared.pop(handle.key, None)
@@ -762,8 +822,11 @@ def _finish_from(handle: JobHandle, row: JournalRow) -> None:
             handle.finish(stage, JobError(reason, job_key=row.key, task_id=row.task_id))
 
 
-def _unexplained(submitter: Submitter, handle: JobHandle, *, exc: CreateOutcomeUnknown) -> None:
-    submitter.unexplained(handle, exc)
+def _retryable(row: JournalRow) -> bool:
+    """A failed row that may be created again: its create did not end unexplained."""
+    return row.stage == JobStage.FAILED.value and not (row.error or "").startswith(
+        CreateOutcomeUnknown.__name__
+    )
 
 
 def _seed(limiter: object, rows: list[JournalRow]) -> None:

@@ -47,6 +47,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     stage TEXT NOT NULL,
     task_id TEXT,
     sent_at REAL,
+    request TEXT,
     answered_at REAL,
     task TEXT,
     error TEXT,
@@ -62,12 +63,12 @@ CREATE TABLE IF NOT EXISTS uploads (
 );
 """
 _COLUMNS = (
-    "key, seq, spec, fingerprint, stage, task_id, sent_at, answered_at, task, error, "
+    "key, seq, spec, fingerprint, stage, task_id, sent_at, request, answered_at, task, error, "
     "delivered_at, updated_at"
 )
 # Columns a stage update may set (whitelisted: they are interpolated into the statement).
 _UPDATABLE = frozenset(
-    {"stage", "task_id", "sent_at", "answered_at", "task", "error", "delivered_at"}
+    {"stage", "task_id", "sent_at", "request", "answered_at", "task", "error", "delivered_at"}
 )
 
 
@@ -83,6 +84,9 @@ class JournalRow:
         stage: the last recorded :class:`JobStage` value.
         task_id: the task id, once known.
         sent_at: wall time the pending create was sent; None when no create is pending.
+        request: the create request as sent (file ids resolved; our signed callback URL is
+            not in it), so that a create cut off by a crash is reconciled or resent without
+            its local files.
         answered_at: wall time the create was answered with the task id.
         task: the last task object read (result URLs removed), as a dict.
         error: why the job did not succeed, as ``"ErrorType: message"``.
@@ -97,6 +101,7 @@ class JournalRow:
     stage: str
     task_id: str | None
     sent_at: float | None
+    request: dict[str, Any] | None
     answered_at: float | None
     task: dict[str, Any] | None
     error: str | None
@@ -121,9 +126,11 @@ class Journal:
             cannot be opened.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False) -> None:
         self.path = Path(path)
+        self.readonly = readonly
         self._db: sqlite3.Connection | None = None
+        self._lock_file: int | None = None
         self._lock = anyio.Lock()
         self._queued: list[tuple[str, tuple[Any, ...]]] = []
         self._dirty = anyio.Event()
@@ -148,23 +155,49 @@ class Journal:
         await self.close()
 
     async def open(self) -> None:
-        """Open (or create) the file and load the uploads it remembers."""
-        if self._db is not None:
-            return
+        """Open (or create) the file and load the uploads it remembers.
+
+        Raises:
+            ConfigurationError: not a journal, a journal of another version, or a journal
+                another process has open for writing.
+        """
         async with self._lock:
-            self._db = await anyio.to_thread.run_sync(self._connect)
+            if self._db is None:
+                connect = self._connect_readonly if self.readonly else self._connect
+                self._db = await anyio.to_thread.run_sync(connect)
+
+    def _fail(self, reason: str) -> ConfigurationError:
+        return ConfigurationError(f"journal {str(self.path)!r}: {reason}")
+
+    def _connect_readonly(self) -> sqlite3.Connection:
+        try:
+            db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
+            tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
+        except (OSError, sqlite3.Error) as exc:
+            raise self._fail(f"cannot be read ({exc})") from None
+        if "meta" not in tables or "jobs" not in tables:
+            db.close()
+            raise self._fail("not a journal database")
+        return db
 
     def _connect(self) -> sqlite3.Connection:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # Created 0600 before SQLite opens it; SQLite gives -wal and -shm the same mode.
             os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+            self._lock_file = _exclusive(self.path.with_name(f"{self.path.name}.lock"))
             db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        except (OSError, sqlite3.Error) as exc:
-            raise ConfigurationError(
-                f"journal {str(self.path)!r}: cannot be opened ({exc})"
+        except BlockingIOError:
+            raise self._fail(
+                "another process has it open (a run of the same batch?); wait for it to end"
             ) from None
+        except (OSError, sqlite3.Error) as exc:
+            self._unlock()
+            raise self._fail(f"cannot be opened ({exc})") from None
         try:
+            tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
+            if tables and "meta" not in tables:
+                raise self._fail("not a journal database (it holds other tables)")
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA busy_timeout=5000")
@@ -173,9 +206,8 @@ class Journal:
             if version is None:
                 db.execute("INSERT INTO meta VALUES ('schema', ?)", (_SCHEMA_VERSION,))
             elif version[0] != _SCHEMA_VERSION:
-                raise ConfigurationError(
-                    f"journal {str(self.path)!r}: schema version {version[0]}, this SDK reads "
-                    f"version {_SCHEMA_VERSION}"
+                raise self._fail(
+                    f"schema version {version[0]}, this SDK reads version {_SCHEMA_VERSION}"
                 )
             self._next_seq = db.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM jobs").fetchone()[0]
             self.uploads = {
@@ -186,24 +218,56 @@ class Journal:
             }
         except sqlite3.DatabaseError as exc:
             db.close()
-            raise ConfigurationError(
-                f"journal {str(self.path)!r}: not a journal database ({exc})"
-            ) from None
+            self._unlock()
+            raise self._fail(f"not a journal database ({exc})") from None
         except BaseException:
             db.close()
+            self._unlock()
             raise
         return db
 
+    def _unlock(self) -> None:
+        if self._lock_file is not None:
+            os.close(self._lock_file)  # closing the descriptor releases the lock
+            self._lock_file = None
+
     async def close(self) -> None:
         """Commit what is queued and close the file; idempotent."""
-        if self._db is None:
-            return
         with anyio.CancelScope(shield=True):
-            await self.flush()
             async with self._lock:
                 db, self._db = self._db, None
-                if db is not None:
+                if db is None:
+                    return
+                try:
+                    batch, self._queued = self._queued, []
+                    if batch and not self.readonly:
+                        await anyio.to_thread.run_sync(_commit, db, batch)
+                finally:
                     await anyio.to_thread.run_sync(db.close)
+                    self._unlock()
+
+    async def claim(self, app_id: str, base_url: str) -> None:
+        """Tie the journal to one account and server; refuse it for another.
+
+        Its task ids mean nothing to another app id or another server (an emulator's journal
+        used against the real API would resume tasks that do not exist there).
+
+        Raises:
+            ConfigurationError: the journal was written for another app id or base URL.
+        """
+        owner = json.dumps({"app_id": app_id, "base_url": base_url}, sort_keys=True)
+        async with self._lock:
+            db = self._require()
+            found = await anyio.to_thread.run_sync(_meta, db, "owner")
+            if found is None:
+                self._queued.insert(0, ("INSERT INTO meta VALUES ('owner', ?)", (owner,)))
+            elif found != owner:
+                raise self._fail(f"it belongs to {found}, not to this client ({owner})")
+
+    def _require(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise RuntimeError(f"journal {str(self.path)!r} is not open")
+        return self._db
 
     # -- writes (queued; committed in order by flush) ----------------------------------------
 
@@ -240,8 +304,9 @@ class Journal:
         )
 
     def _queue(self, sql: str, params: tuple[Any, ...]) -> None:
-        if self._db is None:
-            raise RuntimeError(f"journal {str(self.path)!r} is not open")
+        self._require()
+        if self.readonly:
+            raise RuntimeError(f"journal {str(self.path)!r} is open read-only")
         self._queued.append((sql, params))
         self._dirty.set()
 
@@ -253,13 +318,24 @@ class Journal:
     async def flush(self) -> None:
         """Commit every write queued so far, in one transaction.
 
-        The commit runs to its end even if the caller is cancelled meanwhile.
+        Once started, the commit runs to its end even if the caller is cancelled. A commit
+        that fails puts its writes back at the head of the queue and raises, so no write is
+        dropped and no waiting caller is told it succeeded.
         """
         async with self._lock:
+            await self._commit_queued()
+
+    async def _commit_queued(self) -> None:
+        """Commit the queue; the caller holds the lock."""
+        with anyio.CancelScope(shield=True):
             batch, self._queued = self._queued, []
             if not batch or self._db is None:
                 return
-            await anyio.to_thread.run_sync(_commit, self._db, batch)
+            try:
+                await anyio.to_thread.run_sync(_commit, self._db, batch)
+            except BaseException:
+                self._queued[:0] = batch
+                raise
 
     async def autoflush(self, delay: float = 0.05) -> None:
         """Commit queued writes within ``delay`` seconds of the first, until cancelled."""
@@ -274,14 +350,34 @@ class Journal:
     async def rows(self) -> list[JournalRow]:
         """Every job row, in submission order (queued writes are committed first)."""
         async with self._lock:
-            db = self._db
-            if db is None:
-                raise RuntimeError(f"journal {str(self.path)!r} is not open")
-            batch, self._queued = self._queued, []
-            if batch:
-                await anyio.to_thread.run_sync(_commit, db, batch)
+            db = self._require()
+            await self._commit_queued()
             found = await anyio.to_thread.run_sync(_select_rows, db)
         return found
+
+
+def _exclusive(path: Path) -> int | None:
+    """Hold an exclusive lock on ``path`` (created 0600); None where flock does not exist.
+
+    Raises:
+        BlockingIOError: another process holds it.
+    """
+    try:
+        import fcntl  # POSIX only
+    except ImportError:  # pragma: no cover - Windows: no lock, documented
+        return None
+    handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BaseException:
+        os.close(handle)
+        raise
+    return handle
+
+
+def _meta(db: sqlite3.Connection, name: str) -> str | None:
+    row = db.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+    return None if row is None else str(row[0])
 
 
 def _commit(db: sqlite3.Connection, batch: list[tuple[str, tuple[Any, ...]]]) -> None:
@@ -306,6 +402,7 @@ def _select_rows(db: sqlite3.Connection) -> list[JournalRow]:
             stage=stage,
             task_id=task_id,
             sent_at=sent_at,
+            request=json.loads(request) if request else None,
             answered_at=answered_at,
             task=json.loads(task) if task else None,
             error=error,
@@ -320,6 +417,7 @@ def _select_rows(db: sqlite3.Connection) -> list[JournalRow]:
             stage,
             task_id,
             sent_at,
+            request,
             answered_at,
             task,
             error,

@@ -25,14 +25,15 @@ from chanjing_async import (
     LipSyncRequest,
     PollPolicy,
 )
+from chanjing_async.emulator import EmulatorServer
 from chanjing_async.journal import Journal
-from tests.conftest import SECRET_KEY, TIME_SCALE, make_client
+from tests.conftest import SECRET_KEY, TIME_SCALE, emulator_settings, make_client
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from chanjing_async import AsyncChanjingClient
-    from chanjing_async.emulator import EmulatorServer
+
 
 pytestmark = pytest.mark.anyio
 
@@ -58,7 +59,10 @@ async def staged(path: Path, video_id: str, n: int, **values: Any) -> None:
     """Write the row a crashed run would have left for job ``n`` (key ``job-n``)."""
     from chanjing_async.jobs import _fingerprint, _spec
 
-    spec = _spec(request(video_id, n))
+    job = request(video_id, n)
+    spec = _spec(job)
+    if "sent_at" in values:  # written together, before a create goes out
+        values["request"] = job.model_dump(mode="json")
     async with Journal(path) as journal:
         journal.add(f"job-{n}", spec, _fingerprint(spec), JobStage.QUEUED.value)
         if values:
@@ -251,3 +255,112 @@ async def test_uploads_are_reused_across_runs(
         await (await jobs.submit(LipSyncJob.audio(video, audio=audio, volume=50), key="2")).wait()
         assert jobs.stats.uploads == 0
     assert emulator.state.endpoint_stats("upload").requests == 2
+
+
+# -- findings of the review: repeats, locks, foreign files, crashed creates without files --------
+
+
+async def test_a_finished_key_submitted_again_never_makes_a_second_task(
+    emulator: EmulatorServer, client: AsyncChanjingClient, files: tuple[str, str], tmp_path: Path
+) -> None:
+    path = tmp_path / "jobs.sqlite"
+    async with manager(client, path) as jobs:
+        first = await jobs.submit(request(files[0], 1), key="k")
+        await first.wait()
+        assert await jobs.submit(request(files[0], 1), key="k") is first  # same run
+    async with manager(client, path) as jobs:
+        earlier = await jobs.submit(request(files[0], 1), key="k")  # next run
+        assert await jobs.submit(request(files[0], 1), key="k") is earlier
+        assert earlier.result().id == first.result().id
+    assert creates(emulator) == 1
+
+
+async def test_one_journal_serves_one_process_at_a_time(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.sqlite"
+    async with Journal(path) as journal:
+        journal.add("a", {}, "fp", "queued")
+        with pytest.raises(ConfigurationError, match="another process has it open"):
+            await Journal(path).open()
+        async with Journal(path, readonly=True) as reader:  # batch status still reads it
+            assert await reader.rows() == []  # the add is not committed yet
+    async with Journal(path, readonly=True) as reader:
+        assert [row.key for row in await reader.rows()] == ["a"]
+
+
+async def test_a_journal_is_tied_to_its_app_and_server(
+    client: AsyncChanjingClient, tmp_path: Path
+) -> None:
+    path = tmp_path / "jobs.sqlite"
+    async with manager(client, path):
+        pass
+    async with EmulatorServer(emulator_settings()) as other, make_client(other.base_url) as moved:
+        with pytest.raises(ConfigurationError, match="belongs to"):
+            await manager(moved, path).__aenter__()
+    async with manager(client, path):  # the lock was released by the refused open
+        pass
+
+
+async def test_other_sqlite_files_are_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "app.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE users (name TEXT)")
+    with pytest.raises(ConfigurationError, match="holds other tables"):
+        await Journal(path).open()
+    with pytest.raises(ConfigurationError, match="not a journal"):
+        await Journal(path, readonly=True).open()
+    with sqlite3.connect(path) as db:
+        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
+    assert tables == {"users"}
+
+
+async def test_a_crashed_create_is_adopted_even_if_its_files_are_gone(
+    emulator: EmulatorServer, client: AsyncChanjingClient, media: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from chanjing_async.jobs import _fingerprint, _spec
+
+    path = tmp_path / "jobs.sqlite"
+    video, audio = media
+    job = LipSyncJob.audio(video, audio=audio)
+    async with make_client(emulator.base_url) as dead_process:
+        ids = {
+            video: (await dead_process.files.upload(video, service="lip_sync_video")).id,
+            audio: (await dead_process.files.upload(audio, service="lip_sync_audio")).id,
+        }
+        sent = job.to_request(ids)
+        async with Journal(path) as journal:
+            spec = _spec(job)
+            journal.add("row", spec, _fingerprint(spec), JobStage.QUEUED.value)
+            journal.update("row", sent_at=time.time(), request=sent.model_dump(mode="json"))
+        lost = await dead_process.lip_sync.create(sent)
+    await anyio.Path(video).unlink()
+    await anyio.Path(audio).unlink()
+    async with manager(client, path) as jobs:
+        (handle,) = await jobs.resume()
+        with anyio.fail_after(30):
+            assert (await handle.wait()).id == lost
+    assert creates(emulator) == 1
+
+
+async def test_retry_failed_runs_failed_rows_again_but_not_unexplained_ones(
+    emulator: EmulatorServer, client: AsyncChanjingClient, files: tuple[str, str], tmp_path: Path
+) -> None:
+    path = tmp_path / "jobs.sqlite"
+    await staged(path, files[0], 1)
+    await staged(path, files[0], 2)
+    async with Journal(path) as journal:
+        journal.update("job-1", stage="failed", error="JobFailedError: 生成失败")
+        journal.update("job-2", stage="failed", error="CreateOutcomeUnknown: two candidates")
+    async with manager(client, path) as jobs:
+        plain = await jobs.submit_many(
+            [request(files[0], n) for n in (1, 2)], keys=["job-1", "job-2"]
+        )
+        assert all(handle.done for handle in plain)
+    async with manager(client, path, retry_failed=True) as jobs:
+        one, two = await jobs.submit_many(
+            [request(files[0], n) for n in (1, 2)], keys=["job-1", "job-2"]
+        )
+        with anyio.fail_after(30):
+            await one.wait()
+        assert two.done
+        assert "CreateOutcomeUnknown" in str(two.error)
+    assert creates(emulator) == 1
