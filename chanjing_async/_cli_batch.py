@@ -69,19 +69,29 @@ def batch_run(
     skip_invalid: Annotated[
         bool, typer.Option(help="Run the valid rows even if some rows are invalid.")
     ] = False,
+    retry_failed: Annotated[
+        bool,
+        typer.Option(
+            help="Run again the rows an earlier run recorded as failed (a new task each)."
+        ),
+    ] = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the report as JSON instead of tables.")
     ] = False,
 ) -> None:
     """Validate every row, then create, track and download them all; run it again to resume.
 
-    Exit code 0 when every row succeeded, 1 when some failed, 2 for bad input (then nothing
-    was submitted).
+    Exit code 0 when every row succeeded, 1 when some failed (or were skipped as invalid),
+    2 for bad input (then nothing was submitted).
     """
     settings = settings_of(ctx)
     journal = journal or manifest.with_name(f"{manifest.name}.journal")
     out = out or manifest.with_name(f"{manifest.stem}-results")
-    report = _run_manifest(settings, manifest, journal, out, skip_invalid=skip_invalid)
+    report = run(
+        lambda: _with_progress(
+            settings, manifest, journal, out, skip_invalid=skip_invalid, retry_failed=retry_failed
+        )
+    )
     if as_json:
         dump_json([_outcome_json(outcome) for outcome in report.outcomes])
     else:
@@ -164,12 +174,6 @@ def demo(
     raise typer.Exit(EXIT_FAILED)
 
 
-def _run_manifest(
-    settings: Settings, manifest: Path, journal: Path, out: Path, *, skip_invalid: bool
-) -> BatchReport:
-    return run(lambda: _with_progress(settings, manifest, journal, out, skip_invalid=skip_invalid))
-
-
 async def _with_progress(
     settings: Settings,
     manifest_path: Path,
@@ -177,6 +181,7 @@ async def _with_progress(
     out: Path,
     *,
     skip_invalid: bool,
+    retry_failed: bool = False,
 ) -> BatchReport:
     """Check the credentials and the manifest, then run it with a progress bar on stderr."""
     client = make_client(settings)
@@ -230,6 +235,7 @@ async def _with_progress(
                 poll=PollPolicy().scaled(settings.time_scale),
                 skipped=skipped,
                 on_progress=show,
+                retry_failed=retry_failed,
             )
 
 

@@ -85,8 +85,8 @@ class BatchReport:
 
     @property
     def exit_code(self) -> int:
-        """0 when no row failed, 1 otherwise."""
-        return 1 if self.count("failed") else 0
+        """0 when every row succeeded, 1 when some failed or were skipped as invalid."""
+        return 1 if self.count("failed") or self.count("skipped") else 0
 
 
 @dataclass(frozen=True)
@@ -118,6 +118,7 @@ async def run_batch(
     skipped: list[RowOutcome] | None = None,
     on_progress: Callable[[BatchProgress], None] | None = None,
     download_concurrency: int = 4,
+    retry_failed: bool = False,
 ) -> BatchReport:
     """Run the rows of a checked manifest; return every row's outcome.
 
@@ -130,6 +131,8 @@ async def run_batch(
         skipped: outcomes of rows left out (reported as they are).
         on_progress: called with a snapshot about ten times a second, and once at the end.
         download_concurrency: downloads at once.
+        retry_failed: run again the rows an earlier run recorded as failed (not those whose
+            create outcome stayed unknown; see ``JobManager``).
 
     Raises:
         InvalidInputError: an output would leave ``out_dir``, or a row's output name was
@@ -140,7 +143,7 @@ async def run_batch(
     await anyio.Path(out).mkdir(parents=True, exist_ok=True)
     await anyio.to_thread.run_sync(_remove_partial_downloads, out)
     outcomes: dict[str, RowOutcome] = {}
-    async with JobManager(client, journal=journal, poll=poll) as jobs:
+    async with JobManager(client, journal=journal, poll=poll, retry_failed=retry_failed) as jobs:
         assert jobs.journal is not None
         delivered = {row.key for row in await jobs.journal.rows() if row.delivered_at is not None}
         try:
@@ -309,7 +312,7 @@ async def journal_summary(path: str | Path) -> dict[str, object]:
     """
     if not await anyio.Path(path).is_file():
         raise InvalidInputError("journal", str(path), "must be an existing journal file")
-    async with Journal(path) as journal:
+    async with Journal(path, readonly=True) as journal:
         rows = await journal.rows()
     stages = Counter(row.stage for row in rows)
     return {

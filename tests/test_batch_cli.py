@@ -247,7 +247,7 @@ def test_skip_invalid_runs_the_other_rows(
     result = run(
         emulator_process, batch_run(emulator_process, tmp_path, "--skip-invalid", "--json")
     )
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr  # not every row succeeded
     report = {row["row"]: row["result"] for row in json.loads(result.stdout)}
     assert report == {2: "succeeded", 3: "succeeded", 4: "succeeded", 5: "skipped"}
     assert outputs(tmp_path / "out") == expected_outputs(3)
@@ -267,6 +267,17 @@ def test_a_failed_row_exits_1_with_its_reason(
     assert report["broken"]["result"] == "failed"
     assert "could not be decoded" in report["broken"]["reason"]
     assert report["clip-00"]["result"] == "succeeded"
+
+    # The video is fixed; --retry-failed runs the failed row again (a new task), nothing else.
+    (tmp_path / "media" / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(64))
+    again = run(emulator_process, batch_run(emulator_process, tmp_path, "--json"))
+    assert again.returncode == 1  # without the flag a failed row stays failed
+    assert emulator_process.stats()["tasks_created"] == 3
+    retried = run(
+        emulator_process, batch_run(emulator_process, tmp_path, "--retry-failed", "--json")
+    )
+    assert retried.returncode == 0, retried.stderr
+    assert emulator_process.stats()["tasks_created"] == 4
 
 
 def test_a_changed_row_is_refused_on_resume(
