@@ -298,8 +298,8 @@ def _snapshot(
     free = limiter.next_free()
     next_create = 0.0 if not math.isfinite(free) else max(0.0, free - now)
     waiting = stages[JobStage.UPLOADING.value] + stages[JobStage.QUEUED.value]
-    later = math.ceil(waiting / limiter.limit) - 1 if waiting else 0
-    submitted_in = next_create + max(0, later) * limiter.window if waiting else 0.0
+    # The greedy schedule: after the next create, one more window per `limit` creates.
+    submitted_in = next_create + (waiting - 1) // limiter.limit * limiter.window if waiting else 0.0
     return BatchProgress(len(handles), dict(stages), len(outcomes), next_create, submitted_in)
 
 
