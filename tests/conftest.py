@@ -16,7 +16,15 @@ import anyio
 import pytest
 from aiohttp import web
 
-from chanjing_async import AsyncChanjingClient, RateLimits, RetryPolicy, Timeouts
+from chanjing_async import (
+    AsyncChanjingClient,
+    JobManager,
+    LipSyncRequest,
+    PollPolicy,
+    RateLimits,
+    RetryPolicy,
+    Timeouts,
+)
 from chanjing_async.emulator import EmulatorServer, EmulatorSettings
 
 if TYPE_CHECKING:
@@ -26,6 +34,9 @@ if TYPE_CHECKING:
 APP_ID = "test-app"
 SECRET_KEY = "test-secret-key"
 TIME_SCALE = 60.0
+
+VOICE = "C-f2429d07554749839849497589199916"  # the create page's example voice
+JOB_POLL = PollPolicy().scaled(TIME_SCALE)
 
 # The request example of the create page (reference/seed-lip-sync-create.md), verbatim.
 SEED_EXAMPLE: dict[str, Any] = {
@@ -92,6 +103,18 @@ def make_client(base_url: str, **overrides: Any) -> AsyncChanjingClient:
     }
     options.update(overrides)
     return AsyncChanjingClient(APP_ID, SECRET_KEY, **options)
+
+
+def numbered(video_id: str, n: int) -> LipSyncRequest:
+    """A text-driven request saying "job <n>" (the number tells the tasks apart)."""
+    return LipSyncRequest.tts(video_id, text=f"job {n}", audio_man_id=VOICE)
+
+
+def job_manager(client: AsyncChanjingClient, **options: Any) -> JobManager:
+    """A manager with test-speed polling and reconciliation."""
+    values: dict[str, Any] = {"poll": JOB_POLL, "reconcile_settle": 0.2, "reconcile_margin": 1.0}
+    values.update(options)
+    return JobManager(client, **values)
 
 
 @pytest.fixture

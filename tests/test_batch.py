@@ -10,14 +10,12 @@ import pytest
 from chanjing_async import HTTPStatusError, LipSyncRequest
 from chanjing_async.batch import download_results
 from chanjing_async.emulator import EmulatorServer
-from tests.conftest import emulator_settings, make_client
+from tests.conftest import VOICE, emulator_settings, make_client
 
 if TYPE_CHECKING:
     from pathlib import Path
 
 pytestmark = pytest.mark.anyio
-
-VOICE = "C-f2429d07554749839849497589199916"
 
 
 def files_in(folder: Path) -> list[str]:

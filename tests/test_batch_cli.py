@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.conftest import VOICE
+
 if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
     from tests.conftest import EmulatorProcess
-
-VOICE = "C-f2429d07554749839849497589199916"
 
 
 def write_manifest(folder: Path, rows: int, *, extra: list[dict[str, str]] | None = None) -> Path:

@@ -37,7 +37,7 @@ from chanjing_async import (
     TaskStatus,
 )
 from chanjing_async.emulator import EmulatorServer, Fault
-from tests.conftest import TIME_SCALE, emulator_settings, make_client
+from tests.conftest import TIME_SCALE, VOICE, emulator_settings, make_client
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, MutableMapping
@@ -45,7 +45,6 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.anyio
 
-VOICE = "C-f2429d07554749839849497589199916"
 MAX_BODY = 64 * 1024  # the receiver's default max_body
 # Ten real seconds before the first read and between reads; emulator tasks last 0.5 s.
 SLOW = PollPolicy(

@@ -15,13 +15,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from chanjing_async.cli import main
-from tests.conftest import APP_ID, SECRET_KEY, EmulatorProcess, start_emulator_process
+from tests.conftest import APP_ID, SECRET_KEY, VOICE, EmulatorProcess, start_emulator_process
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
-VOICE = "C-f2429d07554749839849497589199916"
 TASK_ID = re.compile(r"[0-9a-f]{32}")
 
 

@@ -6,7 +6,7 @@ Polling is covered in test_polling.py and callbacks in test_callbacks.py.
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 import pytest
@@ -24,27 +24,27 @@ from chanjing_async import (
     JobManager,
     JobStage,
     LipSyncJob,
-    LipSyncRequest,
     PollPolicy,
     Rate,
     RateLimits,
     RetryPolicy,
 )
 from chanjing_async.emulator import EmulatorServer, Fault
-from tests.conftest import TIME_SCALE, Proxy, emulator_settings, make_client
+from tests.conftest import (
+    TIME_SCALE,
+    VOICE,
+    Proxy,
+    emulator_settings,
+    job_manager,
+    make_client,
+    numbered,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
     from pathlib import Path
 
 pytestmark = pytest.mark.anyio
-
-POLL = PollPolicy().scaled(TIME_SCALE)
-VOICE = "C-f2429d07554749839849497589199916"
-
-
-def request(video_id: str, n: int) -> LipSyncRequest:
-    return LipSyncRequest.tts(video_id, text=f"job {n}", audio_man_id=VOICE)
 
 
 def job_numbers(emulator: EmulatorServer) -> list[int]:
@@ -55,16 +55,9 @@ def job_numbers(emulator: EmulatorServer) -> list[int]:
     ]
 
 
-def manager(client: AsyncChanjingClient, **options: Any) -> JobManager:
-    """A manager with test-speed polling and reconciliation."""
-    values: dict[str, Any] = {"poll": POLL, "reconcile_settle": 0.2, "reconcile_margin": 1.0}
-    values.update(options)
-    return JobManager(client, **values)
-
-
 @pytest.fixture
 async def jobs(client: AsyncChanjingClient) -> AsyncIterator[JobManager]:
-    async with manager(client) as opened:
+    async with job_manager(client) as opened:
         yield opened
 
 
@@ -92,8 +85,8 @@ async def test_100_jobs_zero_40001_last_create_within_1_05x_ideal(
         make_client(emulator.base_url, limits=RateLimits().scaled(scale)) as client,
     ):
         video = await client.files.upload(media[0], service="lip_sync_video", poll_interval=0.01)
-        async with manager(client, poll=PollPolicy().scaled(scale)) as jobs:
-            handles = await jobs.submit_many(request(video.id, n) for n in range(100))
+        async with job_manager(client, poll=PollPolicy().scaled(scale)) as jobs:
+            handles = await jobs.submit_many(numbered(video.id, n) for n in range(100))
             async for _ in jobs.as_completed(handles):
                 pass
         arrivals = emulator.state.arrivals("create")
@@ -114,8 +107,8 @@ async def test_a_40001_storm_loses_no_job_and_keeps_the_order(
     emulator: EmulatorServer, client: AsyncChanjingClient, files: tuple[str, str]
 ) -> None:
     emulator.inject(Fault(endpoint="create", kind="code", code=40001, msg="超出RPM限制", count=4))
-    async with manager(client) as jobs:
-        handles = await jobs.submit_many(request(files[0], n) for n in range(12))
+    async with job_manager(client) as jobs:
+        handles = await jobs.submit_many(numbered(files[0], n) for n in range(12))
         await wait_all(handles)
         stats = jobs.stats.submit
     assert [handle.stage for handle in handles] == [JobStage.SUCCEEDED] * 12
@@ -133,8 +126,8 @@ async def test_a_create_refused_too_often_fails_its_job_visibly(
     emulator: EmulatorServer, client: AsyncChanjingClient, files: tuple[str, str]
 ) -> None:
     emulator.inject(Fault(endpoint="create", kind="code", code=40001, count=None))
-    async with manager(client, max_create_attempts=2) as jobs:
-        handle = await jobs.submit(request(files[0], 0))
+    async with job_manager(client, max_create_attempts=2) as jobs:
+        handle = await jobs.submit(numbered(files[0], 0))
         with pytest.raises(Exception, match="40001") as caught:
             await handle.wait(timeout=10)
     assert handle.stage is JobStage.FAILED
@@ -163,8 +156,8 @@ async def test_a_dropped_create_is_reconciled_without_duplicate(
     files: tuple[str, str],
 ) -> None:
     emulator.inject(Fault(endpoint="create", kind=kind, count=1))  # type: ignore[arg-type]
-    async with manager(client) as jobs:
-        handles = await jobs.submit_many(request(files[0], n) for n in range(5))
+    async with job_manager(client) as jobs:
+        handles = await jobs.submit_many(numbered(files[0], n) for n in range(5))
         await wait_all(handles)
         stats = jobs.stats.submit
     assert (stats.ambiguous, stats.adopted, stats.resent) == (1, adopted, resent)
@@ -182,8 +175,8 @@ async def test_a_job_cancelled_while_reconciled_is_not_resent(
     emulator: EmulatorServer, client: AsyncChanjingClient, files: tuple[str, str]
 ) -> None:
     emulator.inject(Fault(endpoint="create", kind="drop_before", count=1))
-    async with manager(client, reconcile_settle=0.5) as jobs:
-        handle = await jobs.submit(request(files[0], 0))
+    async with job_manager(client, reconcile_settle=0.5) as jobs:
+        handle = await jobs.submit(numbered(files[0], 0))
         await anyio.sleep(0.2)  # the create is sent at once and dropped
         assert jobs.stats.submit.ambiguous == 1
         handle.cancel()
@@ -201,11 +194,11 @@ async def test_an_unowned_task_in_the_window_is_never_guessed(
     # Another program creates a task on the same account at the same moment as an ambiguous
     # create: two candidates for one job, so the job fails with both ids rather than guessing.
     async with make_client(emulator.base_url) as elsewhere:
-        other = await elsewhere.lip_sync.create(request(files[0], 99))
+        other = await elsewhere.lip_sync.create(numbered(files[0], 99))
     await client.voices.list()  # its token was replaced by the other client's: renew it
     emulator.inject(Fault(endpoint="create", kind="drop_after", count=1))
-    async with manager(client) as jobs:
-        handle = await jobs.submit(request(files[0], 0))
+    async with job_manager(client) as jobs:
+        handle = await jobs.submit(numbered(files[0], 0))
         with pytest.raises(CreateOutcomeUnknown) as caught:
             await handle.wait(timeout=10)
     assert handle.stage is JobStage.FAILED
@@ -219,10 +212,10 @@ async def test_tasks_this_client_created_elsewhere_are_never_adopted(
 ) -> None:
     # A direct create on the same client lands in the window of an ambiguous create that
     # created nothing: it is the client's own task, so the job is resent, not given that task.
-    mine = await client.lip_sync.create(request(files[0], 99))
+    mine = await client.lip_sync.create(numbered(files[0], 99))
     emulator.inject(Fault(endpoint="create", kind="drop_before", count=1))
-    async with manager(client) as jobs:
-        handle = await jobs.submit(request(files[0], 0))
+    async with job_manager(client) as jobs:
+        handle = await jobs.submit(numbered(files[0], 0))
         await handle.wait(timeout=10)
         stats = jobs.stats.submit
     assert (stats.adopted, stats.resent) == (0, 1)
@@ -244,11 +237,11 @@ async def test_an_unstable_list_order_never_makes_a_duplicate(
         lifted = RateLimits(create=Rate(1000, 60.0, 1.0)).scaled(TIME_SCALE)
         async with make_client(emulator.base_url, limits=lifted) as elsewhere:
             for n in range(250):
-                await elsewhere.lip_sync.create(request(video.id, 1000 + n))
+                await elsewhere.lip_sync.create(numbered(video.id, 1000 + n))
         await client.voices.list()  # its token was replaced by the other client's: renew it
         emulator.inject(Fault(endpoint="create", kind="drop_after", count=1))
-        async with manager(client, reconcile_settle=0.05) as jobs:
-            handle = await jobs.submit(request(video.id, 0))
+        async with job_manager(client, reconcile_settle=0.05) as jobs:
+            handle = await jobs.submit(numbered(video.id, 0))
             with pytest.raises(CreateOutcomeUnknown):
                 await handle.wait(timeout=20)
     assert emulator.state.stats()["tasks_created"] == 251
@@ -266,8 +259,8 @@ async def test_a_failed_task_raises_job_failed_with_the_server_message(
         make_client(emulator.base_url) as client,
     ):
         video = await client.files.upload(media[0], service="lip_sync_video", poll_interval=0.01)
-        async with manager(client) as jobs:
-            handle = await jobs.submit(request(video.id, 0))
+        async with job_manager(client) as jobs:
+            handle = await jobs.submit(numbered(video.id, 0))
             with pytest.raises(JobFailedError, match="人脸检测失败") as caught:
                 await handle.wait(timeout=10)
     assert not isinstance(caught.value, InsufficientBalanceError)
@@ -282,8 +275,8 @@ async def test_a_billing_failure_gets_its_own_class(media: tuple[Path, Path]) ->
         make_client(emulator.base_url) as client,
     ):
         video = await client.files.upload(media[0], service="lip_sync_video", poll_interval=0.01)
-        async with manager(client) as jobs:
-            handle = await jobs.submit(request(video.id, 0))
+        async with job_manager(client) as jobs:
+            handle = await jobs.submit(numbered(video.id, 0))
             with pytest.raises(InsufficientBalanceError, match="蝉豆不足"):
                 await handle.wait(timeout=10)
 
@@ -291,7 +284,7 @@ async def test_a_billing_failure_gets_its_own_class(media: tuple[Path, Path]) ->
 async def test_a_create_the_server_refuses_fails_the_job_with_that_error(
     emulator: EmulatorServer, jobs: JobManager
 ) -> None:
-    handle = await jobs.submit(request("0" * 32, 0))  # no such video file
+    handle = await jobs.submit(numbered("0" * 32, 0))  # no such video file
     with pytest.raises(FileNotReadyError):
         await handle.wait(timeout=10)
     assert handle.stage is JobStage.FAILED
@@ -299,7 +292,7 @@ async def test_a_create_the_server_refuses_fails_the_job_with_that_error(
 
 
 async def test_events_follow_the_stages_in_order(jobs: JobManager, files: tuple[str, str]) -> None:
-    handle = await jobs.submit(request(files[0], 0))
+    handle = await jobs.submit(numbered(files[0], 0))
     stages: list[JobStage] = []
     progress: list[int] = []
     with anyio.fail_after(10):
@@ -324,7 +317,7 @@ async def test_events_follow_the_stages_in_order(jobs: JobManager, files: tuple[
 async def test_cancel_before_create_means_never_created(
     emulator: EmulatorServer, jobs: JobManager, files: tuple[str, str]
 ) -> None:
-    handles = await jobs.submit_many(request(files[0], n) for n in range(12))
+    handles = await jobs.submit_many(numbered(files[0], n) for n in range(12))
     last = handles[-1]  # the eleventh and twelfth wait for the next window
     assert last.stage.value == "queued"  # not "is": mypy would narrow the stage for good
     last.cancel()
@@ -341,7 +334,7 @@ async def test_cancel_before_create_means_never_created(
 async def test_cancel_after_create_stops_tracking_and_keeps_the_id(
     emulator: EmulatorServer, jobs: JobManager, files: tuple[str, str]
 ) -> None:
-    handle = await jobs.submit(request(files[0], 0))
+    handle = await jobs.submit(numbered(files[0], 0))
     with anyio.fail_after(5):
         async for event in handle.events():
             if event.stage is JobStage.SUBMITTED:
@@ -364,15 +357,15 @@ async def test_leaving_the_manager_cancels_unfinished_jobs_and_records_created_t
     # The first create is slow: it is in flight when the block is left, and must still be
     # recorded (never cut off mid-flight, which would leave its outcome unknown).
     emulator.inject(Fault(endpoint="create", kind="latency", seconds=0.3, count=1))
-    async with manager(client) as jobs:
-        handles = await jobs.submit_many(request(files[0], n) for n in range(12))
+    async with job_manager(client) as jobs:
+        handles = await jobs.submit_many(numbered(files[0], n) for n in range(12))
         await anyio.sleep(0.1)
     assert all(handle.stage is JobStage.CANCELLED for handle in handles)
     created = {handle.task_id for handle in handles if handle.task_id is not None}
     assert created == set(emulator.state.tasks)
     assert handles[0].task_id is not None
     with pytest.raises(RuntimeError, match="closed"):
-        await jobs.submit(request(files[0], 0))
+        await jobs.submit(numbered(files[0], 0))
     with pytest.raises(RuntimeError, match="reopened"):
         await jobs.__aenter__()
 
@@ -383,7 +376,7 @@ async def test_leaving_the_manager_cancels_unfinished_jobs_and_records_created_t
 async def test_invalid_jobs_are_refused_before_anything_is_queued(
     emulator: EmulatorServer, jobs: JobManager, files: tuple[str, str]
 ) -> None:
-    good = request(files[0], 0)
+    good = numbered(files[0], 0)
     with pytest.raises(InvalidInputError, match=r"jobs\[1\]\.tts_config\.speed") as caught:
         await jobs.submit_many(
             [
@@ -445,7 +438,7 @@ async def test_map_keeps_at_most_window_jobs_unfinished(
     jobs: JobManager, files: tuple[str, str]
 ) -> None:
     seen: list[int] = []
-    async for handle in jobs.map((request(files[0], n) for n in range(8)), window=3):
+    async for handle in jobs.map((numbered(files[0], n) for n in range(8)), window=3):
         assert handle.done
         seen.append(jobs.unfinished)
         assert jobs.unfinished <= 3
@@ -456,8 +449,8 @@ async def test_map_keeps_at_most_window_jobs_unfinished(
 async def test_as_completed_yields_in_completion_order(
     jobs: JobManager, files: tuple[str, str]
 ) -> None:
-    slow = await jobs.submit(request(files[0], 0))
-    quick = await jobs.submit(request(files[0], 1))
+    slow = await jobs.submit(numbered(files[0], 0))
+    quick = await jobs.submit(numbered(files[0], 1))
     slow.cancel()  # ends first
     order = [handle async for handle in jobs.as_completed([quick, slow])]
     assert order == [slow, quick]
@@ -481,14 +474,14 @@ async def test_a_local_file_gone_before_upload_fails_only_its_job(
 
 async def test_an_exception_in_the_body_propagates_as_itself(client: AsyncChanjingClient) -> None:
     with pytest.raises(KeyError, match="mine"):
-        async with manager(client):
+        async with job_manager(client):
             raise KeyError("mine")
 
 
 async def test_a_40000_on_detail_for_our_own_task_is_retried(
     emulator: EmulatorServer, jobs: JobManager, files: tuple[str, str]
 ) -> None:
-    handle = await jobs.submit(request(files[0], 0))
+    handle = await jobs.submit(numbered(files[0], 0))
     emulator.inject(Fault(endpoint="detail", kind="code", code=40000, msg="任务不存在", count=1))
     emulator.inject(Fault(endpoint="list", kind="code", code=40000, msg="任务不存在", count=1))
     assert (await handle.wait(timeout=10)).succeeded
@@ -504,8 +497,8 @@ async def test_creates_that_never_connect_back_off_and_cost_no_window(
     async with Proxy(emulator.base_url) as proxy, make_client(proxy.url, retry=backoff) as client:
         await client.voices.list()  # a token, while the proxy listens
         await proxy.stop_listening()
-        async with manager(client) as jobs:
-            handles = await jobs.submit_many(request(files[0], n) for n in range(10))
+        async with job_manager(client) as jobs:
+            handles = await jobs.submit_many(numbered(files[0], n) for n in range(10))
             await anyio.sleep(0.3)
             refused = jobs.stats.submit.requeued
             await proxy.listen()

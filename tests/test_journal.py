@@ -22,12 +22,17 @@ from chanjing_async import (
     JobManager,
     JobStage,
     LipSyncJob,
-    LipSyncRequest,
-    PollPolicy,
 )
 from chanjing_async.emulator import EmulatorServer
 from chanjing_async.journal import Journal
-from tests.conftest import SECRET_KEY, TIME_SCALE, emulator_settings, make_client
+from tests.conftest import (
+    JOB_POLL,
+    SECRET_KEY,
+    emulator_settings,
+    job_manager,
+    make_client,
+    numbered,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -37,18 +42,9 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.anyio
 
-POLL = PollPolicy().scaled(TIME_SCALE)
-VOICE = "C-f2429d07554749839849497589199916"
-
-
-def request(video_id: str, n: int) -> LipSyncRequest:
-    return LipSyncRequest.tts(video_id, text=f"job {n}", audio_man_id=VOICE)
-
 
 def manager(client: AsyncChanjingClient, journal: Path | Journal, **options: Any) -> JobManager:
-    values: dict[str, Any] = {"poll": POLL, "reconcile_settle": 0.2, "reconcile_margin": 1.0}
-    values.update(options)
-    return JobManager(client, journal=journal, **values)
+    return job_manager(client, journal=journal, **options)
 
 
 def creates(emulator: EmulatorServer) -> int:
@@ -59,7 +55,7 @@ async def staged(path: Path, video_id: str, n: int, **values: Any) -> None:
     """Write the row a crashed run would have left for job ``n`` (key ``job-n``)."""
     from chanjing_async.jobs import _fingerprint, _spec
 
-    job = request(video_id, n)
+    job = numbered(video_id, n)
     spec = _spec(job)
     if "sent_at" in values:  # written together, before a create goes out
         values["request"] = job.model_dump(mode="json")
@@ -123,12 +119,12 @@ async def test_rerun_skips_finished_jobs_and_creates_nothing(
     path = tmp_path / "jobs.sqlite"
     keys = [f"job-{n}" for n in range(3)]
     async with manager(client, path) as jobs:
-        handles = await jobs.submit_many([request(files[0], n) for n in range(3)], keys=keys)
+        handles = await jobs.submit_many([numbered(files[0], n) for n in range(3)], keys=keys)
         with anyio.fail_after(30):
             first = [await handle.wait() for handle in handles]
     assert creates(emulator) == 3
     async with manager(client, path) as jobs:
-        again = await jobs.submit_many([request(files[0], n) for n in range(3)], keys=keys)
+        again = await jobs.submit_many([numbered(files[0], n) for n in range(3)], keys=keys)
         assert all(handle.done and handle.stage is JobStage.SUCCEEDED for handle in again)
         assert [handle.result().id for handle in again] == [task.id for task in first]
         assert await jobs.resume() == []
@@ -143,13 +139,13 @@ async def test_a_key_reused_for_another_job_is_refused(
 ) -> None:
     path = tmp_path / "jobs.sqlite"
     async with manager(client, path) as jobs:
-        await (await jobs.submit(request(files[0], 1), key="row-1")).wait()
+        await (await jobs.submit(numbered(files[0], 1), key="row-1")).wait()
     async with manager(client, path) as jobs:
         with pytest.raises(InvalidInputError, match="journaled for a different job") as caught:
-            await jobs.submit(request(files[0], 2), key="row-1")
+            await jobs.submit(numbered(files[0], 2), key="row-1")
         assert caught.value.field == "key"
         with pytest.raises(InvalidInputError, match=r"keys\[1\]"):
-            await jobs.submit_many([request(files[0], 3)] * 2, keys=["x", "x"])
+            await jobs.submit_many([numbered(files[0], 3)] * 2, keys=["x", "x"])
         assert jobs.unfinished == 0
 
 
@@ -159,7 +155,7 @@ async def test_unfinished_jobs_resume_without_a_second_create(
     path = tmp_path / "jobs.sqlite"
     async with manager(client, path) as jobs:
         handles = await jobs.submit_many(
-            [request(files[0], n) for n in range(4)], keys=[f"job-{n}" for n in range(4)]
+            [numbered(files[0], n) for n in range(4)], keys=[f"job-{n}" for n in range(4)]
         )
         with anyio.fail_after(10):
             for handle in handles:
@@ -186,8 +182,8 @@ async def test_a_create_lost_in_a_crash_is_adopted_not_sent_again(
     await staged(path, files[0], 7, sent_at=sent_at)
     # The killed run's create reached the server; its answer was never recorded.
     async with make_client(emulator.base_url) as dead_process:
-        lost = await dead_process.lip_sync.create(request(files[0], 7))
-    async with JobManager(client, journal=path, poll=POLL) as jobs:
+        lost = await dead_process.lip_sync.create(numbered(files[0], 7))
+    async with JobManager(client, journal=path, poll=JOB_POLL) as jobs:
         (handle,) = await jobs.resume()
         with anyio.fail_after(30):
             task = await handle.wait()
@@ -217,7 +213,7 @@ async def test_a_crash_next_to_a_foreign_task_fails_rather_than_guess(
     await staged(path, files[0], 1, sent_at=time.time())
     async with make_client(emulator.base_url) as others:
         for n in (1, 2):  # the killed run's, and one from another program on the same app id
-            await others.lip_sync.create(request(files[0], n))
+            await others.lip_sync.create(numbered(files[0], n))
     async with manager(client, path) as jobs:
         (handle,) = await jobs.resume()
         with anyio.fail_after(30), pytest.raises(CreateOutcomeUnknown) as caught:
@@ -225,7 +221,7 @@ async def test_a_crash_next_to_a_foreign_task_fails_rather_than_guess(
     assert len(caught.value.candidates) == 2
     assert creates(emulator) == 2
     async with manager(client, path) as jobs:  # recorded as failed: not tried again
-        (again,) = await jobs.submit_many([request(files[0], 1)], keys=["job-1"])
+        (again,) = await jobs.submit_many([numbered(files[0], 1)], keys=["job-1"])
         assert isinstance(again.error, JobError)
         assert "CreateOutcomeUnknown" in str(again.error)
 
@@ -265,12 +261,12 @@ async def test_a_finished_key_submitted_again_never_makes_a_second_task(
 ) -> None:
     path = tmp_path / "jobs.sqlite"
     async with manager(client, path) as jobs:
-        first = await jobs.submit(request(files[0], 1), key="k")
+        first = await jobs.submit(numbered(files[0], 1), key="k")
         await first.wait()
-        assert await jobs.submit(request(files[0], 1), key="k") is first  # same run
+        assert await jobs.submit(numbered(files[0], 1), key="k") is first  # same run
     async with manager(client, path) as jobs:
-        earlier = await jobs.submit(request(files[0], 1), key="k")  # next run
-        assert await jobs.submit(request(files[0], 1), key="k") is earlier
+        earlier = await jobs.submit(numbered(files[0], 1), key="k")  # next run
+        assert await jobs.submit(numbered(files[0], 1), key="k") is earlier
         assert earlier.result().id == first.result().id
     assert creates(emulator) == 1
 
@@ -352,12 +348,12 @@ async def test_retry_failed_runs_failed_rows_again_but_not_unexplained_ones(
         journal.update("job-2", stage="failed", error="CreateOutcomeUnknown: two candidates")
     async with manager(client, path) as jobs:
         plain = await jobs.submit_many(
-            [request(files[0], n) for n in (1, 2)], keys=["job-1", "job-2"]
+            [numbered(files[0], n) for n in (1, 2)], keys=["job-1", "job-2"]
         )
         assert all(handle.done for handle in plain)
     async with manager(client, path, retry_failed=True) as jobs:
         one, two = await jobs.submit_many(
-            [request(files[0], n) for n in (1, 2)], keys=["job-1", "job-2"]
+            [numbered(files[0], n) for n in (1, 2)], keys=["job-1", "job-2"]
         )
         with anyio.fail_after(30):
             await one.wait()
