@@ -10,7 +10,7 @@ if TYPE_CHECKING:
 
 
 def _number(value: float | None) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+    if value is None or not math.isfinite(value):
         return "-"
     if abs(value) >= 100:
         return f"{value:,.0f}"
