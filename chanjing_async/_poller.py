@@ -64,6 +64,8 @@ class PollPolicy:
         page_size: tasks per list page (at most 100).
         jitter: relative random spread of each interval, 0 to 0.5.
         error_backoff: delay before reading again a task whose read failed.
+        file_interval: first delay between readiness checks of a file the manager uploaded
+            (``files.upload(poll_interval=...)``).
 
     Raises:
         ConfigurationError: (a ValueError) a value out of range.
@@ -78,9 +80,10 @@ class PollPolicy:
     page_size: int = MAX_PAGE_SIZE
     jitter: float = 0.1
     error_backoff: float = 2.0
+    file_interval: float = 1.0
 
     def __post_init__(self) -> None:
-        for name in ("first", "min_interval", "error_backoff"):
+        for name in ("first", "min_interval", "error_backoff", "file_interval"):
             if not _finite(getattr(self, name)) or getattr(self, name) <= 0:
                 raise ConfigurationError(f"PollPolicy.{name}={getattr(self, name)!r}: must be > 0")
         for name in ("max_interval", "callback_interval"):
@@ -114,6 +117,7 @@ class PollPolicy:
             max_interval=self.max_interval / k,
             callback_interval=self.callback_interval / k,
             error_backoff=self.error_backoff / k,
+            file_interval=self.file_interval / k,
         )
 
 

@@ -57,9 +57,11 @@ class Uploads:
         task_group: TaskGroup,
         *,
         concurrency: int,
+        poll_interval: float,
         journal: Journal | None = None,
     ) -> None:
         self._files = files
+        self._poll_interval = poll_interval
         self._journal = journal
         self._task_group = task_group
         self._slots = anyio.CapacityLimiter(concurrency)
@@ -106,7 +108,9 @@ class Uploads:
     async def _upload(self, key: tuple[str, str], upload: _Upload, path: Path) -> None:
         try:
             async with self._slots:
-                detail = await self._files.upload(path, service=key[1])
+                detail = await self._files.upload(
+                    path, service=key[1], poll_interval=self._poll_interval
+                )
         except Exception as exc:  # handed to every job waiting for this file
             upload.error = exc
             del self._known[key]

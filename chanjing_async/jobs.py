@@ -269,6 +269,7 @@ class JobManager:
             self._client.files,
             group,
             concurrency=self._upload_concurrency,
+            poll_interval=self._policy.file_interval,
             journal=self._journal,
         )
         try:

@@ -15,6 +15,7 @@ import anyio
 import pytest
 
 from chanjing_async import (
+    ConfigurationError,
     InvalidRequestError,
     JobManager,
     JobStage,
@@ -393,3 +394,12 @@ async def test_attaching_an_unknown_task_fails_the_job(
     assert handle.done
     assert handle.error is caught.value
     assert endpoint(emulator, "detail")["requests"] == 1  # the answer is final: not read again
+
+
+def test_policy_scales_every_duration_and_refuses_bad_values() -> None:
+    scaled = PollPolicy().scaled(10)
+    assert (scaled.first, scaled.min_interval, scaled.file_interval) == (0.5, 0.2, 0.1)
+    assert scaled.growth == PollPolicy().growth  # a factor, not a duration
+    for bad in ({"file_interval": 0}, {"first": -1.0}, {"growth": 0.5}, {"jitter": 0.9}):
+        with pytest.raises(ConfigurationError, match=next(iter(bad))):
+            PollPolicy(**bad)
