@@ -7,6 +7,7 @@ import dataclasses
 import math
 import re
 import signal
+import statistics
 import sys
 import time
 from contextlib import asynccontextmanager
@@ -19,6 +20,7 @@ from aiohttp import web
 
 from chanjing_async.emulator import EmulatorServer, EmulatorSettings, Fault, serve
 from chanjing_async.emulator.__main__ import build_parser, main, settings_from_args
+from chanjing_async.emulator._network import NetworkLatency
 from chanjing_async.emulator._ratelimit import Arrival, WindowLimiter
 
 if TYPE_CHECKING:
@@ -1274,3 +1276,167 @@ async def test_an_undecodable_video_is_reported_by_callback_at_its_early_end() -
         [body] = bodies
         assert (body["data"]["id"], body["data"]["status"]) == (task_id, 30)
         assert body["data"]["msg"] == DECODE_FAILURE
+
+
+# -- random network latency -------------------------------------------------------------------
+
+# K = 1200: one real-scale second of latency lasts 0.83 ms, so trips of tens of real seconds
+# stay in the tens of milliseconds.
+FAST = 1200.0
+# asyncio may run a timer up to one clock tick early.
+SLACK = 0.002
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"latency_base_seconds": -1}, "latency_base_seconds must not be negative"),
+        ({"latency_mean_seconds": math.inf}, "latency_mean_seconds must be a finite number"),
+        ({"latency_tail_rate": 1.5}, "latency_tail_rate must be between 0 and 1"),
+        ({"latency_tail_rate": -0.1}, "latency_tail_rate must not be negative"),
+        ({"latency_tail_seconds": (3.0, 1.0)}, "latency_tail_seconds must have low <= high"),
+        ({"latency_tail_seconds": (1.0,)}, "latency_tail_seconds must be a \\(low, high\\) pair"),
+        ({"latency_tail_seconds": "ab"}, "latency_tail_seconds must be a \\(low, high\\) pair"),
+        ({"latency_tail_seconds": (-1.0, 1.0)}, "latency_tail_seconds must not be negative"),
+        ({"latency_tail_seconds": (0.0, math.nan)}, "latency_tail_seconds must be a finite"),
+    ],
+)
+def test_settings_reject_bad_latency(overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(BASE, **overrides)
+
+
+def test_a_latency_tail_given_as_a_list_is_stored_as_a_tuple() -> None:
+    settings = dataclasses.replace(BASE, latency_tail_seconds=[1, 2.5])  # type: ignore[arg-type]
+    tail: object = settings.latency_tail_seconds
+    assert isinstance(tail, tuple)
+    assert tail == (1, 2.5)
+
+
+def test_latency_draws_follow_the_settings_and_the_seed() -> None:
+    assert not NetworkLatency(BASE).enabled  # the default: no trips at all
+    settings = dataclasses.replace(
+        BASE,
+        time_scale=10.0,
+        latency_base_seconds=1.0,
+        latency_mean_seconds=2.0,
+        latency_tail_rate=0.25,
+        latency_tail_seconds=(100.0, 200.0),
+    )
+    latency = NetworkLatency(settings)
+    assert latency.enabled
+    draws = [latency.draw() for _ in range(20_000)]
+    again = NetworkLatency(settings)
+    assert [again.draw() for _ in range(100)] == draws[:100]
+    other = NetworkLatency(dataclasses.replace(settings, seed=2))
+    assert [other.draw() for _ in range(100)] != draws[:100]
+    # Scaled by K = 10: the body is 0.1 s + exponential(0.2 s), the tail uniform in [10, 20].
+    tail = [d for d in draws if d >= 10.0]
+    body = [d for d in draws if d < 10.0]
+    assert min(draws) >= 0.1
+    assert max(draws) <= 20.0
+    assert len(tail) / len(draws) == pytest.approx(0.25, abs=0.02)
+    assert statistics.mean(body) == pytest.approx(0.3, rel=0.05)
+    assert statistics.mean(tail) == pytest.approx(15.0, rel=0.05)
+
+
+async def timed_details(api: Api, count: int) -> list[float]:
+    """Wall seconds of ``count`` sequential detail calls."""
+    durations = []
+    for _ in range(count):
+        started = time.monotonic()
+        assert (await api.detail("x"))["code"] == 40000
+        durations.append(time.monotonic() - started)
+    return durations
+
+
+async def test_latency_base_delays_both_trips_of_every_call() -> None:
+    base = 30.0  # 25 ms each way
+    floor = 2 * base / FAST
+    async with running(time_scale=FAST, latency_base_seconds=base) as api:
+        durations = await timed_details(api, 6)
+    assert min(durations) >= floor - SLACK
+    assert statistics.mean(durations) < 2 * floor
+
+
+async def test_latency_mean_adds_seeded_exponential_trips() -> None:
+    base, mean = 3.0, 12.0  # 2.5 ms + exponential(10 ms) each way
+    overrides: dict[str, Any] = {
+        "time_scale": FAST,
+        "latency_base_seconds": base,
+        "latency_mean_seconds": mean,
+        "read_limit": 1000,
+    }
+    count = 24
+    async with running(**overrides) as api:
+        durations = await timed_details(api, count)
+    # Sequential calls draw in order: the login's two trips, then each detail's in and out.
+    replay = NetworkLatency(dataclasses.replace(BASE, **overrides))
+    draws = [replay.draw() for _ in range(2 + 2 * count)][2:]
+    assert all(
+        took >= inbound + outbound - SLACK
+        for took, inbound, outbound in zip(durations, draws[::2], draws[1::2], strict=True)
+    )
+    expected = 2 * (base + mean) / FAST
+    assert statistics.mean(durations) == pytest.approx(expected, rel=0.4)
+    # The trips vary: not one fixed delay.
+    assert max(durations) - min(durations) > expected / 2
+
+
+async def test_latency_tail_replaces_the_usual_trip() -> None:
+    low, high = 30.0, 60.0  # 25 to 50 ms each way
+    # A base of 600 would make each trip 0.5 s: the tail takes its place at rate 1.
+    overrides = {"latency_base_seconds": 600.0, "latency_tail_seconds": (low, high)}
+    async with running(time_scale=FAST, latency_tail_rate=1.0, **overrides) as api:
+        durations = await timed_details(api, 5)
+    assert min(durations) >= 2 * low / FAST - SLACK
+    assert max(durations) < 0.5
+
+
+async def test_the_limiter_sees_the_arrival_after_the_inbound_trip() -> None:
+    base = 60.0  # 50 ms each way
+    async with running(time_scale=FAST, latency_base_seconds=base) as api:
+        started = time.monotonic()
+        assert (await api.detail("x"))["code"] == 40000
+        finished = time.monotonic()
+        (arrival,) = api.emu.state.arrivals("detail")
+    assert arrival.at - started >= base / FAST - SLACK
+    assert finished - arrival.at >= base / FAST - SLACK
+
+
+async def test_latency_applies_to_the_put_and_result_downloads_only() -> None:
+    base = 24.0  # 20 ms each way
+    floor = 2 * base / FAST
+    async with running(time_scale=FAST, latency_base_seconds=base) as api:
+        task = await finished_task(api)
+        started = time.monotonic()
+        assert (await fetch(api, task["video_url"]))[0] == 200
+        download = time.monotonic() - started
+        data = await api.announce("lip_sync_video", "face.mp4")
+        started = time.monotonic()
+        assert (await _put(api, data["sign_url"], "video/mp4"))[0] == 200
+        put = time.monotonic() - started
+        started = time.monotonic()
+        async with api.http.get(api.emu.base_url + "/_emulator/stats") as response:
+            stats = await response.json()
+        control = time.monotonic() - started
+    assert download >= floor - SLACK
+    assert put >= floor - SLACK
+    assert control < floor  # control routes are no network trip
+    assert stats["result_downloads"] == 1
+
+
+def test_cli_latency_options(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = "--latency-base 0.05 --latency-mean 0.15 --latency-tail-rate 0.05 --latency-tail 0.5 3"
+    settings = settings_from_args(build_parser().parse_args(argv.split()))
+    assert (
+        settings.latency_base_seconds,
+        settings.latency_mean_seconds,
+        settings.latency_tail_rate,
+        settings.latency_tail_seconds,
+    ) == (0.05, 0.15, 0.05, (0.5, 3.0))
+    assert "--latency-tail LO HI" in build_parser().format_help()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--latency-tail", "3", "1"])
+    assert exit_info.value.code == 2
+    assert "latency_tail_seconds must have low <= high" in capsys.readouterr().err

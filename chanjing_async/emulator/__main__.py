@@ -78,8 +78,37 @@ def build_parser(prog: str = "python -m chanjing_async.emulator") -> argparse.Ar
         default=_DEFAULTS.list_order,
         help="task list order (random: a fresh shuffle on every call)",
     )
+    parser.add_argument(
+        "--latency-base",
+        type=float,
+        default=_DEFAULTS.latency_base_seconds,
+        metavar="SECONDS",
+        help="real-scale fixed part of each random one-way network trip (in and out)",
+    )
+    parser.add_argument(
+        "--latency-mean",
+        type=float,
+        default=_DEFAULTS.latency_mean_seconds,
+        metavar="SECONDS",
+        help="real-scale mean of the exponential part added to --latency-base on each trip",
+    )
+    parser.add_argument(
+        "--latency-tail-rate",
+        type=float,
+        default=_DEFAULTS.latency_tail_rate,
+        metavar="RATE",
+        help="probability (0 to 1) that a trip takes a tail delay instead",
+    )
+    parser.add_argument(
+        "--latency-tail",
+        type=float,
+        nargs=2,
+        default=_DEFAULTS.latency_tail_seconds,
+        metavar=("LO", "HI"),
+        help="real-scale uniform range of a tail delay",
+    )
     parser.add_argument("--no-callbacks", action="store_true", help="drop every callback")
-    parser.add_argument("--seed", type=int, default=None, help="seed for task failures")
+    parser.add_argument("--seed", type=int, default=None, help="seed for task failures and latency")
     return parser
 
 
@@ -107,6 +136,10 @@ def settings_from_args(ns: argparse.Namespace) -> EmulatorSettings:
         decode_check=not ns.no_decode_check,
         rate_window=ns.rate_window,
         list_order=ns.list_order,
+        latency_base_seconds=ns.latency_base,
+        latency_mean_seconds=ns.latency_mean,
+        latency_tail_rate=ns.latency_tail_rate,
+        latency_tail_seconds=tuple(ns.latency_tail),
         callbacks=not ns.no_callbacks,
         seed=ns.seed,
     )

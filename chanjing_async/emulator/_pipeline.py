@@ -1,4 +1,4 @@
-"""The request pipeline every API endpoint shares: faults, latency, auth, limits, counting."""
+"""The request pipeline every API endpoint shares: trips, faults, latency, auth, limits, counts."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ STATE_KEY = web.AppKey("chanjing_emulator_state", EmulatorState)
 # Endpoints reached without an access_token: the token endpoint itself, and the PUT, which is
 # authorised by its URL signature instead (reference §4.2).
 UNAUTHENTICATED = frozenset({"access_token", "upload"})
+# Name of the result download route: no endpoint, but it takes the network trips.
+RESULT_ROUTE = "result_download"
 
 dumps = functools.partial(json.dumps, ensure_ascii=False)
 
@@ -41,25 +43,35 @@ def oss_error(status: int, code: str, message: str) -> web.Response:
 
 @web.middleware
 async def pipeline(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Run an API request through faults → latency → auth → rate limit → handler, and count it.
+    """Run an API request through trip in → faults → latency → auth → limit → handler → trip out.
 
-    Routes whose name is not an endpoint name (the ``/_emulator`` control routes) pass through
-    untouched and uncounted.
+    Every request is counted. The trips are the random network latency (``latency_base_seconds``
+    and friends), one independent draw each way, so the server sees the request arrive late and
+    the client sees the answer later still. Result downloads take the two trips but nothing
+    else; the other routes that are not endpoints (the ``/_emulator`` control routes) pass
+    through untouched and uncounted.
     """
     endpoint = request.match_info.route.name
     if endpoint not in ENDPOINTS:
-        return await handler(request)
+        if endpoint != RESULT_ROUTE:
+            return await handler(request)
+        network = request.app[STATE_KEY].network
+        await network.trip()
+        result = await handler(request)
+        await network.trip()
+        return result
     state = request.app[STATE_KEY]
+    if endpoint != "upload":
+        # The whole request has arrived before any delay (aiohttp caches the body for the
+        # handler), so one whose client gives up during the delay is still handled, as a
+        # real server would: this is what makes a timed-out create ambiguous.
+        await request.read()
+    await state.network.trip()
     stats = state.endpoint_stats(endpoint)
     stats.requests += 1
     fault = state.take_fault(endpoint)
     code = CODE_OK
     if fault is None or fault.kind in ("latency", "drop_after"):
-        if endpoint != "upload":
-            # The whole request has arrived before any delay (aiohttp caches the body for the
-            # handler), so one whose client gives up during the delay is still handled, as a
-            # real server would: this is what makes a timed-out create ambiguous.
-            await request.read()
         if fault is not None:
             await asyncio.sleep(fault.seconds)
         code, response = await _handle(request, handler, endpoint, state)
@@ -82,6 +94,8 @@ async def pipeline(request: web.Request, handler: Handler) -> web.StreamResponse
         stats.rejected_40001 += 1
     elif code != CODE_OK or response.status >= 400 or dropped:
         stats.errors += 1
+    if not dropped:
+        await state.network.trip()
     return response
 
 

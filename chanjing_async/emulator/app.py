@@ -14,7 +14,7 @@ from aiohttp import web
 from ._callbacks import CallbackSender
 from ._faults import Fault
 from ._files import HEAD_BYTES
-from ._pipeline import STATE_KEY, api_response, dumps, oss_error, pipeline
+from ._pipeline import RESULT_ROUTE, STATE_KEY, api_response, dumps, oss_error, pipeline
 from ._protocol import CODE_BAD_FORMAT, ApiError, UploadDenied, param_error
 from ._results import result_path
 from ._validation import MAX_PAGE_SIZE, optional_int, parse_create, query_int
@@ -69,7 +69,7 @@ def create_app(settings: EmulatorSettings | None = None) -> web.Application:
     router = app.router
     for method, path, handler, name in api_routes:
         router.add_route(method, path, handler, name=name)
-    router.add_get("/_emulator/results/{task_id}.{ext:mp4|jpg}", _result)
+    router.add_get("/_emulator/results/{task_id}.{ext:mp4|jpg}", _result, name=RESULT_ROUTE)
     router.add_get("/_emulator/voices/{voice_id}.{ext:mp3}", _media)
     router.add_get("/_emulator/stats", _stats)
     router.add_post("/_emulator/faults", _inject_fault)

@@ -52,6 +52,14 @@ class EmulatorSettings:
             (reference §6: QPS 10/s on each endpoint).
         read_window: Window of the read limits, in seconds.
         latency_seconds: Extra delay before handling each ``/open/v1`` request.
+        latency_base_seconds: Fixed part of the random one-way network latency. Every request to
+            ``/open/v1``, the upload PUT and the result downloads takes one independent trip in
+            (before faults, auth and rate limiting see it) and another out (before the response
+            is sent).
+        latency_mean_seconds: Mean of an exponential draw added to the base on each trip.
+        latency_tail_rate: Probability (0 to 1) that a trip takes a tail delay instead of
+            base + exponential.
+        latency_tail_seconds: ``(low, high)``, the uniform range of a tail delay.
         callbacks: Deliver task callbacks; False drops them all (counted as dropped).
         list_order: Order of the task list endpoint, which the docs leave open (reference
             §5.3): ``"newest"`` is newest first, the console order and the default;
@@ -59,8 +67,8 @@ class EmulatorSettings:
             so pages may overlap and miss tasks, as a list that shifts between calls would.
             Lets tests check that SDK code never relies on the list order.
         seed: Seed of the random generators that decide task failures and the ``"random"``
-            list order (two separate generators, so list calls never change task fates); None
-            for entropy.
+            list order and the network latency (separate generators, so list calls and trips
+            never change task fates); None for entropy.
     """
 
     app_id: str = "emulator-app"
@@ -81,6 +89,10 @@ class EmulatorSettings:
     read_limit: int = 10
     read_window: float = 1.0
     latency_seconds: float = 0.0
+    latency_base_seconds: float = 0.0
+    latency_mean_seconds: float = 0.0
+    latency_tail_rate: float = 0.0
+    latency_tail_seconds: tuple[float, float] = (0.5, 3.0)
     callbacks: bool = True
     list_order: ListOrder = "newest"
     seed: int | None = None
@@ -91,8 +103,10 @@ class EmulatorSettings:
             if not isinstance(value, str) or not value:
                 raise ValueError(f"{name} must be a non-empty string")
         _check_number("time_scale", self.time_scale, positive=True)
-        for name in ("task_seconds", "file_ready_seconds", "latency_seconds"):
+        durations = ("task_seconds", "file_ready_seconds", "latency_seconds")
+        for name in (*durations, "latency_base_seconds", "latency_mean_seconds"):
             _check_number(name, getattr(self, name), positive=False)
+        self._check_tail()
         for name in ("token_ttl_seconds", "upload_url_ttl_seconds", "create_window", "read_window"):
             _check_number(name, getattr(self, name), positive=True)
         ttl = self.result_url_ttl_seconds
@@ -124,6 +138,21 @@ class EmulatorSettings:
         seed = self.seed
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise ValueError(f"seed must be an integer or None, got {self.seed!r}")
+
+    def _check_tail(self) -> None:
+        """Validate the latency tail; a list pair (as from JSON) is stored as a tuple."""
+        rate = self.latency_tail_rate
+        _check_number("latency_tail_rate", rate, positive=False)
+        if rate > 1:
+            raise ValueError(f"latency_tail_rate must be between 0 and 1, got {rate!r}")
+        tail: object = self.latency_tail_seconds
+        if not isinstance(tail, (tuple, list)) or len(tail) != 2:
+            raise ValueError(f"latency_tail_seconds must be a (low, high) pair, got {tail!r}")
+        for bound in tail:
+            _check_number("latency_tail_seconds", bound, positive=False)
+        if tail[0] > tail[1]:
+            raise ValueError(f"latency_tail_seconds must have low <= high, got {tail!r}")
+        object.__setattr__(self, "latency_tail_seconds", tuple(tail))
 
     def scaled(self, seconds: float) -> float:
         """Convert a real-scale duration into emulator seconds.

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ._faults import ENDPOINTS, Fault, FaultQueue
 from ._files import AUDIO_SERVICE, VIDEO_SERVICE, FileRecord, FileStore, looks_decodable
+from ._network import NetworkLatency
 from ._protocol import CODE_AUTH, CODE_PARAM, CODE_RATE, ApiError
 from ._ratelimit import Arrival, ArrivalLog, WindowLimiter
 from ._results import ResultLinks
@@ -67,6 +68,7 @@ class EmulatorState:
         settings: The emulator settings.
         uploads: The announced files and their upload side.
         results: Mints and checks result URLs (signed when they expire).
+        network: Draws and sleeps the random one-way network trips.
     """
 
     def __init__(self, settings: EmulatorSettings) -> None:
@@ -78,6 +80,7 @@ class EmulatorState:
         self.settings = settings
         self.uploads = FileStore(settings)
         self.results = ResultLinks(settings)
+        self.network = NetworkLatency(settings)
         # Only task fates draw from the seeded generator, so the n-th task's fate depends on the
         # seed alone, not on how many ids or tokens were made before it.
         self._fate = random.Random(settings.seed)
