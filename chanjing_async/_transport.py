@@ -233,14 +233,15 @@ class Transport:
             if create and not (isinstance(exc, HTTPStatusError) and 400 <= exc.status < 500):
                 raise _unknown(exc, endpoint, sent_at, json) from None
             raise
-        logger.debug(
-            "%s %s -> code %d in %.0f ms (trace_id=%s)",
-            endpoint.method,
-            endpoint.path,
-            envelope.code,
-            (time.time() - sent_at) * 1000,
-            envelope.trace_id,
-        )
+        if logger.isEnabledFor(logging.DEBUG):  # a hot path: no arguments built for nothing
+            logger.debug(
+                "%s %s -> code %d in %.0f ms (trace_id=%s)",
+                endpoint.method,
+                endpoint.path,
+                envelope.code,
+                (time.time() - sent_at) * 1000,
+                envelope.trace_id,
+            )
         if envelope.code != 0:
             error = error_for_code(
                 envelope.code, envelope.msg, trace_id=envelope.trace_id, endpoint=endpoint.path

@@ -279,29 +279,32 @@ class SlidingWindowLimiter(_LimiterBase):
             free = max(free, self._releases[-room] + self._span)
         return free
 
-    @asynccontextmanager
-    async def slot(self) -> AsyncIterator[Slot]:
+    def slot(self) -> AbstractAsyncContextManager[Slot]:
         """Wait (FIFO) for admission, then hold a slot until the block is left.
 
         The release is recorded on exit, whether by return, exception or cancellation, at the
         exit time plus :meth:`Slot.hold`.
         """
-        slot = Slot(await self._admit())
-        # No checkpoint between admission and this try: a cancellation cannot leak the slot.
-        try:
-            yield slot
-        finally:
-            if slot.discarded:
-                # Nothing was sent: the slot frees without leaving a release in the log.
-                self._in_flight -= 1
-                self._wake_head()
-            else:
-                self._release(self._clock() + slot.held)
+        return _Admission(self)
+
+    def _admit_now(self, now: float) -> bool:
+        """Admit at once if nobody waits and the log allows it (no checkpoint)."""
+        if not self._waiters and self._next_free(now) <= now:
+            self._in_flight += 1
+            return True
+        return False
+
+    def _leave(self, slot: Slot) -> None:
+        if slot.discarded:
+            # Nothing was sent: the slot frees without leaving a release in the log.
+            self._in_flight -= 1
+            self._wake_head()
+        else:
+            self._release(self._clock() + slot.held)
 
     async def _admit(self) -> float:
         now = self._clock()
-        if not self._waiters and self._next_free(now) <= now:
-            self._in_flight += 1
+        if self._admit_now(now):
             return now
         waiter = _Waiter()
         self._waiters.append(waiter)
@@ -354,6 +357,32 @@ class SlidingWindowLimiter(_LimiterBase):
             f" margin={self._margin} in_flight={self._in_flight} recent_releases={recent}"
             f" queue_depth={len(self._waiters)} {self._repr_blocked(now)}>"
         )
+
+
+class _Admission:
+    """``async with limiter.slot()`` of a SlidingWindowLimiter.
+
+    A class rather than a generator context manager: a slot is taken for every request, and
+    the free path (admitted at once) then costs no coroutine at all. Entering either admits
+    (and the exit releases) or raises having taken nothing, so no slot can leak.
+    """
+
+    __slots__ = ("_limiter", "_slot")
+
+    def __init__(self, limiter: SlidingWindowLimiter) -> None:
+        self._limiter = limiter
+        self._slot: Slot | None = None
+
+    async def __aenter__(self) -> Slot:
+        limiter = self._limiter
+        now = limiter._clock()
+        admitted = now if limiter._admit_now(now) else await limiter._admit()
+        self._slot = Slot(admitted)
+        return self._slot
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._slot is not None
+        self._limiter._leave(self._slot)
 
 
 class TokenBucketLimiter(_LimiterBase):
