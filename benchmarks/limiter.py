@@ -13,8 +13,9 @@ all scaled alike. A create answered 40001 is sent again the same way (ours after
 the transport sets, a baseline through its gate again) until all M exist; the server counts
 the 40001s.
 
-The figure is the last-create time (from the start, when the first creates go out, to the
-answer of the M-th accepted create) divided by the ideal greedy schedule, ⌊(M−1)/10⌋ windows.
+The figure is the last-create time, measured where tasks are created (the server's clock,
+from the first task to the M-th), divided by the ideal greedy schedule, ⌊(M−1)/10⌋ windows:
+what the schedule promises is when creates happen, not when their answers come back.
 Goal: 0 x 40001 and <= 1.05.
 
 Time scaling shrinks the windows and the emulated latency but not the cost of the HTTP round
@@ -75,10 +76,11 @@ class _Size:
         return (self.creates - 1) // _LIMIT * _WINDOW / self.time_scale
 
 
-# Full run: 2 + 9 + 99 windows; the scales keep each limiter's run to about 2, 4.5 and 10 s.
-# At scale 600 a window is 0.1 s, and the few wall milliseconds of each loopback round trip
-# (see the module docstring) add about 5 % to our ratio that the real API would not.
-_FULL = (_Size(25, 60.0), _Size(100, 120.0), _Size(1000, 600.0))
+# Full run: 2 + 9 + 99 windows; the scales keep each limiter's run to about 2, 4.5 and 40 s.
+# The few wall milliseconds of each loopback round trip (see the module docstring) weigh
+# `scale` times more than against the real API: at 600 they added 4-5 % to 1,000 creates, at
+# 150 about 1 %.
+_FULL = (_Size(25, 60.0), _Size(100, 120.0), _Size(1000, 150.0))
 _SMOKE = (_Size(12, 600.0),)
 
 
@@ -86,7 +88,7 @@ _SMOKE = (_Size(12, 600.0),)
 class _Run:
     """One (size, server, limiter) run."""
 
-    seconds: float  # wall, first send to the M-th create answered; inf if it did not finish
+    seconds: float  # wall, first task created to the M-th (server clock); inf if unfinished
     rejected: int  # creates the server answered 40001
     last_send: float  # wall, first send to the send of the M-th accepted create
     created: int  # tasks created (M unless a baseline hit the cap)
@@ -212,9 +214,11 @@ async def _measure(
                     for n in range(size.creates):
                         group.start_soon(one, n)
         rejected = server.state.endpoint_stats("create").rejected_40001
+        # Task creation times: the server's monotonic clock, the same as ours in-process.
+        created = sorted(task.created_at for task in server.state.tasks.values())
     finished = len(done) == size.creates
     return _Run(
-        seconds=max(done) - started if finished else math.inf,
+        seconds=created[-1] - created[0] if finished else math.inf,
         last_send=max(sends) - started if finished else math.inf,
         rejected=rejected,
         created=len(done),
