@@ -290,8 +290,11 @@ class Poller:
                 rate = (task.progress - base) / (now - since)
                 eta = (100 - task.progress) / rate
                 if not record.callback:
-                    # Pull the next read in to the expected end (never below min_interval).
-                    interval = max(policy.min_interval, min(interval, eta))
+                    # Pull the next read in to just before the expected end (never below
+                    # min_interval): progress is rounded down and stops at 99 until the end,
+                    # so aiming at 100 reads late half the time; aim at 98.
+                    early = max(0.0, 98 - task.progress) / rate
+                    interval = max(policy.min_interval, min(interval, early))
         spread = policy.jitter * (2 * random.random() - 1)
         return interval * (1 + spread), eta
 
@@ -330,12 +333,19 @@ class Poller:
                     group.start_soon(self._detail, record)
 
     async def _list_pass(self, due: list[_Tracked]) -> list[_Tracked]:
-        """Read list pages until every due task was seen; return the ones still unseen."""
+        """Read list pages until every tracked task was seen; return the due ones unseen.
+
+        Once pages are read at all, the pass goes on past the due tasks to every tracked one
+        (within the page budget): they are all refreshed and rescheduled together, so the
+        next pass finds them due together instead of in many small groups, each of which
+        would read the first pages again.
+        """
         wanted = {record.task_id for record in due}
+        unseen = set(self._tracked)
         size = self._policy.page_size
         budget = math.ceil(len(self._tracked) / size) + 1
         page = 1
-        while wanted and page <= budget:
+        while unseen and page <= budget:
             try:
                 async with self._reads:
                     result = await self._lip_sync.list(page=page, page_size=size)
@@ -349,6 +359,7 @@ class Poller:
                 record = self._tracked.get(task.id)
                 if record is not None:
                     wanted.discard(task.id)
+                    unseen.discard(task.id)
                     self._apply(record, task)
             if not result.items or page >= result.page_info.total_page:
                 break
