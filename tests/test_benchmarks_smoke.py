@@ -1,0 +1,36 @@
+"""The benchmarks still run: ``python -m benchmarks --smoke`` (tiny sizes) end to end.
+
+The figures themselves are checked by the full run (``python -m benchmarks``), not here: a
+smoke run is too small for its ratios to mean anything.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from benchmarks.__main__ import SCENARIOS
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_scenario_runs_and_reports(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--smoke", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "latest.json").read_text(encoding="utf-8"))
+    names = {importlib.import_module(f"benchmarks.{name}").NAME for name in SCENARIOS}
+    assert {figure["scenario"] for figure in report["figures"]} == names
+    for figure in report["figures"]:
+        assert figure["ours"] is not None, figure
+    table = (tmp_path / "latest.md").read_text(encoding="utf-8")
+    assert table.count("\n") == len(report["figures"]) + 2  # header, rule, one row each
