@@ -8,7 +8,9 @@ made exactly one task per row, delivered every output and were never answered 40
 from __future__ import annotations
 
 import csv
+import functools
 import json
+import random
 import signal
 import sqlite3
 import subprocess
@@ -302,3 +304,54 @@ def test_status_of_a_missing_journal_is_a_usage_error(
     assert result.returncode == 2
     assert "must be an existing journal file" in result.stderr
     assert not (tmp_path / "none.sqlite").exists()
+
+
+def _kill_due(
+    path: Path,
+    emulator: EmulatorProcess,
+    started: float,
+    delay: float,
+    arrived: int,
+    wired: bool,
+) -> bool:
+    """Time to kill: ``delay`` seconds in, or (``wired``) a create has reached the server and
+    its answer is not journaled yet."""
+    if not wired:
+        return time.monotonic() - started >= delay
+    pending = any(row["sent_at"] and not row["task_id"] for row in journal(path))
+    return pending and emulator.stats()["endpoints"]["create"]["requests"] > arrived
+
+
+def test_five_random_kills_then_resume(emulator_process: EmulatorProcess, tmp_path: Path) -> None:
+    """SIGKILL at 5 random moments, one of them between a create's send and its answer.
+
+    45 rows take five create windows, more than five runs cut short at 0.3-1.5 s can finish.
+    """
+    rows = 45
+    write_manifest(tmp_path, rows)
+    path = tmp_path / "jobs.sqlite"
+    argv = batch_run(emulator_process, tmp_path)
+    draw = random.Random(20261124)
+    moments = [draw.uniform(0.3, 1.5) for _ in range(5)]
+    wire = draw.randrange(5)  # this run is killed with a create on the wire instead
+    for index, delay in enumerate(moments):
+        arrived = emulator_process.stats()["endpoints"]["create"]["requests"]
+        if index == wire:
+            inject(emulator_process, {"endpoint": "create", "kind": "latency", "seconds": 1.0})
+        process = subprocess.Popen(
+            argv,
+            env=emulator_process.env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        due = functools.partial(
+            _kill_due, path, emulator_process, time.monotonic(), delay, arrived, index == wire
+        )
+        kill_when(process, due, what=f"kill {index + 1} ({delay:.2f} s)")
+    final = run(emulator_process, argv)
+    assert final.returncode == 0, final.stderr
+    stats = emulator_process.stats()
+    assert stats["tasks_created"] == rows, (moments, stats)
+    assert stats["endpoints"]["create"]["rejected_40001"] == 0, stats
+    assert outputs(tmp_path / "out") == expected_outputs(rows)
