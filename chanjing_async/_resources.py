@@ -13,7 +13,7 @@ import anyio
 from pydantic import BaseModel, ValidationError
 
 from . import _transport as ep
-from .errors import InvalidInputError, ResponseValidationError, UploadError
+from .errors import ChanjingError, InvalidInputError, ResponseValidationError, UploadError
 from .models import (
     FileDetail,
     LipSyncRequest,
@@ -269,15 +269,32 @@ class LipSync(_Resource):
     async def download(
         self, task: LipSyncTask, dest: str | os.PathLike[str], *, preview: bool = False
     ) -> Path:
-        """Download the result video (or the preview image) to ``dest``, written atomically."""
+        """Download the result video (or the preview image) to ``dest``, written atomically.
+
+        The bytes go to a hidden ``.<name>.<random>.part`` file first, renamed to ``dest`` once
+        whole; a failed write removes it, so ``dest`` is either complete or untouched.
+
+        Raises:
+            InvalidInputError: the task has not succeeded or has no such URL.
+            HTTPStatusError, TransportError: the download failed (an expired URL answers 403).
+            ChanjingError: ``dest`` could not be written (disk full, no permission ...).
+        """
         url = task.preview_url if preview else task.video_url
         if not task.succeeded or not url:
             raise InvalidInputError("task", task.id, "must be a succeeded task with a result URL")
         content = await self._api().transport.download(url)
         target = Path(dest)
         partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.part")
-        await anyio.Path(partial).write_bytes(content)
-        await anyio.Path(partial).replace(target)
+        try:
+            await anyio.Path(partial).write_bytes(content)
+            await anyio.Path(partial).replace(target)
+        except BaseException as exc:
+            with anyio.CancelScope(shield=True):
+                await anyio.Path(partial).unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                reason = exc.strerror or type(exc).__name__
+                raise ChanjingError(f"{target}: cannot be written ({reason})") from exc
+            raise
         return target
 
 
