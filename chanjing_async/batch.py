@@ -12,6 +12,7 @@ delivered row, so a re-run downloads only what is missing.
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -48,6 +49,7 @@ __all__ = [
 _EXPIRED = frozenset({401, 403, 404, 410})
 _DOWNLOAD_ATTEMPTS = 3
 _PROGRESS_EVERY = 0.1
+_PARTIAL = re.compile(r"\..+\.[0-9a-f]{8}\.part")
 
 
 @dataclass(frozen=True)
@@ -266,7 +268,8 @@ def _reason(error: BaseException) -> str:
 def _remove_partial_downloads(out: Path) -> None:
     """Delete what downloads cut off by a crash left behind (never a final file name)."""
     for partial in out.rglob(".*.part"):
-        partial.unlink(missing_ok=True)
+        if _PARTIAL.fullmatch(partial.name):  # ours: .<name>.<8 hex>.part, nothing else
+            partial.unlink(missing_ok=True)
 
 
 async def _report(
