@@ -31,6 +31,8 @@ from .errors import InvalidInputError
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from typing_extensions import Self
+
 __all__ = [
     "AccessToken",
     "Envelope",
@@ -179,8 +181,18 @@ class LipSyncTask(_Response):
 
     @property
     def created_at(self) -> dt.datetime:
-        """``create_time`` (Unix seconds) as an aware UTC datetime."""
-        return dt.datetime.fromtimestamp(self.create_time, tz=dt.timezone.utc)
+        """``create_time`` (Unix seconds) as an aware UTC datetime.
+
+        A value too large for seconds (beyond the year 5138) is read as milliseconds; one out of
+        every range gives the earliest datetime rather than an error.
+        """
+        seconds = self.create_time
+        if abs(seconds) >= 10**11:
+            seconds //= 1000
+        try:
+            return dt.datetime.fromtimestamp(seconds, tz=dt.timezone.utc)
+        except (OverflowError, OSError, ValueError):
+            return dt.datetime.min.replace(tzinfo=dt.timezone.utc)
 
 
 class PageInfo(_Response):
@@ -273,11 +285,19 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True)
     _wire_prefix: ClassVar[str] = ""
 
-    def __init__(self, **data: Any) -> None:
+    def __init__(self, /, **data: Any) -> None:
         try:
             super().__init__(**data)
         except ValidationError as exc:
             raise _input_error(exc, self._wire_prefix) from None
+
+    @classmethod
+    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> Self:
+        """As pydantic's, but bad input raises InvalidInputError like the constructor."""
+        try:
+            return super().model_validate(obj, *args, **kwargs)
+        except ValidationError as exc:
+            raise _input_error(exc, cls._wire_prefix) from None
 
     def to_wire(self) -> dict[str, Any]:
         """The JSON body as sent: wire names, unset optional fields left out."""
@@ -292,7 +312,10 @@ def _input_error(exc: ValidationError, prefix: str) -> InvalidInputError:
         if isinstance(cause, InvalidInputError):
             problems.append(cause)
             continue
-        field = ".".join(str(part) for part in (prefix, *err["loc"]) if part != "")
+        # An empty key is named as such ('') rather than vanishing from the field name.
+        parts = [prefix] if prefix else []
+        parts += [str(part) if part != "" else "''" for part in err["loc"]]
+        field = ".".join(parts) or "request"
         if err["type"] == "missing":
             problems.append(InvalidInputError(field, None, "is required"))
         elif err["type"] == "extra_forbidden":
@@ -386,14 +409,25 @@ class LipSyncRequest(_Request):
             speed=speed,
             pitch=pitch,
         )
+        _check_options("tts", options, ("audio_type", "tts_config"))
         return cls(video_file_id=video_file_id, audio_type="tts", tts_config=config, **options)
 
     @classmethod
     def audio(cls, video_file_id: str, *, audio_file_id: str, **options: Any) -> LipSyncRequest:
         """An audio-driven request; ``options`` are the other create fields (wire names)."""
+        _check_options("audio", options, ("audio_type",))
         return cls(
             video_file_id=video_file_id, audio_type="audio", audio_file_id=audio_file_id, **options
         )
+
+
+def _check_options(factory: str, options: dict[str, Any], reserved: tuple[str, ...]) -> None:
+    """Options may not set what the factory sets itself."""
+    for name in reserved:
+        if name in options:
+            raise InvalidInputError(
+                name, options[name], f"is set by LipSyncRequest.{factory}; leave it out"
+            )
 
 
 def check_page(page: int, page_size: int, *, size_field: str = "page_size") -> None:

@@ -10,8 +10,9 @@
 * Response data (``_resources.parse``): anything in ``data`` gives the model or a
   ``ResponseValidationError``.
 
-Known bugs are pinned by the ``xfail`` tests at the end (strict: they fail once fixed, and then
-the matching exclusion in the strategies, ``KNOWN_*``, must go).
+The cases the first runs found (a keyword named ``self`` or ``""``, factory options naming a
+field the factory sets, ``model_validate``, millisecond ``create_time``) are pinned by the
+tests at the end.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from pydantic import ValidationError
 
 from chanjing_async._resources import parse
 from chanjing_async._transport import LIP_SYNC_DETAIL, _decode
@@ -64,15 +64,6 @@ FIELDS = (
     "callback",
 )
 TTS_FIELDS = ("text", "audio_man_id", "speed", "pitch")
-
-# Known bugs (see the xfail tests below); each exclusion goes once its bug is fixed.
-KNOWN_SELF_KWARG = "self"
-"""``LipSyncRequest(self=...)`` raises TypeError: ``_Request.__init__`` lacks pydantic's ``/``."""
-KNOWN_EMPTY_KEY = ""
-"""``LipSyncRequest(**{"": 1})`` raises InvalidInputError with field ``""`` ("=1: is not a known
-field"): ``_input_error`` drops empty parts of the location, the key's name among them."""
-KNOWN_FACTORY_COLLISIONS = {"tts": {"audio_type", "tts_config"}, "audio": {"audio_type"}}
-"""Options naming a field the factory sets itself raise TypeError (multiple values)."""
 
 # ---- strategies
 
@@ -199,7 +190,7 @@ request_kwargs = st.one_of(
     ),
     st.fixed_dictionaries({}, optional={f: plausible(f) for f in FIELDS}),
     st.dictionaries(keys, anything, max_size=6),
-).filter(lambda kwargs: KNOWN_SELF_KWARG not in kwargs and KNOWN_EMPTY_KEY not in kwargs)
+)
 
 
 def factory_options(factory: str) -> st.SearchStrategy[dict[str, Any]]:
@@ -207,10 +198,8 @@ def factory_options(factory: str) -> st.SearchStrategy[dict[str, Any]]:
     refuses those at the call site, before any of our code runs)."""
     own = {"video_file_id", "cls", *TTS_FIELDS} if factory == "tts" else {"video_file_id", "cls"}
     own |= {"audio_file_id"} if factory == "audio" else set()
-    allowed = [f for f in FIELDS if f not in own | KNOWN_FACTORY_COLLISIONS[factory]]
-    return st.fixed_dictionaries({}, optional={f: plausible(f) for f in allowed}).filter(
-        lambda options: KNOWN_SELF_KWARG not in options
-    )
+    allowed = [f for f in FIELDS if f not in own]
+    return st.fixed_dictionaries({}, optional={f: plausible(f) for f in allowed})
 
 
 def check_outcome(build: Any) -> None:
@@ -297,7 +286,6 @@ def test_audio_factory_with_any_values(video: Any, audio: Any, options: dict[str
 @PROPERTIES
 @given(st.dictionaries(st.one_of(st.sampled_from(TTS_FIELDS), st.text(max_size=6)), anything))
 def test_tts_config_from_any_keywords(kwargs: dict[str, Any]) -> None:
-    kwargs.pop(KNOWN_SELF_KWARG, None)
     try:
         config = TtsConfig(**kwargs)
     except InvalidInputError as exc:
@@ -445,10 +433,9 @@ def test_response_data_gives_the_model_or_a_typed_error(data: Any) -> None:
         assert endpoint == LIP_SYNC_DETAIL.path
 
 
-# ---- known bugs (strict xfail: each fails once fixed; then drop its KNOWN_* exclusion)
+# ---- cases the first runs found
 
 
-@pytest.mark.xfail(raises=TypeError, reason="_Request.__init__(self, **data) lacks pydantic's '/'")
 @pytest.mark.parametrize("model", [LipSyncRequest, TtsConfig])
 def test_a_keyword_named_self_is_an_input_error(model: type[LipSyncRequest]) -> None:
     kwargs: dict[str, Any] = {"self": 1}
@@ -456,7 +443,6 @@ def test_a_keyword_named_self_is_an_input_error(model: type[LipSyncRequest]) -> 
         model(**kwargs)
 
 
-@pytest.mark.xfail(raises=AssertionError, reason="the empty key vanishes from the field name")
 def test_an_empty_keyword_is_named_in_the_error() -> None:
     kwargs: dict[str, Any] = {"video_file_id": "v", "audio_type": "audio", "audio_file_id": "a"}
     kwargs[""] = 1
@@ -465,7 +451,6 @@ def test_an_empty_keyword_is_named_in_the_error() -> None:
     assert caught.value.field, str(caught.value)
 
 
-@pytest.mark.xfail(raises=TypeError, reason="options repeat a field the factory sets")
 @pytest.mark.parametrize(
     "build",
     [
@@ -482,7 +467,6 @@ def test_factory_options_naming_a_field_it_sets_are_an_input_error(
         build()
 
 
-@pytest.mark.xfail(raises=ValidationError, reason="model_validate bypasses _Request.__init__")
 @pytest.mark.parametrize(
     "data", [{}, None, {"video_file_id": "v", "tts_config": {"text": "", "audio_man_id": "a"}}]
 )
@@ -491,7 +475,6 @@ def test_model_validate_raises_input_errors_too(data: Any) -> None:
         LipSyncRequest.model_validate(data)
 
 
-@pytest.mark.xfail(raises=ValueError, reason="created_at: year out of range for ms timestamps")
 @pytest.mark.parametrize("create_time", [1_700_000_000_000, -(10**12)])
 def test_created_at_of_any_create_time_does_not_crash(create_time: int) -> None:
     task = LipSyncTask.model_validate({"id": "a", "status": 20, "create_time": create_time})
