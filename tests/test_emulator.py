@@ -18,7 +18,7 @@ import anyio
 import pytest
 from aiohttp import web
 
-from chanjing_async.emulator import EmulatorServer, EmulatorSettings, Fault, serve
+from chanjing_async.emulator import EmulatorServer, EmulatorSettings, Fault, FaultRate, serve
 from chanjing_async.emulator.__main__ import build_parser, main, settings_from_args
 from chanjing_async.emulator._network import NetworkLatency
 from chanjing_async.emulator._ratelimit import Arrival, WindowLimiter
@@ -1440,3 +1440,136 @@ def test_cli_latency_options(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--latency-tail", "3", "1"])
     assert exit_info.value.code == 2
     assert "latency_tail_seconds must have low <= high" in capsys.readouterr().err
+
+
+# -- random faults and token revocation ---------------------------------------------------------
+
+DETAIL = "/open/v1/video_lip_sync/detail"
+
+
+async def detail_codes(api: Api, count: int) -> list[int]:
+    """The codes of ``count`` detail calls for an unknown id (40000 unless a fault answers)."""
+    return [(await api.call("GET", DETAIL, params={"id": "0" * 32}))["code"] for _ in range(count)]
+
+
+@pytest.mark.parametrize(
+    ("rate", "message"),
+    [
+        ({"endpoints": "nowhere"}, "endpoints must name endpoints"),
+        ({"endpoints": ()}, "endpoints must be an endpoint name, a group or a non-empty tuple"),
+        ({"endpoints": ("detail", "detail")}, "endpoints must not repeat a name"),
+        ({"probability": 1.5}, "probability must be between 0 and 1"),
+        ({"probability": -0.1}, "probability must be between 0 and 1"),
+        ({"probability": math.nan}, "probability must be a finite number"),
+        ({"probability": True}, "probability must be a finite number"),
+        ({"kind": "explode"}, "kind must be one of"),
+        ({"kind": "gateway", "status": 500}, "status must be one of"),
+        ({"kind": "latency", "seconds": -1}, "seconds must be finite and not negative"),
+    ],
+)
+def test_fault_rates_reject_bad_values(rate: dict[str, Any], message: str) -> None:
+    values: dict[str, Any] = {"endpoints": "detail", "kind": "code", "probability": 0.1}
+    values.update(rate)
+    with pytest.raises(ValueError, match=message):
+        FaultRate(**values)
+
+
+def test_fault_rate_groups_expand_to_endpoint_names() -> None:
+    assert FaultRate("reads", "code", 0.1).endpoints == ("detail", "list")
+    assert "upload" not in FaultRate("api", "gateway", 0.1).endpoints
+    assert set(FaultRate("*", "drop_before", 0.1).endpoints) == {
+        *FaultRate("api", "drop_before", 0.1).endpoints,
+        "upload",
+    }
+    assert FaultRate("create", "drop_after", 0.1).endpoints == ("create",)
+    assert FaultRate(("detail", "create"), "latency", 0.1, seconds=1).fault.seconds == 1
+
+
+def test_settings_reject_fault_rates_over_one_per_endpoint() -> None:
+    rates = (FaultRate("reads", "code", 0.6), FaultRate("detail", "gateway", 0.5))
+    with pytest.raises(ValueError, match="fault_rates on detail add up to more than 1"):
+        dataclasses.replace(BASE, fault_rates=rates)
+    fault: Any = (Fault(endpoint="detail", kind="code"),)
+    with pytest.raises(ValueError, match="fault_rates must be a tuple of FaultRate"):
+        dataclasses.replace(BASE, fault_rates=fault)
+    as_list: Any = [FaultRate("list", "code", 0.7)]
+    listed = dataclasses.replace(BASE, fault_rates=as_list)
+    assert isinstance(listed.fault_rates, tuple)
+    assert BASE.fault_rates == ()
+
+
+async def test_fault_rates_answer_their_share_of_calls_repeatably() -> None:
+    rates = (FaultRate("detail", "code", 0.3), FaultRate("reads", "code", 0.2, code=51000))
+    runs, stats = [], {}
+    for _ in range(2):
+        async with running(fault_rates=rates, read_limit=10_000) as api:
+            runs.append(await detail_codes(api, 300))
+            stats = api.emu.state.stats()
+    assert runs[0] == runs[1]  # seeded: the same calls meet the same faults
+    counts = {code: runs[0].count(code) for code in set(runs[0])}
+    assert 60 <= counts[50000] <= 120, counts
+    assert 35 <= counts[51000] <= 85, counts
+    assert counts[40000] == 300 - counts[50000] - counts[51000]
+    assert stats["faults_applied"] == {
+        "detail": {"code 50000": counts[50000], "code 51000": counts[51000]}
+    }
+    assert stats["endpoints"]["detail"]["errors"] == 300
+
+
+async def test_fault_rates_leave_task_fates_alone() -> None:
+    async def fates(rates: tuple[FaultRate, ...]) -> list[str | None]:
+        async with running(fail_rate=0.5, fault_rates=rates) as api:
+            file_id = await api.upload()
+            for _ in range(8):
+                assert (await api.create(tts_body(file_id)))["code"] == 0
+                await detail_codes(api, 3)  # draws between the creates
+            return [task.failure for task in api.emu.state.tasks.values()]
+
+    calm = await fates(())
+    assert await fates((FaultRate("detail", "code", 0.5),)) == calm
+    assert len(set(calm)) == 2  # both fates occur
+
+
+async def test_an_injected_fault_goes_before_a_drawn_one() -> None:
+    async with running(fault_rates=(FaultRate("detail", "code", 1.0, code=51000),)) as api:
+        api.emu.inject(Fault(endpoint="detail", kind="code", code=50000, count=2))
+        assert await detail_codes(api, 4) == [50000, 50000, 51000, 51000]
+        assert api.emu.state.stats()["faults_applied"]["detail"] == {
+            "code 50000": 2,
+            "code 51000": 2,
+        }
+
+
+async def test_drawn_gateway_drop_and_latency_faults_behave_like_injected_ones() -> None:
+    async with running(fault_rates=(FaultRate("detail", "gateway", 1.0, status=504),)) as api:
+        url = api.emu.base_url + DETAIL
+        headers = {"access_token": api.token or ""}
+        async with api.http.get(url, params={"id": "x"}, headers=headers) as response:
+            assert response.status == 504
+            assert "504 Gateway Time-out" in await response.text()
+    async with running(fault_rates=(FaultRate("create", "drop_after", 1.0),)) as api:
+        file_id = await api.upload()
+        with pytest.raises(aiohttp.ClientError):
+            await api.create(tts_body(file_id))
+        assert len(api.emu.state.tasks) == 1  # handled, then the connection was cut
+    async with running(fault_rates=(FaultRate("detail", "latency", 1.0, seconds=0.05),)) as api:
+        started = time.monotonic()
+        assert await detail_codes(api, 1) == [40000]
+        assert time.monotonic() - started >= 0.05 - SLACK
+
+
+async def test_revoking_the_token_makes_the_next_call_answer_10400() -> None:
+    async with running() as api:
+        assert (await detail_codes(api, 1)) == [40000]
+        assert api.emu.revoke_tokens() is True
+        payload = await api.call("GET", DETAIL, params={"id": "x"})
+        assert (payload["code"], payload["msg"]) == (10400, "AccessToken验证失败")
+        assert api.emu.revoke_tokens() is False  # nothing left to revoke
+        await api.login()
+        assert (await detail_codes(api, 1)) == [40000]
+        async with api.http.post(api.emu.base_url + "/_emulator/tokens/revoke") as response:
+            assert (response.status, await response.json()) == (200, {"revoked": True})
+        assert (await detail_codes(api, 1)) == [10400]
+        stats = api.emu.state.stats()
+    assert (stats["tokens_issued"], stats["tokens_revoked"]) == (2, 2)
+    assert stats["faults_applied"] == {}

@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 from ._faults import Fault as Fault
+from ._faults import FaultRate as FaultRate
 from ._pipeline import STATE_KEY as STATE_KEY
 from .app import create_app as create_app
 from .server import EmulatorServer as EmulatorServer
@@ -26,6 +27,7 @@ __all__ = [
     "EmulatorSettings",
     "EmulatorState",
     "Fault",
+    "FaultRate",
     "create_app",
     "serve",
 ]

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
-from typing import Literal, get_args
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Literal, get_args
+
+if TYPE_CHECKING:
+    import random
 
 Endpoint = Literal[
     "access_token",
@@ -20,6 +23,13 @@ Endpoint = Literal[
 ENDPOINTS: tuple[Endpoint, ...] = get_args(Endpoint)
 FaultKind = Literal["code", "gateway", "latency", "drop_before", "drop_after"]
 FAULT_KINDS: tuple[FaultKind, ...] = get_args(FaultKind)
+# Groups of endpoints a FaultRate may name instead of listing them: every endpoint, the
+# ``/open/v1`` endpoints (all but the signed-URL PUT), and the two task reads.
+ENDPOINT_GROUPS: dict[str, tuple[Endpoint, ...]] = {
+    "*": ENDPOINTS,
+    "api": tuple(name for name in ENDPOINTS if name != "upload"),
+    "reads": ("detail", "list"),
+}
 
 # Gateway failures client code has met in front of the API (reference §1), with the reason
 # phrase a proxy would send; 524 is Cloudflare's origin timeout, unknown to http.HTTPStatus.
@@ -111,6 +121,91 @@ class Fault:
             return cls(**body)
         except TypeError as exc:  # a required field is missing
             raise ValueError(str(exc)) from exc
+
+
+@dataclass(frozen=True)
+class FaultRate:
+    """A random fault: each request at one of ``endpoints`` suffers it with ``probability``.
+
+    Unlike a :class:`Fault`, which applies to the next ``count`` requests, a rate applies for the
+    emulator's whole life (it is a setting, ``EmulatorSettings.fault_rates``). A pending
+    ``Fault`` goes first; only a request that met none draws. Each request then takes one
+    uniform draw from a generator of its own (seeded from ``seed``, salted, so task fates and
+    the list order never shift), and the rates of its endpoint share the unit interval in
+    settings order: rates of 0.1 and 0.05 on ``detail`` answer 10 % and 5 % of detail calls.
+
+    Attributes:
+        endpoints: An endpoint name, a tuple of them, or a group: ``"*"`` (every endpoint),
+            ``"api"`` (every ``/open/v1`` endpoint: all but ``upload``) or ``"reads"``
+            (``detail`` and ``list``). Stored as a tuple of endpoint names.
+        kind: As for :class:`Fault`.
+        probability: Chance, 0 to 1, that a request at a matching endpoint suffers the fault.
+        code: Business code of a ``"code"`` fault.
+        msg: Message of a ``"code"`` fault.
+        status: HTTP status of a ``"gateway"`` fault: 502, 503, 504 or 524.
+        seconds: Wall seconds slept before handling, for ``"latency"`` and ``"drop_after"``.
+    """
+
+    endpoints: str | tuple[str, ...]
+    kind: FaultKind
+    probability: float
+    code: int = 50000
+    msg: str = "系统内部错误"
+    status: int = 502
+    seconds: float = 0.0
+    fault: Fault = field(init=False, repr=False, compare=False)
+    """The fault a request that draws this rate suffers (built from the fields above)."""
+
+    def __post_init__(self) -> None:
+        names: object = self.endpoints
+        if isinstance(names, str):
+            names = ENDPOINT_GROUPS.get(names, (names,))
+        if not isinstance(names, (tuple, list)) or not names:
+            raise ValueError("endpoints must be an endpoint name, a group or a non-empty tuple")
+        for name in names:
+            if name not in ENDPOINTS:
+                groups = ", ".join(repr(group) for group in ENDPOINT_GROUPS)
+                raise ValueError(
+                    f"endpoints must name endpoints ({', '.join(ENDPOINTS)}) or a group "
+                    f"({groups}), got {name!r}"
+                )
+        if len(set(names)) != len(names):
+            raise ValueError(f"endpoints must not repeat a name, got {tuple(names)!r}")
+        object.__setattr__(self, "endpoints", tuple(names))
+        p: object = self.probability
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not math.isfinite(p):
+            raise ValueError(f"probability must be a finite number, got {p!r}")
+        if not 0 <= p <= 1:
+            raise ValueError(f"probability must be between 0 and 1, got {p!r}")
+        # Fault validates kind, code, msg, status and seconds.
+        fault = Fault("*", self.kind, self.code, self.msg, self.status, self.seconds, None)
+        object.__setattr__(self, "fault", fault)
+
+
+class FaultDice:
+    """Draws the random faults of ``FaultRate`` settings, one uniform draw per request."""
+
+    def __init__(self, rates: tuple[FaultRate, ...], rng: random.Random) -> None:
+        self._rng = rng
+        # Per endpoint: (cumulative upper bound, fault), in settings order.
+        self._bounds: dict[str, list[tuple[float, Fault]]] = {}
+        for rate in rates:
+            fault = rate.fault
+            for name in rate.endpoints:
+                bounds = self._bounds.setdefault(name, [])
+                total = bounds[-1][0] if bounds else 0.0
+                bounds.append((total + rate.probability, fault))
+
+    def roll(self, endpoint: str) -> Fault | None:
+        """The fault a request at ``endpoint`` suffers, or None; no draw without rates."""
+        bounds = self._bounds.get(endpoint)
+        if not bounds:
+            return None
+        draw = self._rng.random()
+        for bound, fault in bounds:
+            if draw < bound:
+                return fault
+        return None
 
 
 def _is_int(value: object) -> bool:

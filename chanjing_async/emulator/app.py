@@ -74,6 +74,7 @@ def create_app(settings: EmulatorSettings | None = None) -> web.Application:
     router.add_get("/_emulator/stats", _stats)
     router.add_post("/_emulator/faults", _inject_fault)
     router.add_delete("/_emulator/faults", _clear_faults)
+    router.add_post("/_emulator/tokens/revoke", _revoke_tokens)
     router.add_post("/_emulator/files/{file_id}/status", _set_file_status)
     return app
 
@@ -247,6 +248,11 @@ async def _inject_fault(request: web.Request) -> web.Response:
 async def _clear_faults(request: web.Request) -> web.Response:
     request.app[STATE_KEY].clear_faults()
     return web.json_response({"faults": []})
+
+
+async def _revoke_tokens(request: web.Request) -> web.Response:
+    revoked = request.app[STATE_KEY].revoke_tokens()
+    return web.json_response({"revoked": revoked})
 
 
 async def _set_file_status(request: web.Request) -> web.Response:

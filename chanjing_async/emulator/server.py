@@ -80,6 +80,10 @@ class EmulatorServer:
         """Drop every pending fault."""
         self.state.clear_faults()
 
+    def revoke_tokens(self) -> bool:
+        """Revoke the current access token: its next use gets 10400. False if there was none."""
+        return self.state.revoke_tokens()
+
     async def __aenter__(self) -> EmulatorServer:
         if self._runner is not None:
             raise RuntimeError("an EmulatorServer can be started only once")

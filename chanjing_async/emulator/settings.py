@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ._faults import FaultRate
+
 RateWindow = Literal["sliding", "fixed"]
 RATE_WINDOWS: tuple[RateWindow, ...] = ("sliding", "fixed")
 ListOrder = Literal["newest", "oldest", "random"]
@@ -66,9 +68,13 @@ class EmulatorSettings:
             ``"oldest"`` is creation order; ``"random"`` is a fresh shuffle on every list call,
             so pages may overlap and miss tasks, as a list that shifts between calls would.
             Lets tests check that SDK code never relies on the list order.
+        fault_rates: Faults drawn at random on every request (see ``FaultRate``): e.g.
+            ``FaultRate("reads", "code", 0.1)`` answers 10 % of detail and list calls with
+            50000. The rates naming one endpoint must add up to at most 1. Empty (the default):
+            no random faults; faults injected with ``EmulatorState.inject`` go first anyway.
         seed: Seed of the random generators that decide task failures and the ``"random"``
-            list order and the network latency (separate generators, so list calls and trips
-            never change task fates); None for entropy.
+            list order, the network latency and the random faults (separate generators, so
+            list calls, trips and fault draws never change task fates); None for entropy.
     """
 
     app_id: str = "emulator-app"
@@ -95,6 +101,7 @@ class EmulatorSettings:
     latency_tail_seconds: tuple[float, float] = (0.5, 3.0)
     callbacks: bool = True
     list_order: ListOrder = "newest"
+    fault_rates: tuple[FaultRate, ...] = ()
     seed: int | None = None
 
     def __post_init__(self) -> None:
@@ -135,6 +142,7 @@ class EmulatorSettings:
             limit = getattr(self, name)
             if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
                 raise ValueError(f"{name} must be a positive integer, got {limit!r}")
+        self._check_fault_rates()
         seed = self.seed
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise ValueError(f"seed must be an integer or None, got {self.seed!r}")
@@ -153,6 +161,27 @@ class EmulatorSettings:
         if tail[0] > tail[1]:
             raise ValueError(f"latency_tail_seconds must have low <= high, got {tail!r}")
         object.__setattr__(self, "latency_tail_seconds", tuple(tail))
+
+    def _check_fault_rates(self) -> None:
+        """Validate the random faults; a list (as from JSON) is stored as a tuple."""
+        rates: object = self.fault_rates
+        if not isinstance(rates, (tuple, list)) or not all(
+            isinstance(rate, FaultRate) for rate in rates
+        ):
+            raise ValueError(f"fault_rates must be a tuple of FaultRate, got {rates!r}")
+        totals: dict[str, float] = {}
+        for rate in rates:
+            for name in rate.endpoints:
+                totals[name] = totals.get(name, 0.0) + rate.probability
+        # One uniform draw per request picks at most one fault, so an endpoint's rates share
+        # the unit interval (a little float slack for rates like 0.7 + 0.2 + 0.1).
+        over = sorted(name for name, total in totals.items() if total > 1 + 1e-9)
+        if over:
+            raise ValueError(
+                f"fault_rates on {', '.join(over)} add up to more than 1 "
+                f"({max(totals[name] for name in over):g})"
+            )
+        object.__setattr__(self, "fault_rates", tuple(rates))
 
     def scaled(self, seconds: float) -> float:
         """Convert a real-scale duration into emulator seconds.

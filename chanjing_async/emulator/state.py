@@ -13,7 +13,7 @@ from itertools import islice
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
-from ._faults import ENDPOINTS, Fault, FaultQueue
+from ._faults import ENDPOINTS, Fault, FaultDice, FaultQueue
 from ._files import AUDIO_SERVICE, VIDEO_SERVICE, FileRecord, FileStore, looks_decodable
 from ._network import NetworkLatency
 from ._protocol import CODE_AUTH, CODE_PARAM, CODE_RATE, ApiError
@@ -87,9 +87,18 @@ class EmulatorState:
         # The "random" list order shuffles with its own generator, so list calls never shift
         # task fates; it is seeded from the same seed (salted) to keep seeded runs repeatable.
         self._shuffle = random.Random(None if settings.seed is None else f"list:{settings.seed}")
+        # Random faults draw from a generator of their own too (salted): requests never shift
+        # task fates, and a seeded run meets the same faults in the same request order.
+        self._dice = FaultDice(
+            settings.fault_rates,
+            random.Random(None if settings.seed is None else f"faults:{settings.seed}"),
+        )
         self._token: _Token | None = None
         self._tasks: dict[str, TaskRecord] = {}
         self._faults = FaultQueue()
+        # Faults applied (injected or drawn), by endpoint and kind; a code fault by its code.
+        self._faults_applied: dict[str, dict[str, int]] = {}
+        self._tokens_revoked = 0
         self._endpoints: dict[str, EndpointStats] = {name: EndpointStats() for name in ENDPOINTS}
         self._tasks_created = self._tokens_issued = 0
         self._callbacks: dict[CallbackOutcome, int] = {"sent": 0, "failed": 0, "dropped": 0}
@@ -127,6 +136,10 @@ class EmulatorState:
 
         ``result_downloads`` counts result files served; ``result_downloads_refused`` counts
         result GETs answered 403 (missing, wrong or expired signature) or 404 (no such result).
+        ``faults_applied`` counts the faults requests met, injected or drawn from
+        ``fault_rates``, by endpoint then kind (``"code 50000"``, ``"gateway 502"``,
+        ``"latency"``, ``"drop_before"``, ``"drop_after"``); ``tokens_revoked`` counts the
+        calls of :meth:`revoke_tokens` that revoked a token.
         """
         return {
             "endpoints": {name: asdict(stats) for name, stats in self._endpoints.items()},
@@ -137,6 +150,8 @@ class EmulatorState:
             "callbacks_dropped": self._callbacks["dropped"],
             "result_downloads": self._result_downloads,
             "result_downloads_refused": self._result_downloads_refused,
+            "faults_applied": {name: dict(kinds) for name, kinds in self._faults_applied.items()},
+            "tokens_revoked": self._tokens_revoked,
         }
 
     def current_token(self) -> str | None:
@@ -177,8 +192,24 @@ class EmulatorState:
         self._faults.clear()
 
     def take_fault(self, endpoint: str) -> Fault | None:
-        """Consume the fault the next request at ``endpoint`` must suffer, if any."""
-        return self._faults.take(endpoint)
+        """The fault the next request at ``endpoint`` must suffer, if any, and count it.
+
+        A pending injected fault goes first (one use of it is consumed); otherwise the request
+        draws from ``settings.fault_rates``.
+        """
+        fault = self._faults.take(endpoint)
+        if fault is None:
+            fault = self._dice.roll(endpoint)
+        if fault is not None:
+            if fault.kind == "code":
+                label = f"code {fault.code}"
+            elif fault.kind == "gateway":
+                label = f"gateway {fault.status}"
+            else:
+                label = fault.kind
+            kinds = self._faults_applied.setdefault(endpoint, {})
+            kinds[label] = kinds.get(label, 0) + 1
+        return fault
 
     # -- auth and limits --------------------------------------------------------------------
 
@@ -206,6 +237,19 @@ class EmulatorState:
         self._tokens_issued += 1
         # Truncated to whole seconds, the advertised expiry never outlives the real one.
         return value, int(time.time() + ttl)
+
+    def revoke_tokens(self) -> bool:
+        """Revoke the current token, as a new login elsewhere or a server-side reset would.
+
+        The next call presenting it gets 10400 until the client fetches a new token.
+
+        Returns:
+            True if a valid token was revoked, False if there was none.
+        """
+        revoked = self.current_token() is not None
+        self._token = None
+        self._tokens_revoked += revoked
+        return revoked
 
     def check_token(self, presented: str | None) -> None:
         """Accept only the latest unexpired token.
