@@ -148,6 +148,9 @@ class Submitter:
         self._paused = False
         self._not_before = 0.0  # monotonic time before which no create starts (backoff)
         self._unknown: list[tuple[JobHandle, CreateOutcomeUnknown]] = []
+        # Candidates of reconciliations that could not decide: they existed before any later
+        # create was sent, so they can never be a later create's task.
+        self._disowned: set[str] = set()
         self.stats = SubmitStats()
 
     def push(self, handle: JobHandle) -> None:
@@ -335,6 +338,7 @@ class Submitter:
                 self.stats.resent += not handle.done
                 self._push_back(handle)
             return
+        self._disowned.update(found or ())
         for handle, exc in pending:
             self.stats.unresolved += 1
             self._fail(
@@ -380,7 +384,11 @@ class Submitter:
             result = await self._lip_sync.list(page=page, page_size=MAX_PAGE_SIZE)
             for task in result.items:
                 seen.add(task.id)
-                if start <= task.create_time <= end and not self._owned(task.id):
+                if (
+                    start <= task.create_time <= end
+                    and not self._owned(task.id)
+                    and task.id not in self._disowned
+                ):
                     found[task.id] = None
             if not result.items or page >= result.page_info.total_page:
                 return list(found), len(seen) >= result.page_info.total_count

@@ -74,14 +74,6 @@ async def disrupt(emulator: EmulatorServer, done: anyio.Event) -> None:
             emulator.inject(Fault(endpoint="create", kind="code", code=40001, count=BURST))
 
 
-# Known bug (chanjing_async/_submit.py, Submitter._resolve and _scan): when a reconciliation
-# cannot decide, its candidate tasks stay unowned, so any later reconciliation whose create_time
-# window covers them (margin >= 1 s, many creates at this pace) sees them again: a later job
-# whose create made nothing adopts another job's task, or fails for nothing. Remove this mark
-# once the candidates of an undecided reconciliation are excluded from later ones.
-@pytest.mark.xfail(
-    reason="undecided reconciliation candidates stay adoptable (_submit.py)", strict=False
-)
 async def test_500_jobs_under_chaos_all_end_once_each(
     media: tuple[Path, Path], request: pytest.FixtureRequest
 ) -> None:
