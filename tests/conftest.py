@@ -246,6 +246,13 @@ class EmulatorProcess:
         env.update(extra)
         return env
 
+    def stop(self) -> None:
+        """Terminate the process and close its pipe."""
+        self.process.terminate()
+        self.process.wait(timeout=10)
+        assert self.process.stdout is not None
+        self.process.stdout.close()
+
     def stats(self) -> dict[str, Any]:
         """``GET /_emulator/stats``."""
         with urllib.request.urlopen(f"{self.base_url}/_emulator/stats", timeout=5) as reply:
@@ -284,7 +291,4 @@ def emulator_process() -> Iterator[EmulatorProcess]:
     try:
         yield running
     finally:
-        running.process.terminate()
-        running.process.wait(timeout=10)
-        assert running.process.stdout is not None
-        running.process.stdout.close()
+        running.stop()

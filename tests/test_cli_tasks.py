@@ -73,14 +73,7 @@ def idle_emulator() -> Iterator[EmulatorProcess]:
     try:
         yield running
     finally:
-        stop(running)
-
-
-def stop(running: EmulatorProcess) -> None:
-    running.process.terminate()
-    running.process.wait(timeout=10)
-    assert running.process.stdout is not None
-    running.process.stdout.close()
+        running.stop()
 
 
 @pytest.fixture
@@ -90,7 +83,7 @@ def failing_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[EmulatorProcess]:
     try:
         yield use(monkeypatch, running)
     finally:
-        stop(running)
+        running.stop()
 
 
 # --------------------------------------------------------------------------------------------

@@ -367,10 +367,7 @@ def secret_process() -> Iterator[EmulatorProcess]:
     try:
         yield running
     finally:
-        running.process.terminate()
-        running.process.wait(timeout=10)
-        assert running.process.stdout is not None
-        running.process.stdout.close()
+        running.stop()
 
 
 def write_manifest(folder: Path, video: Path, broken: Path) -> Path:
