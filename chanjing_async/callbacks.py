@@ -11,6 +11,18 @@ Repeats of the same (task, status) are acknowledged and ignored.
 Status codes: 200 accepted or duplicate; 400 a body that is no task object, or a task that is
 not this job's; 404 bad signature or unknown job; 405 not a POST; 413 body over ``max_body``;
 415 not ``application/json``. None of them changes a job.
+
+Several replicas behind one callback URL share a Redis **relay** (``relay="redis://..."``):
+any replica may receive the callback of a job another one submitted. A callback that passes
+every check but names a job the local manager does not know is PUBLISHed on the relay channel
+as ``{"origin", "key", "task"}`` (the receiver's random id, the job key, the task object; no
+signature, no secret) and answered 200, or 503 if Redis is unreachable. Every receiver with a
+relay subscribes to the channel while its manager is open and hands each message of another
+receiver to its own manager, exactly like a callback it received itself: still only a hint,
+confirmed through ``detail``, so a message written into Redis by anyone else can cost one read,
+never fake a result. Pub/sub keeps nothing: a message sent while a replica is reconnecting is
+lost, and that job ends by polling, as it would without callbacks. The replicas must share the
+``secret``, since each verifies URLs the others minted.
 """
 
 from __future__ import annotations
@@ -24,14 +36,19 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
+import anyio
 from aiohttp import web
 from pydantic import ValidationError
 
+from . import _redis
 from .errors import ConfigurationError
 from .models import Envelope, LipSyncTask
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, MutableMapping
+
+    from anyio.abc import TaskGroup, TaskStatus
+    from redis.asyncio.client import PubSub
 
 __all__ = ["CallbackReceiver", "Verdict"]
 
@@ -48,6 +65,22 @@ _STATUS_OF_VERDICT: dict[Verdict, int] = {
     "unknown": 404,
     "mismatch": 400,
 }
+
+# What a relayed message was to this receiver's manager (counted in ``outcomes``).
+_OUTCOME_OF_RELAYED: dict[Verdict, str] = {
+    "accepted": "relay_accepted",
+    "duplicate": "relay_duplicate",
+    "unknown": "relay_ignored",
+    "mismatch": "relay_ignored",
+}
+
+# Seconds between attempts to subscribe again while Redis is down: doubling up to the cap.
+_RELAY_BACKOFF = 0.1
+_RELAY_BACKOFF_CAP = 5.0
+# Seconds one read of the subscription waits for a message. Short reads, not a blocking one:
+# some redis-py versions bound a blocking read by the socket timeout (5 s), which would end
+# every idle subscription as an error.
+_RELAY_READ = 1.0
 
 
 class CallbackReceiver:
@@ -66,6 +99,12 @@ class CallbackReceiver:
     that prefix at. Your server's access log then records each URL with its signature; keep
     that log private, or drop the query from it (the standalone server logs no access).
 
+    Replicas behind one load-balanced URL share the ``secret`` and a Redis ``relay``: a valid
+    callback of a job this manager does not know is published for the others (200 "relayed",
+    503 "relay_down" if Redis is unreachable) instead of answered 404, and the messages the
+    others publish reach this manager as if received here. The relay listens while the manager
+    is open, reconnects after a Redis outage (one warning per outage) and subscribes again.
+
     Args:
         public_url: base URL the callbacks are sent to; job URLs are ``<public_url>/<key>``.
             Standalone, the server serves the path of ``public_url`` (``/chanjing/callbacks``
@@ -76,9 +115,13 @@ class CallbackReceiver:
         secret: HMAC key of the URLs; random per receiver by default. Give the same secret to
             every replica that may receive another one's callbacks.
         max_body: largest accepted body, bytes.
+        relay: Redis URL of the relay between replicas (needs the ``redis`` extra and a
+            ``secret``); None serves this manager's jobs only. Its password is never shown.
+        relay_channel: the pub/sub channel of the relay, the same for every replica.
 
     Raises:
-        ConfigurationError: a bad URL, port, secret or size.
+        ConfigurationError: a bad URL, port, secret, size or relay; a relay without a secret;
+            a relay without redis-py installed.
     """
 
     def __init__(
@@ -90,6 +133,8 @@ class CallbackReceiver:
         serve: bool = True,
         secret: bytes | None = None,
         max_body: int = 64 * 1024,
+        relay: str | None = None,
+        relay_channel: str = "chanjing:callbacks",
     ) -> None:
         if public_url is not None:
             parts = urlsplit(public_url)
@@ -105,6 +150,16 @@ class CallbackReceiver:
             raise ConfigurationError("secret: must be bytes, at least 16 of them")
         if type(max_body) is not int or max_body < 1024:
             raise ConfigurationError(f"max_body={max_body!r}: must be an integer >= 1024")
+        if relay is not None:
+            _redis.check_url(relay, field="relay")
+            if secret is None:
+                raise ConfigurationError(
+                    "secret: required with a relay (each replica verifies the URLs of the others)"
+                )
+            if type(relay_channel) is not str or not relay_channel:
+                raise ConfigurationError(
+                    f"relay_channel={relay_channel!r}: must be a non-empty string"
+                )
         self._public_url = public_url.rstrip("/") if public_url else None
         self._host = host
         self._port = port
@@ -113,12 +168,18 @@ class CallbackReceiver:
         self._max_body = max_body
         self._deliver: Callable[[str, LipSyncTask], Verdict] | None = None
         self._runner: web.AppRunner | None = None
+        self._relay = None if relay is None else _Relay(relay, relay_channel)
         self.outcomes: Counter[str] = Counter()
-        """Requests by outcome: a verdict, or forged, bad_method, too_large, bad_type, bad_body."""
+        """Requests by outcome: a verdict (accepted, duplicate, unknown, mismatch), forged,
+        bad_method, too_large, bad_type, bad_body; with a relay, relayed (published for the
+        other replicas) and relay_down (Redis unreachable, HTTP 503). Messages of the other
+        replicas by what this manager made of them: relay_accepted, relay_duplicate,
+        relay_ignored (not this manager's job), relay_bad (not a relayed callback)."""
 
     def __repr__(self) -> str:
         where = self._public_url or f"http://{self._host}:{self._port} (not started)"
-        return f"<CallbackReceiver {where} serve={self.serve}>"
+        relay = "" if self._relay is None else f" relay={self._relay.where}"
+        return f"<CallbackReceiver {where} serve={self.serve}{relay}>"
 
     @property
     def public_url(self) -> str:
@@ -141,13 +202,54 @@ class CallbackReceiver:
         """Stop routing callbacks (the JobManager closed); they get 404 from then on."""
         self._deliver = None
 
+    async def open(self, deliver: Callable[[str, LipSyncTask], Verdict], group: TaskGroup) -> None:
+        """Route callbacks to ``deliver`` until :meth:`close` (the JobManager does both).
+
+        Binds the receiver, starts the standalone server (``serve=True``) and, with a relay,
+        subscribes to its channel in ``group``. A Redis that is down does not stop the opening:
+        the subscription is retried in the background.
+
+        Args:
+            deliver: the manager's judge of a verified callback.
+            group: the manager's task group, which runs the relay's subscription.
+
+        Raises:
+            RuntimeError: the receiver already serves another manager.
+            OSError: the standalone server cannot listen on ``host:port``.
+        """
+        self.bind(deliver)
+        try:
+            if self.serve:
+                await self.start()
+            if self._relay is not None:
+                await group.start(self._relay.listen, self._take_relayed)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        """Unbind, stop the standalone server and close the relay's connections (idempotent).
+
+        The manager cancels the relay's subscription (its task group) before calling this.
+        """
+        self.unbind()
+        try:
+            await self.stop()
+        finally:
+            if self._relay is not None:
+                await self._relay.close()
+
     def _sign(self, key: str) -> str:
         return hmac.new(self._secret, key.encode(), hashlib.sha256).hexdigest()
 
     # -- the one decision, shared by the aiohttp and ASGI front ends -------------------------
 
-    def receive(self, key: str, sig: str, method: str, content_type: str, body: bytes) -> int:
-        """Judge one callback request and return the HTTP status to answer."""
+    async def receive(self, key: str, sig: str, method: str, content_type: str, body: bytes) -> int:
+        """Judge one callback request and return the HTTP status to answer.
+
+        With a relay, a valid callback of a job the manager does not know is published for the
+        other replicas (awaited here, so the answer tells whether it was).
+        """
         # Bytes, not str: compare_digest refuses non-ASCII str, which anyone could send.
         if not hmac.compare_digest(self._sign(key).encode(), sig.encode("utf-8", "replace")):
             return self._count("forged", 404)
@@ -166,6 +268,10 @@ class CallbackReceiver:
         if self._deliver is None:
             return self._count("unknown", 404)
         verdict = self._deliver(key, task)
+        if verdict == "unknown" and self._relay is not None:
+            if await self._relay.publish(key, task):
+                return self._count("relayed", 200)
+            return self._count("relay_down", 503)
         return self._count(verdict, _STATUS_OF_VERDICT[verdict])
 
     def _count(self, outcome: str, status: int) -> int:
@@ -173,6 +279,19 @@ class CallbackReceiver:
         if status != 200:
             logger.info("callback rejected: %s (HTTP %d)", outcome, status)
         return status
+
+    def _take_relayed(self, data: bytes) -> None:
+        """Hand a message of the relay channel to the manager, unless this receiver sent it."""
+        assert self._relay is not None  # only the relay calls this
+        relayed = _relayed(data)
+        if relayed is None:
+            self.outcomes["relay_bad"] += 1
+            logger.info("callback relay: a message on the channel is not a relayed callback")
+            return
+        origin, key, task = relayed
+        if origin == self._relay.origin or self._deliver is None:
+            return
+        self.outcomes[_OUTCOME_OF_RELAYED[self._deliver(key, task)]] += 1
 
     # -- aiohttp -----------------------------------------------------------------------------
 
@@ -195,7 +314,7 @@ class CallbackReceiver:
                     break
                 chunks += chunk
             body = bytes(chunks)
-        status = self.receive(
+        status = await self.receive(
             request.match_info["key"],
             request.query.get("sig", ""),
             request.method,
@@ -245,7 +364,7 @@ class CallbackReceiver:
             body += message.get("body", b"")
             more = message.get("more_body", False)
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-        status = self.receive(
+        status = await self.receive(
             scope["path"].rstrip("/").rsplit("/", 1)[-1],
             query.get("sig", [""])[0],
             scope["method"],
@@ -256,5 +375,127 @@ class CallbackReceiver:
         await send({"type": "http.response.body", "body": b""})
 
 
+def _relayed(data: bytes) -> tuple[str, str, LipSyncTask] | None:
+    """The origin, job key and task of a relay message; None if it is not one."""
+    try:
+        message = json.loads(data)
+        origin, key = message["origin"], message["key"]
+        task = LipSyncTask.model_validate(message["task"])
+    except (ValueError, TypeError, KeyError, ValidationError):
+        return None
+    if not isinstance(origin, str) or not isinstance(key, str):
+        return None
+    return origin, key, task
+
+
 def _strong(secret: object) -> bool:
     return isinstance(secret, bytes) and len(secret) >= 16
+
+
+class _Relay:
+    """The Redis side of a receiver: publishes callbacks for the other replicas, hears theirs.
+
+    Args:
+        url: the Redis URL (checked); its password stays in the redis-py client only.
+        channel: the pub/sub channel shared by the replicas.
+
+    Raises:
+        ConfigurationError: redis-py is missing or refuses the URL.
+    """
+
+    def __init__(self, url: str, channel: str) -> None:
+        self._client = _redis.connect(url)
+        self._errors = _redis.redis_errors()
+        self._channel = channel
+        self._down = False
+        self.where = _redis.redacted(url)
+        self.origin = secrets.token_hex(8)
+        """This receiver's id in its messages, so it skips its own."""
+
+    async def publish(self, key: str, task: LipSyncTask) -> bool:
+        """Publish the callback of job ``key`` for the other replicas; False if Redis is down.
+
+        Tried twice: a connection pooled before a Redis restart fails once, and is replaced.
+        """
+        task_json = task.model_dump(mode="json", by_alias=True)
+        message = json.dumps({"origin": self.origin, "key": key, "task": task_json})
+        return await self._publish(message) or await self._publish(message)
+
+    async def _publish(self, message: str) -> bool:
+        try:
+            await self._client.publish(self._channel, message)
+        except self._errors:
+            return False
+        return True
+
+    async def listen(
+        self,
+        take: Callable[[bytes], None],
+        *,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Hand every message of the channel to ``take`` until cancelled, across Redis outages.
+
+        Started once the first subscription is made or has failed; after a failure or a lost
+        connection, subscribes again with a backoff doubling up to ``_RELAY_BACKOFF_CAP``.
+        """
+        pubsub = await self._subscribe()
+        task_status.started()
+        backoff = _RELAY_BACKOFF
+        while True:
+            if pubsub is None:
+                await anyio.sleep(backoff)
+                backoff = min(2 * backoff, _RELAY_BACKOFF_CAP)
+            else:
+                backoff = _RELAY_BACKOFF
+                await self._pump(pubsub, take)
+            pubsub = await self._subscribe()
+
+    async def close(self) -> None:
+        """Close the connections (the client connects again if the receiver is reopened)."""
+        await self._client.aclose()
+
+    async def _subscribe(self) -> PubSub | None:
+        """A subscription to the channel, or None if Redis is unreachable."""
+        pubsub = self._client.pubsub()
+        try:
+            await pubsub.subscribe(self._channel)
+        except self._errors as exc:
+            await _close(pubsub)
+            self._lost(exc)
+            return None
+        if self._down:
+            self._down = False
+            logger.info("callback relay: Redis %s is back, subscribed again", self.where)
+        return pubsub
+
+    async def _pump(self, pubsub: PubSub, take: Callable[[bytes], None]) -> None:
+        """Hand messages to ``take`` until the connection fails, then close ``pubsub``."""
+        try:
+            while True:
+                message = await pubsub.get_message(
+                    ignore_subscribe_messages=True, timeout=_RELAY_READ
+                )
+                if message is not None and message["type"] == "message":
+                    take(message["data"])
+        except self._errors as exc:
+            self._lost(exc)
+        finally:
+            await _close(pubsub)
+
+    def _lost(self, exc: BaseException) -> None:
+        """Log the start of an outage (once: not every failed attempt to end it)."""
+        if not self._down:
+            self._down = True
+            logger.warning(
+                "callback relay: Redis %s unreachable (%s); callbacks of other replicas' jobs"
+                " are lost until it is back, polling still ends those jobs",
+                self.where,
+                exc,
+            )
+
+
+async def _close(pubsub: PubSub) -> None:
+    """Close a subscription, even while its task is being cancelled."""
+    with anyio.CancelScope(shield=True):
+        await pubsub.aclose()  # type: ignore[no-untyped-call]  # unannotated in redis-py

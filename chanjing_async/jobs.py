@@ -274,9 +274,7 @@ class JobManager:
         )
         try:
             if self._callbacks is not None:
-                self._callbacks.bind(self._on_callback)
-                if self._callbacks.serve:
-                    await self._callbacks.start()
+                await self._callbacks.open(self._on_callback, group)
         except BaseException:
             group.cancel_scope.cancel()
             await group.__aexit__(None, None, None)
@@ -316,8 +314,7 @@ class JobManager:
         finally:
             try:
                 if self._callbacks is not None:
-                    self._callbacks.unbind()
-                    await self._callbacks.stop()
+                    await self._callbacks.close()
             finally:
                 if self._journal is not None:
                     await self._journal.close()
