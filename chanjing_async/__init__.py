@@ -50,6 +50,8 @@ from .models import PageInfo as PageInfo
 from .models import TaskStatus as TaskStatus
 from .models import TtsConfig as TtsConfig
 from .models import Voice as Voice
+from .redis_limits import RedisRateLimiter as RedisRateLimiter
+from .redis_limits import RedisSlidingWindowLimiter as RedisSlidingWindowLimiter
 
 try:
     __version__ = version("chanjing-async")
@@ -91,6 +93,8 @@ __all__ = [
     "RateLimitError",
     "RateLimiter",
     "RateLimits",
+    "RedisRateLimiter",
+    "RedisSlidingWindowLimiter",
     "RequestTimeoutError",
     "ResponseValidationError",
     "RetryPolicy",

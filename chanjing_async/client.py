@@ -20,6 +20,7 @@ from ._transport import Transport
 from .errors import AuthenticationError, ConfigurationError, InvalidRequestError
 from .limits import Limiters, RateLimits
 from .models import AccessToken
+from .redis_limits import RedisRateLimiter
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -54,11 +55,15 @@ class AsyncChanjingClient:
         timeouts: per-request HTTP timeouts.
         retry: backoff for retryable calls (create is never retried blindly).
         limits: rate limits; ``RateLimits().scaled(k)`` for an emulator running k times faster.
+        rate_limiter: share ``limits`` with every process of the account through Redis: a
+            Redis URL or a :class:`~chanjing_async.RedisRateLimiter`. None (the default) keeps
+            them in this client.
         session: an aiohttp session to use; it stays open when the client closes.
         token_refresh_early: seconds before expiry at which the token is renewed.
 
     Raises:
-        ConfigurationError: missing credentials or an invalid base URL.
+        ConfigurationError: missing credentials, an invalid base URL or Redis URL, or a Redis
+            URL without redis-py installed.
     """
 
     def __init__(
@@ -70,6 +75,7 @@ class AsyncChanjingClient:
         timeouts: Timeouts | None = None,
         retry: RetryPolicy | None = None,
         limits: RateLimits | None = None,
+        rate_limiter: str | RedisRateLimiter | None = None,
         session: aiohttp.ClientSession | None = None,
         token_refresh_early: float = TOKEN_REFRESH_EARLY,
     ) -> None:
@@ -84,6 +90,14 @@ class AsyncChanjingClient:
         self.timeouts = timeouts or Timeouts()
         self.retry = retry or RetryPolicy()
         self.limits = limits or RateLimits()
+        self.rate_limiter = (
+            RedisRateLimiter(rate_limiter) if isinstance(rate_limiter, str) else rate_limiter
+        )
+        if self.rate_limiter is not None and self.limits.kind != "sliding":
+            raise ConfigurationError(
+                f"kind={self.limits.kind!r}: a Redis rate limiter keeps the sliding-window log;"
+                " use RateLimits(kind='sliding') with it"
+            )
         self._session = session
         self._token_refresh_early = token_refresh_early
         self._state: _State = "unopened"
@@ -118,11 +132,16 @@ class AsyncChanjingClient:
             raise RuntimeError(f"AsyncChanjingClient cannot be reopened (it is {self._state})")
         # The session and the limiters bind to the running loop: create them here, not in
         # __init__.
+        limiters = (
+            self.limits.build()
+            if self.rate_limiter is None
+            else self.rate_limiter.open(self.limits, self.app_id)
+        )
         transport = Transport(
             self.base_url,
             timeouts=self.timeouts,
             retry=self.retry,
-            limiters=self.limits.build(),
+            limiters=limiters,
             session=self._session,
         )
         self._api = Api(
@@ -145,6 +164,8 @@ class AsyncChanjingClient:
         self._state = "closed"
         if api is not None:
             await api.transport.close()
+            if self.rate_limiter is not None:
+                await self.rate_limiter.aclose()
 
     async def _fetch_token(self) -> AccessToken:
         body = {"app_id": self.app_id, "secret_key": self._secret_key.get_secret_value()}

@@ -58,7 +58,7 @@ def _check_count(name: str, value: object) -> None:
         raise ConfigurationError(f"{name}={value!r}: must be an integer >= 1")
 
 
-def _check_number(name: str, value: object, *, allow_zero: bool) -> None:
+def check_number(name: str, value: object, *, allow_zero: bool) -> None:
     if not (
         isinstance(value, (int, float))
         and not isinstance(value, bool)
@@ -69,10 +69,10 @@ def _check_number(name: str, value: object, *, allow_zero: bool) -> None:
         raise ConfigurationError(f"{name}={value!r}: must be a finite number {bound}")
 
 
-def _check_rate(limit: object, window: object, margin: object) -> None:
+def check_rate(limit: object, window: object, margin: object) -> None:
     _check_count("limit", limit)
-    _check_number("window", window, allow_zero=False)
-    _check_number("margin", margin, allow_zero=True)
+    check_number("window", window, allow_zero=False)
+    check_number("margin", margin, allow_zero=True)
 
 
 class Slot:
@@ -238,7 +238,7 @@ class SlidingWindowLimiter(_LimiterBase):
         clock: Callable[[], float] = time.monotonic,
         name: str = "",
     ) -> None:
-        _check_rate(limit, window, margin)
+        check_rate(limit, window, margin)
         self._span = float(window) + margin
         super().__init__(limit, window, self._span, clock, name)
         self._margin = float(margin)
@@ -406,7 +406,7 @@ class TokenBucketLimiter(_LimiterBase):
     """
 
     def __init__(self, limit: int, window: float, *, burst: int = 1, name: str = "") -> None:
-        _check_rate(limit, window, 0.0)
+        check_rate(limit, window, 0.0)
         _check_count("burst", burst)
         super().__init__(limit, window, float(window), time.monotonic, name)
         self._burst = burst
@@ -492,7 +492,7 @@ class Rate:
     margin: float = 0.0
 
     def __post_init__(self) -> None:
-        _check_rate(self.limit, self.window, self.margin)
+        check_rate(self.limit, self.window, self.margin)
 
 
 @dataclass(frozen=True)
@@ -535,7 +535,7 @@ class RateLimits:
         Raises:
             ConfigurationError: if ``time_scale`` is not a finite number > 0.
         """
-        _check_number("time_scale", time_scale, allow_zero=False)
+        check_number("time_scale", time_scale, allow_zero=False)
 
         def shrink(rate: Rate) -> Rate:
             return Rate(rate.limit, rate.window / time_scale, rate.margin / time_scale)

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
     from pathlib import Path
 
+pytest_plugins = ["tests.redis_server"]  # the redis_server fixture
+
 APP_ID = "test-app"
 SECRET_KEY = "test-secret-key"
 TIME_SCALE = 60.0

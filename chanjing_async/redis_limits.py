@@ -1,0 +1,554 @@
+"""Rate limits shared by every process and host of an account, kept in Redis.
+
+The Chanjing limits (10 creates per minute, 10 reads per second) belong to the account, not to
+a process: replicas that each believed they owned the whole budget would be answered 40001.
+:class:`RedisSlidingWindowLimiter` keeps the same completion-anchored sliding-window log as the
+in-process :class:`~chanjing_async.limits.SlidingWindowLimiter`, in one Redis sorted set per
+(app id, endpoint group), so every process admits against the same log::
+
+    client = AsyncChanjingClient(rate_limiter="redis://redis.internal:6379/0")
+
+How it stays strict (``reference/rate-limits.md`` §5.1):
+
+- **One clock.** Every script reads Redis ``TIME``; no client clock is ever compared with
+  another, so clock skew between hosts cannot break the limit.
+- **Atomic reservations.** A Lua script drops releases older than ``window + margin`` and,
+  if fewer than ``limit`` members remain, adds the caller's token. Its score is a *lease*:
+  now + ``lease``, an upper bound on when the request can reach the server.
+- **Completion anchoring.** When the response arrives (or the caller gives up), the score is
+  moved to the completion time (plus any :meth:`Slot.hold`). A request still in flight has its
+  lease renewed every ``lease / 4`` by a heartbeat, so a slow request never loses its slot.
+- **Crashed holders.** A process killed while holding a slot stops renewing; its member then
+  counts as released at most ``lease`` later, which is as long as it can stall the others.
+- **40001 for all.** A 40001 seen by any process raises a shared *blocked-until* time (one
+  window from Redis ``TIME``), which every admission honours.
+- **Redis down.** Admissions wait (a warning is logged once per outage) and never fall back to
+  a local guess; releases that cannot be written are retried by the heartbeat. Nothing is sent
+  without a reservation, so no create is lost or sent twice because of Redis.
+- **Redis restarted empty.** Each log carries a random *epoch*. A process that knew an earlier
+  epoch and finds none counts the window as full (blocked for one window), and every process
+  that sees a new epoch writes its own recent members back before it admits anything. If the
+  first process to reach the empty Redis is a new one, the others' members are only written
+  back when they next call it, so a few creates may meet a 40001 and be queued again: run Redis
+  with persistence (``appendonly yes``) to avoid even that.
+
+Waiters in different processes race for free slots (there is no global FIFO); within a process
+they are admitted in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import secrets
+import time
+from typing import TYPE_CHECKING
+
+import anyio
+
+from ._redis import check_url, connect, redacted, redis_errors
+from .errors import ConfigurationError
+from .limits import Limiters, RateLimits, Slot, check_number
+
+if TYPE_CHECKING:
+    from contextlib import AbstractAsyncContextManager
+
+    from redis.asyncio import Redis
+    from redis.commands.core import AsyncScript
+
+    from .limits import Rate
+
+__all__ = ["RedisRateLimiter", "RedisSlidingWindowLimiter"]
+
+logger = logging.getLogger("chanjing_async")
+
+DEFAULT_LEASE = 10.0
+
+# KEYS: log (sorted set: token -> release time), meta (hash: epoch, blocked).
+# ARGV: token, limit, span, lease, known epoch ("" if none), new epoch.
+# Returns {status, wait, epoch}: status 1 admitted, 0 wait, -1 write your members back first;
+# wait is the time until the next admission could succeed (a lower bound while the member
+# that decides is still in flight).
+_ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local limit, span, lease = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local known = ARGV[5]
+local epoch = redis.call('HGET', KEYS[2], 'epoch')
+if not epoch then
+  epoch = ARGV[6]
+  redis.call('HSET', KEYS[2], 'epoch', epoch)
+  if known ~= '' then
+    redis.call('HSET', KEYS[2], 'blocked', string.format('%.6f', now + span))
+  end
+end
+if known ~= '' and epoch ~= known then
+  return {-1, '0', epoch}
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - span)
+local function wait_for(count)
+  if count < limit then return 0 end
+  local score = tonumber(redis.call('ZRANGE', KEYS[1], count - limit, count - limit,
+    'WITHSCORES')[2])
+  if score > now then return span end
+  return score + span - now
+end
+local blocked = tonumber(redis.call('HGET', KEYS[2], 'blocked') or '0')
+local count = redis.call('ZCARD', KEYS[1])
+if blocked > now then
+  return {0, string.format('%.6f', math.max(blocked - now, wait_for(count))), epoch}
+end
+if count >= limit then
+  return {0, string.format('%.6f', wait_for(count)), epoch}
+end
+redis.call('ZADD', KEYS[1], now + lease, ARGV[1])
+redis.call('PEXPIRE', KEYS[1], math.ceil((span + lease) * 1000))
+return {1, string.format('%.6f', wait_for(count + 1)), epoch}
+"""
+
+# KEYS: log, meta. ARGV: span, lease, penalty, n, n tokens to renew, then (token, offset) pairs.
+# Renews the leases of requests in flight (never lowering a score), writes releases at
+# now + offset (offset <= 0 for a release already past), and raises blocked-until to
+# now + penalty when penalty > 0.
+_SYNC = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local span, lease, penalty = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+if penalty > 0 then
+  local blocked = tonumber(redis.call('HGET', KEYS[2], 'blocked') or '0')
+  redis.call('HSET', KEYS[2], 'blocked', string.format('%.6f', math.max(blocked, now + penalty)))
+end
+local renew = tonumber(ARGV[4])
+for i = 5, 4 + renew do
+  redis.call('ZADD', KEYS[1], 'GT', now + lease, ARGV[i])
+end
+for i = 5 + renew, #ARGV, 2 do
+  local score = now + tonumber(ARGV[i + 1])
+  if score > now - span then
+    redis.call('ZADD', KEYS[1], score, ARGV[i])
+  else
+    redis.call('ZREM', KEYS[1], ARGV[i])
+  end
+end
+redis.call('PEXPIRE', KEYS[1], math.ceil((span + lease) * 1000))
+return 1
+"""
+
+
+class RedisSlidingWindowLimiter:
+    """The completion-anchored sliding-window log of one endpoint group, shared through Redis.
+
+    Invariant (on Redis ``TIME``): a request is admitted at t only if fewer than ``limit``
+    members of the log are in flight (scored by their lease) or were released after
+    ``t - (window + margin)``, and t is past the shared blocked-until time. The proof of the
+    in-process limiter carries over: every process admits against this one log.
+
+    Made by :class:`RedisRateLimiter`; it implements :class:`~chanjing_async.limits.RateLimiter`.
+
+    Args:
+        redis: a redis-py asyncio client.
+        key: the log's key; made ``{key}:log`` and ``{key}:meta`` (one cluster slot).
+        limit: requests allowed per window.
+        window: window length in seconds.
+        margin: seconds added to the window.
+        lease: seconds a reservation counts as in flight without news from its holder.
+        name: label shown in the repr.
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        key: str,
+        limit: int,
+        window: float,
+        *,
+        margin: float = 0.0,
+        lease: float = DEFAULT_LEASE,
+        name: str = "",
+    ) -> None:
+        self._limit = limit
+        self._window = float(window)
+        self._margin = float(margin)
+        self._span = self._window + self._margin
+        self._lease = float(lease)
+        self._name = name
+        self._key = key
+        self._keys = [f"{{{key}}}:log", f"{{{key}}}:meta"]
+        self._redis = redis
+        self._acquire: AsyncScript = redis.register_script(_ACQUIRE)
+        self._sync: AsyncScript = redis.register_script(_SYNC)
+        self._prefix = secrets.token_hex(6)
+        self._counter = 0
+        self._epoch = ""
+        self._lock = anyio.Lock()  # one local waiter asks Redis at a time, in FIFO order
+        self._waiting = 0
+        # This process's members of the log: release time (monotonic, hold included), or None
+        # while in flight. Written back if Redis comes back empty; pruned once out of the window.
+        self._mine: dict[str, float | None] = {}
+        self._unsynced: set[str] = set()  # releases Redis has not confirmed
+        self._blocked_until = -math.inf  # monotonic; the local copy of a 40001 penalty
+        self._penalty_due = False
+        self._penalties = 0
+        self._next_free = -math.inf
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._closing = False
+        self._wake = anyio.Event()
+        self._outage = False
+        self._errors = redis_errors()
+
+    # -- RateLimiter -------------------------------------------------------------------------
+
+    @property
+    def limit(self) -> int:
+        """Requests allowed per window (shared by every process)."""
+        return self._limit
+
+    @property
+    def window(self) -> float:
+        """Window length in seconds."""
+        return self._window
+
+    @property
+    def margin(self) -> float:
+        """Seconds added to the window before a release stops counting."""
+        return self._margin
+
+    @property
+    def lease(self) -> float:
+        """Seconds a reservation counts as in flight without a heartbeat from its holder."""
+        return self._lease
+
+    @property
+    def queue_depth(self) -> int:
+        """Callers of this process waiting in :meth:`slot`."""
+        return self._waiting
+
+    def next_free(self) -> float:
+        """Estimated monotonic time of the next admission, from Redis's last answer."""
+        now = time.monotonic()
+        return max(now, self._next_free, self._blocked_until)
+
+    def slot(self) -> AbstractAsyncContextManager[Slot]:
+        """Wait for a reservation in the shared log, then hold it until the block is left."""
+        return _RedisAdmission(self)
+
+    def penalize(self, until: float | None = None) -> None:
+        """Block every process until ``until`` (this process's monotonic clock; default one
+        window plus margin from now), after a 40001. Written to Redis in the background.
+
+        Raises:
+            ValueError: if ``until`` is not finite.
+        """
+        target = time.monotonic() + self._span if until is None else until
+        if not math.isfinite(target):
+            raise ValueError(f"until={until!r}: must be a finite time on the limiter's clock")
+        self._blocked_until = max(self._blocked_until, target)
+        self._penalty_due = True
+        self._penalties += 1
+        self._start_heartbeat()
+        self._wake.set()
+
+    async def aclose(self) -> None:
+        """Write pending releases (best effort, bounded) and stop the heartbeat."""
+        self._closing = True
+        self._wake.set()
+        task, self._heartbeat = self._heartbeat, None
+        if task is not None:
+            await task  # it ends after its current write (bounded by the socket timeout)
+        if self._unsynced or self._penalty_due:
+            with anyio.move_on_after(redis_timeout(self._span)):
+                await self._write()
+
+    def __repr__(self) -> str:
+        in_flight = sum(release is None for release in self._mine.values())
+        return (
+            f"<RedisSlidingWindowLimiter {self._name!r} key={self._key!r} limit={self._limit}"
+            f" window={self._window} margin={self._margin} lease={self._lease}"
+            f" in_flight_here={in_flight} queue_depth={self._waiting}>"
+        )
+
+    # -- admission ---------------------------------------------------------------------------
+
+    async def _admit(self) -> tuple[str, float]:
+        self._counter += 1
+        token = f"{self._prefix}:{self._counter}"
+        self._waiting += 1
+        try:
+            async with self._lock:
+                while True:
+                    local = self._blocked_until - time.monotonic()
+                    if local > 0:
+                        await anyio.sleep(local)
+                        continue
+                    status, wait = await self._try(token)
+                    if status == 1:
+                        self._mine[token] = None
+                        self._start_heartbeat()
+                        return token, time.monotonic()
+                    if status == -1:
+                        continue  # our members were written back: ask again
+                    self._next_free = time.monotonic() + wait
+                    await anyio.sleep(wait)
+        finally:
+            self._waiting -= 1
+
+    async def _try(self, token: str) -> tuple[int, float]:
+        """One acquire script call; Redis errors become a wait, never an admission."""
+        try:
+            reply = await self._acquire(
+                keys=self._keys,
+                args=[
+                    token,
+                    self._limit,
+                    repr(self._span),
+                    repr(self._lease),
+                    self._epoch,
+                    _epoch(),
+                ],
+            )
+        except self._errors as exc:
+            self._down(exc)
+            return 0, redis_timeout(self._span)
+        except BaseException:
+            # Cancelled while the script may have run: take the member back if it was added.
+            with anyio.CancelScope(shield=True), anyio.move_on_after(redis_timeout(self._span)):
+                await self._forget(token)
+            raise
+        self._up()
+        status, wait, epoch = int(reply[0]), float(reply[1]), reply[2].decode()
+        if status != -1:
+            self._epoch = epoch
+        elif await self._write(everything=True):
+            # Redis lost the log: ours is back in it, so this epoch is now known to us. If
+            # the write failed, the next attempt is told to write back again.
+            self._epoch = epoch
+        return status, wait
+
+    async def _forget(self, token: str) -> None:
+        try:
+            await self._redis.zrem(self._keys[0], token)
+        except self._errors as exc:
+            self._down(exc)
+
+    async def _leave(self, token: str, slot: Slot) -> None:
+        if slot.discarded:
+            del self._mine[token]
+            with anyio.CancelScope(shield=True), anyio.move_on_after(redis_timeout(self._span)):
+                await self._forget(token)
+            return
+        self._mine[token] = time.monotonic() + slot.held
+        self._unsynced.add(token)
+        # Shielded and bounded: a cancelled caller still records its release; if Redis cannot
+        # take it now, the heartbeat writes it later (the lease covers the meantime).
+        with anyio.CancelScope(shield=True), anyio.move_on_after(redis_timeout(self._span)):
+            await self._write()
+
+    # -- writes ------------------------------------------------------------------------------
+
+    async def _write(self, *, everything: bool = False) -> bool:
+        """Renew in-flight leases, write unconfirmed releases and any penalty, in one script.
+
+        ``everything`` writes back every member of this process in the window (after Redis
+        came back empty). Returns False if Redis could not be reached.
+        """
+        now = time.monotonic()
+        self._prune(now)
+        renew = [token for token, release in self._mine.items() if release is None]
+        releases = self._mine.keys() - set(renew) if everything else set(self._unsynced)
+        offsets: list[str | float] = []
+        for token in releases:
+            release = self._mine.get(token)
+            offsets += [token, release - now] if release is not None else []
+        penalties = self._penalties
+        penalty = max(0.0, self._blocked_until - now) if self._penalty_due else 0.0
+        try:
+            await self._sync(
+                keys=self._keys,
+                args=[
+                    repr(self._span),
+                    repr(self._lease),
+                    repr(penalty),
+                    len(renew),
+                    *renew,
+                    *offsets,
+                ],
+            )
+        except self._errors as exc:
+            self._down(exc)
+            return False
+        self._up()
+        self._unsynced -= releases
+        if penalties == self._penalties:  # no 40001 arrived while this was written
+            self._penalty_due = False
+        return True
+
+    def _prune(self, now: float) -> None:
+        for token, release in list(self._mine.items()):
+            if release is not None and release <= now - self._span:
+                del self._mine[token]
+                self._unsynced.discard(token)
+
+    def _start_heartbeat(self) -> None:
+        if not self._closing and (self._heartbeat is None or self._heartbeat.done()):
+            self._heartbeat = asyncio.get_running_loop().create_task(self._beat())
+
+    async def _beat(self) -> None:
+        """Every ``lease / 4``, or at once after a 40001: renew leases, write what is due.
+
+        Stopped by :meth:`aclose` through a flag, not by cancellation: redis-py may turn a
+        cancelled read into a connection error, which this loop would take for an outage.
+        """
+        while not self._closing:
+            wake = self._wake = anyio.Event()  # made before looking: no wake-up is missed
+            due = self._unsynced or self._penalty_due
+            if due or any(release is None for release in self._mine.values()):
+                await self._write()
+            with anyio.move_on_after(self._lease / 4):
+                await wake.wait()
+
+    # -- Redis health ------------------------------------------------------------------------
+
+    def _down(self, exc: BaseException) -> None:
+        if not self._outage:
+            self._outage = True
+            logger.warning(
+                "%s limiter: Redis unreachable (%s); admissions wait until it is back",
+                self._name or self._key,
+                type(exc).__name__,
+            )
+
+    def _up(self) -> None:
+        if self._outage:
+            self._outage = False
+            logger.warning("%s limiter: Redis reachable again", self._name or self._key)
+
+
+def redis_timeout(span: float) -> float:
+    """Seconds between attempts while Redis is unreachable (a quarter window, at most 1 s)."""
+    return min(1.0, span / 4)
+
+
+def _epoch() -> str:
+    return secrets.token_hex(8)
+
+
+class _RedisAdmission:
+    """``async with limiter.slot()`` of a RedisSlidingWindowLimiter."""
+
+    __slots__ = ("_limiter", "_slot", "_token")
+
+    def __init__(self, limiter: RedisSlidingWindowLimiter) -> None:
+        self._limiter = limiter
+        self._slot: Slot | None = None
+        self._token = ""
+
+    async def __aenter__(self) -> Slot:
+        self._token, admitted = await self._limiter._admit()
+        self._slot = Slot(admitted)
+        return self._slot
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._slot is not None
+        await self._limiter._leave(self._token, self._slot)
+
+
+class RedisRateLimiter:
+    """One setting that shares a client's rate limits with every process of the account.
+
+    Pass it (or just its URL) to the client; each endpoint group (create, read, other) then
+    gets a :class:`RedisSlidingWindowLimiter` with the client's :class:`RateLimits`, under the
+    keys ``{<prefix>:<app id>:<group>}:log`` and ``:meta``::
+
+        AsyncChanjingClient(rate_limiter="redis://redis.internal:6379/0")
+        AsyncChanjingClient(rate_limiter=RedisRateLimiter(redis=my_redis, lease=15))
+
+    Args:
+        url: a ``redis://``, ``rediss://`` or ``unix://`` URL; the connection is opened with
+            the client and closed with it. A password in it is never shown.
+        redis: an existing redis-py asyncio client instead of ``url``; left open.
+        prefix: first part of every key, to keep apart accounts or environments.
+        lease: seconds a reservation counts as in flight without a heartbeat from its holder:
+            the longest a crashed process can hold a slot. Renewed every ``lease / 4``.
+
+    Raises:
+        ConfigurationError: not exactly one of ``url`` and ``redis``, a bad URL, lease or
+            prefix, or redis-py is not installed.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        redis: Redis | None = None,
+        prefix: str = "chanjing",
+        lease: float = DEFAULT_LEASE,
+    ) -> None:
+        if (url is None) == (redis is None):
+            raise ConfigurationError("RedisRateLimiter: give exactly one of url and redis")
+        if url is not None:
+            check_url(url, field="rate_limiter")
+            redis_errors()  # redis-py missing: say so now, not when the client opens
+        if type(prefix) is not str or not prefix or "{" in prefix or "}" in prefix:
+            raise ConfigurationError(
+                f"prefix={prefix!r}: must be a non-empty string without braces"
+            )
+        check_number("lease", lease, allow_zero=False)
+        self._url = url
+        self._given = redis
+        self._redis: Redis | None = None
+        self._prefix = prefix
+        self._lease = float(lease)
+        self._limiters: list[RedisSlidingWindowLimiter] = []
+
+    def __repr__(self) -> str:
+        where = redacted(self._url) if self._url is not None else "a given client"
+        return f"<RedisRateLimiter {where} prefix={self._prefix!r} lease={self._lease}>"
+
+    @property
+    def lease(self) -> float:
+        """Seconds a reservation counts as in flight without a heartbeat."""
+        return self._lease
+
+    def open(self, limits: RateLimits, app_id: str) -> Limiters:
+        """Limiters for ``app_id`` with ``limits``' rates, all kept in Redis.
+
+        ``limits.kind`` is not looked at: the log is always a sliding window.
+
+        Raises:
+            RuntimeError: already open (one client at a time per instance).
+        """
+        if self._limiters:
+            raise RuntimeError("this RedisRateLimiter is already in use by an open client")
+        redis = self._given
+        if redis is None:
+            redis = connect(str(self._url))
+        self._redis = redis
+
+        def make(group: str, rate: Rate) -> RedisSlidingWindowLimiter:
+            limiter = RedisSlidingWindowLimiter(
+                redis,
+                f"{self._prefix}:{app_id}:{group}",
+                rate.limit,
+                rate.window,
+                margin=rate.margin,
+                lease=self._lease,
+                name=group,
+            )
+            self._limiters.append(limiter)
+            return limiter
+
+        return Limiters(
+            create=make("create", limits.create),
+            read=make("read", limits.read),
+            other=make("other", limits.other),
+        )
+
+    async def aclose(self) -> None:
+        """Stop the heartbeats, write what is pending, close a connection we opened."""
+        limiters, self._limiters = self._limiters, []
+        for limiter in limiters:
+            await limiter.aclose()
+        redis, self._redis = self._redis, None
+        if redis is not None and self._given is None:
+            await redis.aclose()
