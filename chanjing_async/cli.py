@@ -57,9 +57,18 @@ def _root(
             help="For an emulator run with --time-scale K: pace the client K times faster.",
         ),
     ] = 1.0,
+    redis_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="CHANJING_REDIS_URL",
+            show_envvar=False,
+            help="Share the rate limits with every process of the account through this Redis"
+            " (redis://host:6379/0; default: $CHANJING_REDIS_URL, else this process only).",
+        ),
+    ] = None,
 ) -> None:
     """Chanjing lip-sync from the terminal."""
-    ctx.obj = Settings(app_id, secret_key, base_url, time_scale)
+    ctx.obj = Settings(app_id, secret_key, base_url, time_scale, redis_url)
 
 
 @app.command(

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from ._callbacks import CallbackSender
-from ._faults import Fault
+from ._faults import ENDPOINTS, Fault
 from ._files import HEAD_BYTES
 from ._pipeline import RESULT_ROUTE, STATE_KEY, api_response, dumps, oss_error, pipeline
 from ._protocol import CODE_BAD_FORMAT, ApiError, UploadDenied, param_error
@@ -72,6 +72,7 @@ def create_app(settings: EmulatorSettings | None = None) -> web.Application:
     router.add_get("/_emulator/results/{task_id}.{ext:mp4|jpg}", _result, name=RESULT_ROUTE)
     router.add_get("/_emulator/voices/{voice_id}.{ext:mp3}", _media)
     router.add_get("/_emulator/stats", _stats)
+    router.add_get("/_emulator/arrivals/{endpoint}", _arrivals)
     router.add_post("/_emulator/faults", _inject_fault)
     router.add_delete("/_emulator/faults", _clear_faults)
     router.add_post("/_emulator/tokens/revoke", _revoke_tokens)
@@ -233,6 +234,20 @@ async def _media(request: web.Request) -> web.Response:
 
 async def _stats(request: web.Request) -> web.Response:
     return web.json_response(request.app[STATE_KEY].stats())
+
+
+async def _arrivals(request: web.Request) -> web.Response:
+    """The arrival log of one endpoint: ``[[monotonic time, accepted], ...]``, oldest first.
+
+    Times are the emulator process's ``time.monotonic()``; ``time_scale`` is returned too, so
+    a test can turn differences into real-scale seconds.
+    """
+    state = request.app[STATE_KEY]
+    endpoint = request.match_info["endpoint"]
+    if endpoint not in ENDPOINTS:
+        return web.json_response({"error": f"unknown endpoint {endpoint!r}"}, status=404)
+    arrivals = [[arrival.at, arrival.accepted] for arrival in state.arrivals(endpoint)]
+    return web.json_response({"time_scale": state.settings.time_scale, "arrivals": arrivals})
 
 
 async def _inject_fault(request: web.Request) -> web.Response:
