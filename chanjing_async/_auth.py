@@ -4,12 +4,16 @@ Requesting a token invalidates the previous one (reference §3.1), so two concur
 would kill each other's tokens. Every refresh therefore runs under one lock, and a refresh
 triggered by a refused token (10400) only happens if that token is still the current one: the
 coroutines that saw the same stale token share one new token instead of each fetching their own.
+
+Processes that share an app id must share the token the same way, or each would refresh the
+others' token away: a :class:`TokenStore` (the Redis one comes with a Redis rate limiter) keeps
+the current token where every process finds it, and lets one process at a time fetch a new one.
 """
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import anyio
 
@@ -19,6 +23,16 @@ if TYPE_CHECKING:
     from .models import AccessToken
 
 
+class TokenStore(Protocol):
+    """Where processes sharing an app id keep its current token."""
+
+    async def share(
+        self, issue: Callable[[], Awaitable[tuple[str, float]]], stale: str | None
+    ) -> tuple[str, float]:
+        """The token to use and its renewal time (Unix): the stored one if it is not ``stale``
+        and not due, otherwise one from ``issue``, called by one process at a time."""
+
+
 class TokenProvider:
     """Hands out the current access token, refreshing it early and one fetch at a time.
 
@@ -26,6 +40,7 @@ class TokenProvider:
         fetch: coroutine that requests a new token from the API.
         refresh_early: seconds before ``expire_in`` at which the token is renewed.
         clock: wall clock in Unix seconds (``expire_in`` is an absolute Unix time).
+        store: shares the token with other processes of the same app id; None keeps it here.
     """
 
     def __init__(
@@ -34,8 +49,10 @@ class TokenProvider:
         *,
         refresh_early: float,
         clock: Callable[[], float] = time.time,
+        store: TokenStore | None = None,
     ) -> None:
         self._fetch = fetch
+        self._store = store
         self._refresh_early = refresh_early
         self._clock = clock
         self._lock = anyio.Lock()
@@ -59,7 +76,7 @@ class TokenProvider:
         async with self._lock:
             # Another coroutine may have refreshed while we waited for the lock.
             if not self._fresh():
-                await self._refresh()
+                await self._refresh(stale=None)
             assert self._token is not None
             return self._token
 
@@ -67,12 +84,18 @@ class TokenProvider:
         """``token`` was refused (10400): replace it, unless someone already did."""
         async with self._lock:
             if token == self._token:
-                await self._refresh()
+                await self._refresh(stale=token)
 
-    async def _refresh(self) -> None:
+    async def _refresh(self, *, stale: str | None) -> None:
+        if self._store is None:
+            self._token, self._refresh_at = await self._issue()
+        else:
+            self._token, self._refresh_at = await self._store.share(self._issue, stale)
+
+    async def _issue(self) -> tuple[str, float]:
+        """Fetch a new token; return it with the Unix time at which to renew it."""
         issued = await self._fetch()
         now = self._clock()
-        self._token = issued.access_token.get_secret_value()
         expires = float(issued.expire_in)
         if expires < now:
             # Documented as an absolute Unix time (reference §3.1); a value in the past can only
@@ -81,6 +104,6 @@ class TokenProvider:
             expires += now
         # Renew `refresh_early` seconds ahead, but never later than half-way through a short
         # lifetime (a time-scaled emulator issues tokens that live for seconds).
-        lifetime = expires - now
-        self._refresh_at = expires - min(self._refresh_early, lifetime / 2)
+        renew_at = expires - min(self._refresh_early, (expires - now) / 2)
         self.refreshes += 1
+        return issued.access_token.get_secret_value(), renew_at

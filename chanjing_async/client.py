@@ -55,9 +55,9 @@ class AsyncChanjingClient:
         timeouts: per-request HTTP timeouts.
         retry: backoff for retryable calls (create is never retried blindly).
         limits: rate limits; ``RateLimits().scaled(k)`` for an emulator running k times faster.
-        rate_limiter: share ``limits`` with every process of the account through Redis: a
-            Redis URL or a :class:`~chanjing_async.RedisRateLimiter`. None (the default) keeps
-            them in this client.
+        rate_limiter: share ``limits`` and the access token with every process of the
+            account through Redis: a Redis URL or a :class:`~chanjing_async.RedisRateLimiter`.
+            None (the default) keeps both in this client.
         session: an aiohttp session to use; it stays open when the client closes.
         token_refresh_early: seconds before expiry at which the token is renewed.
 
@@ -144,8 +144,10 @@ class AsyncChanjingClient:
             limiters=limiters,
             session=self._session,
         )
+        store = None if self.rate_limiter is None else self.rate_limiter.token_store(self.app_id)
         self._api = Api(
-            transport, TokenProvider(self._fetch_token, refresh_early=self._token_refresh_early)
+            transport,
+            TokenProvider(self._fetch_token, refresh_early=self._token_refresh_early, store=store),
         )
         self._state = "open"
         return self

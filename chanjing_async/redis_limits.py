@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from ._redis import check_url, connect, redacted, redis_errors
+from ._redis_tokens import RedisTokenStore
 from .errors import ConfigurationError
 from .limits import Limiters, RateLimits, Slot, check_number
 
@@ -458,7 +459,8 @@ class RedisRateLimiter:
 
     Pass it (or just its URL) to the client; each endpoint group (create, read, other) then
     gets a :class:`RedisSlidingWindowLimiter` with the client's :class:`RateLimits`, under the
-    keys ``{<prefix>:<app id>:<group>}:log`` and ``:meta``::
+    keys ``{<prefix>:<app id>:<group>}:log`` and ``:meta``. The access token is shared under
+    ``{<prefix>:<app id>}:token`` (see :meth:`token_store`)::
 
         AsyncChanjingClient(rate_limiter="redis://redis.internal:6379/0")
         AsyncChanjingClient(rate_limiter=RedisRateLimiter(redis=my_redis, lease=15))
@@ -543,6 +545,16 @@ class RedisRateLimiter:
             read=make("read", limits.read),
             other=make("other", limits.other),
         )
+
+    def token_store(self, app_id: str) -> RedisTokenStore:
+        """Where the processes of ``app_id`` share its access token (after :meth:`open`).
+
+        A new token invalidates the previous one, so processes that share the limits of an
+        app id must share its token too, or they refresh each other's token away.
+        """
+        if self._redis is None:
+            raise RuntimeError("RedisRateLimiter.token_store() needs open() first")
+        return RedisTokenStore(self._redis, f"{{{self._prefix}:{app_id}}}:token")
 
     async def aclose(self) -> None:
         """Stop the heartbeats, write what is pending, close a connection we opened."""

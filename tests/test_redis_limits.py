@@ -285,3 +285,24 @@ def test_bad_settings_are_refused_by_name_and_never_show_a_password() -> None:
     with pytest.raises(ConfigurationError) as refused:
         RedisRateLimiter("ftp://user:hunter2@localhost")
     assert "hunter2" not in str(refused.value)
+
+
+async def test_clients_sharing_redis_share_one_access_token(
+    emulator: EmulatorServer, redis_server: RedisServer, files: tuple[str, str]
+) -> None:
+    # Without sharing, each client's new token would invalidate the other's (10400 loops).
+    before = emulator.state.stats()["tokens_issued"]  # the `files` fixture's client's
+    async with (
+        make_client(emulator.base_url, rate_limiter=redis_server.url) as first,
+        make_client(emulator.base_url, rate_limiter=redis_server.url) as second,
+    ):
+        task_id = await first.lip_sync.create(numbered(files[0], 1))
+        await second.lip_sync.get(task_id)
+        await first.lip_sync.get(task_id)
+        assert emulator.state.stats()["tokens_issued"] == before + 1
+        assert first.token_refreshes + second.token_refreshes == 1
+        emulator.state.revoke_tokens()
+        async with anyio.create_task_group() as group:  # both meet 10400 at once
+            group.start_soon(first.lip_sync.get, task_id)
+            group.start_soon(second.lip_sync.get, task_id)
+        assert emulator.state.stats()["tokens_issued"] == before + 2  # one replacement for both
