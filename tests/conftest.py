@@ -69,6 +69,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         "CHANJING_SECRET_KEY",
         "CHANJING_BASE_URL",
         "CHANJING_TIME_SCALE",
+        "CHANJING_REDIS_URL",
     ):
         monkeypatch.delenv(name, raising=False)
     # ~/.chanjing/config.json of whoever runs the tests must not leak in.

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio
+logger = logging.getLogger(__name__)
 
 LIMIT, WINDOW, MARGIN = 10, 0.5, 0.02
 LIMITS = RateLimits(create=Rate(LIMIT, WINDOW, MARGIN))
@@ -173,6 +174,7 @@ async def test_a_killed_holder_stalls_the_others_no_longer_than_its_lease(
     async with limiter.slot():
         stalled = time.monotonic() - killed
     await setting.aclose()
+    logger.info("killed holder: next admission %.2f s after the kill", stalled)
     # Counted while it may still be in flight (its last renewal + lease), then one window,
     # and not longer: renewed at most lease / 4 before the kill.
     assert 0.75 * lease + window - 0.05 <= stalled <= lease + window + 0.3
