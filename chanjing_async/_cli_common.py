@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 
 from ._config import ENV_APP_ID, ENV_BASE_URL, ENV_SECRET_KEY
-from ._redis import redacted
+from ._redis import check_url, redacted
 from .client import AsyncChanjingClient
 from .errors import ChanjingError, ConfigurationError, InvalidInputError
 from .limits import RateLimits
@@ -110,7 +110,8 @@ def make_client(settings: Settings) -> AsyncChanjingClient:
         stored = _config_file()
         explicit = {name: value or stored.get(name) for name, value in explicit.items()}
     shared = None
-    if settings.redis_url:
+    if settings.redis_url is not None:
+        check_url(settings.redis_url, field="--redis-url")
         # The lease is paced like the limits, so a test emulator's crashed holders expire fast.
         shared = RedisRateLimiter(settings.redis_url, lease=DEFAULT_LEASE / settings.time_scale)
     try:

@@ -376,6 +376,21 @@ CASES = [
         ),
         id="time-scale-env-malformed",
     ),
+    pytest.param(
+        Case(
+            ("--redis-url", "http://user:hunter2@cache:6379", "voices"),
+            ("--redis-url='http://***@cache:6379'", "must be a redis://, rediss:// or unix:// URL"),
+        ),
+        id="redis-url-not-redis",
+    ),
+    pytest.param(
+        Case(
+            ("voices",),
+            ("--redis-url='localhost:6379'", "must be a redis://, rediss:// or unix:// URL"),
+            env={"CHANJING_REDIS_URL": "localhost:6379"},
+        ),
+        id="redis-url-env-without-scheme",
+    ),
 ]
 
 
