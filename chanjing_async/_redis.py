@@ -15,7 +15,7 @@ from .errors import ConfigurationError
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-__all__ = ["check_url", "connect", "redacted", "redis_errors"]
+__all__ = ["check_url", "connect", "ping", "redacted", "redis_errors"]
 
 _SCHEMES = ("redis", "rediss", "unix")
 
@@ -71,9 +71,28 @@ def connect(url: str) -> Redis:
 
 
 def redis_errors() -> tuple[type[BaseException], ...]:
-    """The exceptions that mean "Redis is unreachable or failed": wait and try again."""
-    _module()
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import TimeoutError as RedisTimeoutError
+    """The exceptions that mean "Redis is unreachable or failing": wait and try again.
 
-    return (RedisConnectionError, RedisTimeoutError, OSError)
+    Every redis-py error counts, refusals included: a replica answering READONLY during a
+    failover, or a password changed mid-run, heals without us, and waiting loses no job. A
+    Redis that refuses from the start is caught by :func:`ping` when the client opens.
+    """
+    _module()
+    from redis.exceptions import RedisError
+
+    return (RedisError, OSError)
+
+
+async def ping(redis: Redis, url: str, *, field: str) -> None:
+    """Check that Redis answers, so a wrong URL or password fails at once, not as a stall.
+
+    Raises:
+        ConfigurationError: Redis is unreachable or refuses us (names ``field``, never a
+            password).
+    """
+    try:
+        await redis.ping()
+    except redis_errors() as exc:
+        raise ConfigurationError(
+            f"{field}={redacted(url)!r}: Redis did not answer PING ({type(exc).__name__})"
+        ) from None

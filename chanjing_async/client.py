@@ -135,7 +135,7 @@ class AsyncChanjingClient:
         limiters = (
             self.limits.build()
             if self.rate_limiter is None
-            else self.rate_limiter.open(self.limits, self.app_id)
+            else await self.rate_limiter.open(self.limits, self.app_id)
         )
         transport = Transport(
             self.base_url,

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from ._redis import check_url, connect, redacted, redis_errors
+from ._redis import check_url, connect, ping, redacted, redis_errors
 from ._redis_tokens import RedisTokenStore
 from .errors import ConfigurationError
 from .limits import Limiters, RateLimits, Slot, check_number
@@ -512,12 +512,13 @@ class RedisRateLimiter:
         """Seconds a reservation counts as in flight without a heartbeat."""
         return self._lease
 
-    def open(self, limits: RateLimits, app_id: str) -> Limiters:
+    async def open(self, limits: RateLimits, app_id: str) -> Limiters:
         """Limiters for ``app_id`` with ``limits``' rates, all kept in Redis.
 
         ``limits.kind`` is not looked at: the log is always a sliding window.
 
         Raises:
+            ConfigurationError: Redis does not answer PING (unreachable, wrong password).
             RuntimeError: already open (one client at a time per instance).
         """
         if self._limiters:
@@ -525,6 +526,12 @@ class RedisRateLimiter:
         redis = self._given
         if redis is None:
             redis = connect(str(self._url))
+        try:
+            await ping(redis, self._url or "a given client", field="rate_limiter")
+        except ConfigurationError:
+            if self._given is None:
+                await redis.aclose()
+            raise
         self._redis = redis
 
         def make(group: str, rate: Rate) -> RedisSlidingWindowLimiter:

@@ -43,8 +43,8 @@ def shared(server: RedisServer, *, lease: float = 2.0, prefix: str = "t") -> Red
     return RedisRateLimiter(server.url, prefix=prefix, lease=lease)
 
 
-def create_limiter(setting: RedisRateLimiter) -> RateLimiter:
-    return setting.open(LIMITS, "app").create
+async def create_limiter(setting: RedisRateLimiter) -> RateLimiter:
+    return (await setting.open(LIMITS, "app")).create
 
 
 def violations(events: list[tuple[float, float]], limit: int, span: float) -> int:
@@ -60,7 +60,7 @@ async def test_four_processes_share_one_window_strictly_and_fill_it(
     redis_server: RedisServer,
 ) -> None:
     settings = [shared(redis_server) for _ in range(4)]
-    limiters = [create_limiter(setting) for setting in settings]
+    limiters = [await create_limiter(setting) for setting in settings]
     events: list[tuple[float, float]] = []
     rng = random.Random(7)
 
@@ -93,7 +93,7 @@ async def test_separate_logs_would_break_the_limit(redis_server: RedisServer) ->
     # is what the shared log prevents, and shows the check above can fail.
     settings = [shared(redis_server, prefix=f"p{n}") for n in range(4)]
     events: list[tuple[float, float]] = []
-    for limiter in [create_limiter(setting) for setting in settings]:
+    for limiter in [await create_limiter(setting) for setting in settings]:
         for _ in range(10):
             async with limiter.slot():
                 events.append((time.monotonic(), time.monotonic()))
@@ -104,7 +104,7 @@ async def test_separate_logs_would_break_the_limit(redis_server: RedisServer) ->
 
 async def test_a_40001_in_one_process_blocks_every_process(redis_server: RedisServer) -> None:
     first, second = shared(redis_server), shared(redis_server)
-    one, two = create_limiter(first), create_limiter(second)
+    one, two = await create_limiter(first), await create_limiter(second)
     one.penalize()  # as the transport does on a 40001: one window plus margin
     await anyio.sleep(0.05)  # the heartbeat writes the block to Redis
     start = time.monotonic()
@@ -120,8 +120,8 @@ async def test_a_slow_request_keeps_its_slot_by_renewing_its_lease(
 ) -> None:
     one_per_window = RateLimits(create=Rate(1, WINDOW, MARGIN))
     holder_setting, other_setting = shared(redis_server, lease=0.2), shared(redis_server)
-    holder = holder_setting.open(one_per_window, "app").create
-    other = other_setting.open(one_per_window, "app").create
+    holder = (await holder_setting.open(one_per_window, "app")).create
+    other = (await other_setting.open(one_per_window, "app")).create
     admitted_at = 0.0
 
     async def wait_for_slot() -> None:
@@ -145,7 +145,8 @@ from chanjing_async import Rate, RateLimits, RedisRateLimiter
 
 async def main() -> None:
     setting = RedisRateLimiter(sys.argv[1], prefix="t", lease=float(sys.argv[2]))
-    limiter = setting.open(RateLimits(create=Rate(1, float(sys.argv[3]))), "app").create
+    limits = await setting.open(RateLimits(create=Rate(1, float(sys.argv[3]))), "app")
+    limiter = limits.create
     async with limiter.slot():
         print("held", flush=True)
         await anyio.sleep(3600)
@@ -170,7 +171,7 @@ async def test_a_killed_holder_stalls_the_others_no_longer_than_its_lease(
     killed = time.monotonic()
 
     setting = shared(redis_server)
-    limiter = setting.open(RateLimits(create=Rate(1, window)), "app").create
+    limiter = (await setting.open(RateLimits(create=Rate(1, window)), "app")).create
     async with limiter.slot():
         stalled = time.monotonic() - killed
     await setting.aclose()
@@ -184,7 +185,7 @@ async def test_admissions_wait_while_redis_is_down_and_resume_after(
     redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     setting = shared(redis_server)
-    limiter = create_limiter(setting)
+    limiter = await create_limiter(setting)
     async with limiter.slot():
         pass
     redis_server.stop()
@@ -213,7 +214,8 @@ async def test_after_an_empty_restart_the_window_counts_as_full_and_members_come
 ) -> None:
     limits = RateLimits(create=Rate(LIMIT, 5.0))  # long enough to look at the log
     first, second = shared(redis_server), shared(redis_server)
-    one, two = first.open(limits, "app").create, second.open(limits, "app").create
+    one = (await first.open(limits, "app")).create
+    two = (await second.open(limits, "app")).create
     async with two.slot():
         pass
     for _ in range(LIMIT - 1):
@@ -308,3 +310,13 @@ async def test_clients_sharing_redis_share_one_access_token(
             group.start_soon(first.lip_sync.get, task_id)
             group.start_soon(second.lip_sync.get, task_id)
         assert emulator.state.stats()["tokens_issued"] == before + 2  # one replacement for both
+
+
+async def test_an_unreachable_redis_fails_when_the_client_opens(
+    emulator: EmulatorServer, redis_server: RedisServer
+) -> None:
+    redis_server.stop()
+    client = make_client(emulator.base_url, rate_limiter=redis_server.url)
+    with pytest.raises(ConfigurationError, match="did not answer PING"):
+        await client.__aenter__()
+    assert emulator.state.stats()["tokens_issued"] == 0  # nothing was sent
