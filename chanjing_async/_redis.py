@@ -8,16 +8,25 @@ from __future__ import annotations
 
 import importlib
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from .errors import ConfigurationError
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-__all__ = ["check_url", "connect", "ping", "redacted", "redis_errors"]
+__all__ = [
+    "check_url",
+    "connect",
+    "ping",
+    "redacted",
+    "redis_errors",
+    "refusal_errors",
+    "refused",
+]
 
 _SCHEMES = ("redis", "rediss", "unix")
+_CREDENTIALS = ("password", "username")
 
 # Seconds: a Redis that does not answer is treated as down rather than waited on.
 SOCKET_TIMEOUT = 5.0
@@ -27,7 +36,7 @@ def check_url(url: object, *, field: str) -> str:
     """Return ``url`` if it is a Redis URL; raise ConfigurationError naming ``field`` if not."""
     if not isinstance(url, str):
         raise ConfigurationError(
-            f"{field}={url!r}: must be a Redis URL such as redis://host:6379/0"
+            f"{field}: must be a Redis URL such as redis://host:6379/0, not {type(url).__name__}"
         )
     parts = urlsplit(url)
     if parts.scheme not in _SCHEMES or not (parts.netloc or parts.path):
@@ -38,11 +47,17 @@ def check_url(url: object, *, field: str) -> str:
 
 
 def redacted(url: str) -> str:
-    """``url`` without its user and password (for reprs, logs and errors)."""
+    """``url`` without its credentials: user and password, and a ``password=`` query value."""
     parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]).geturl()
+    if "@" in parts.netloc:
+        parts = parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1])
+    if parts.query:
+        query = [
+            (name, "***" if name.lower() in _CREDENTIALS else value)
+            for name, value in parse_qsl(parts.query, keep_blank_values=True)
+        ]
+        parts = parts._replace(query=urlencode(query, safe="*"))
+    return parts.geturl()
 
 
 def _module() -> object:
@@ -71,16 +86,31 @@ def connect(url: str) -> Redis:
 
 
 def redis_errors() -> tuple[type[BaseException], ...]:
-    """The exceptions that mean "Redis is unreachable or failing": wait and try again.
+    """The exceptions that mean "Redis is unreachable for now": wait and try again.
 
-    Every redis-py error counts, refusals included: a replica answering READONLY during a
-    failover, or a password changed mid-run, heals without us, and waiting loses no job. A
-    Redis that refuses from the start is caught by :func:`ping` when the client opens.
+    A lost connection, a timeout, a Redis still loading, a replica answering READONLY during a
+    failover: each heals without us, and waiting loses no job. Other refusals (a key of the
+    wrong type, a missing permission) never heal; see :func:`refused`.
     """
+    _module()
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import ReadOnlyError, TryAgainError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    return (RedisConnectionError, RedisTimeoutError, ReadOnlyError, TryAgainError, OSError)
+
+
+def refusal_errors() -> tuple[type[BaseException], ...]:
+    """Every redis-py error; catch :func:`redis_errors` first, the rest are refusals."""
     _module()
     from redis.exceptions import RedisError
 
-    return (RedisError, OSError)
+    return (RedisError,)
+
+
+def refused(exc: BaseException) -> ConfigurationError:
+    """A Redis refusal that will not heal (e.g. WRONGTYPE, NOPERM) as a ConfigurationError."""
+    return ConfigurationError(f"Redis refused: {type(exc).__name__}: {exc}")
 
 
 async def ping(redis: Redis, url: str, *, field: str) -> None:
@@ -92,7 +122,7 @@ async def ping(redis: Redis, url: str, *, field: str) -> None:
     """
     try:
         await redis.ping()
-    except redis_errors() as exc:
+    except redis_errors() + refusal_errors() as exc:
         raise ConfigurationError(
             f"{field}={redacted(url)!r}: Redis did not answer PING ({type(exc).__name__})"
         ) from None

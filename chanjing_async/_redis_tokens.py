@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from ._redis import redis_errors
+from ._redis import redis_errors, refusal_errors, refused
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -59,6 +59,7 @@ class RedisTokenStore:
         self._owner = secrets.token_hex(8)
         self._unlock = redis.register_script(_UNLOCK)
         self._errors = redis_errors()
+        self._refusals = refusal_errors()
 
     def __repr__(self) -> str:
         return f"<RedisTokenStore key={self._key!r}>"
@@ -77,7 +78,9 @@ class RedisTokenStore:
                     self._lock_key, self._owner, nx=True, px=int(LOCK_SECONDS * 1000)
                 ):
                     return await self._issue_locked(issue, stale)
-            except self._errors as exc:
+            except self._refusals as exc:
+                if not isinstance(exc, self._errors):
+                    raise refused(exc) from None
                 if not outage:
                     logger.warning("access token: Redis unreachable (%s)", type(exc).__name__)
                     outage = True
@@ -107,8 +110,11 @@ class RedisTokenStore:
         raw = await self._redis.get(self._key)
         if raw is None:
             return None
-        stored = json.loads(raw)
-        token, renew_at = str(stored["token"]), float(stored["renew_at"])
+        try:
+            stored = json.loads(raw)
+            token, renew_at = str(stored["token"]), float(stored["renew_at"])
+        except (ValueError, TypeError, KeyError):
+            return None  # not ours or damaged: fetch a new one
         if token == stale or time.time() >= renew_at:
             return None
         return token, renew_at

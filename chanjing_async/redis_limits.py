@@ -47,7 +47,15 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from ._redis import check_url, connect, ping, redacted, redis_errors
+from ._redis import (
+    check_url,
+    connect,
+    ping,
+    redacted,
+    redis_errors,
+    refusal_errors,
+    refused,
+)
 from ._redis_tokens import RedisTokenStore
 from .errors import ConfigurationError
 from .limits import Limiters, RateLimits, Slot, check_number
@@ -66,65 +74,76 @@ logger = logging.getLogger("chanjing_async")
 
 DEFAULT_LEASE = 10.0
 
-# KEYS: log (sorted set: token -> release time), meta (hash: epoch, blocked).
-# ARGV: token, limit, span, lease, known epoch ("" if none), new epoch.
-# Returns {status, wait, epoch}: status 1 admitted, 0 wait, -1 write your members back first;
-# wait is the time until the next admission could succeed (a lower bound while the member
-# that decides is still in flight).
-_ACQUIRE = """
+# Both scripts start here. KEYS: log (sorted set: token -> release time), meta (hash: epoch,
+# blocked). ARGV: span, lease, the caller's known epoch ("" if none), a fresh epoch id.
+# A log whose epoch is gone was lost (a Redis that came back empty, or evicted): if the caller
+# knew the old one, the window counts as full for max(span, lease), long enough for every
+# process's heartbeat to write its requests back. keep_log() makes the log live exactly as long
+# as its latest member counts.
+_PRELUDE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local limit, span, lease = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local known = ARGV[5]
+local span, lease, known = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 local epoch = redis.call('HGET', KEYS[2], 'epoch')
 if not epoch then
-  epoch = ARGV[6]
+  epoch = ARGV[4]
   redis.call('HSET', KEYS[2], 'epoch', epoch)
   if known ~= '' then
-    redis.call('HSET', KEYS[2], 'blocked', string.format('%.6f', now + span))
+    redis.call('HSET', KEYS[2], 'blocked', string.format('%.6f', now + math.max(span, lease)))
   end
 end
-if known ~= '' and epoch ~= known then
-  return {-1, '0', epoch}
+local lost = known ~= '' and epoch ~= known
+local function keep_log()
+  local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+  if top[2] then
+    redis.call('PEXPIREAT', KEYS[1], math.ceil((tonumber(top[2]) + span) * 1000))
+  end
 end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - span)
-local function wait_for(count)
-  if count < limit then return 0 end
-  local score = tonumber(redis.call('ZRANGE', KEYS[1], count - limit, count - limit,
-    'WITHSCORES')[2])
-  if score > now then return span end
-  return score + span - now
-end
-local blocked = tonumber(redis.call('HGET', KEYS[2], 'blocked') or '0')
-local count = redis.call('ZCARD', KEYS[1])
-if blocked > now then
-  return {0, string.format('%.6f', math.max(blocked - now, wait_for(count))), epoch}
-end
-if count >= limit then
-  return {0, string.format('%.6f', wait_for(count)), epoch}
-end
-redis.call('ZADD', KEYS[1], now + lease, ARGV[1])
-redis.call('PEXPIRE', KEYS[1], math.ceil((span + lease) * 1000))
-return {1, string.format('%.6f', wait_for(count + 1)), epoch}
 """
 
-# KEYS: log, meta. ARGV: span, lease, penalty, n, n tokens to renew, then (token, offset) pairs.
-# Renews the leases of requests in flight (never lowering a score), writes releases at
-# now + offset (offset <= 0 for a release already past), and raises blocked-until to
-# now + penalty when penalty > 0.
-_SYNC = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local span, lease, penalty = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+# ARGV[5..6]: token, limit. Returns {status, wait, epoch}: status 1 admitted (also when this
+# token already is, so a retry after a lost reply takes no second slot), 0 wait, -1 write your
+# members back first. wait is a lower bound while the member that decides is in flight.
+_ACQUIRE = (
+    _PRELUDE
+    + """
+if lost then return {-1, '0', epoch} end
+if redis.call('ZSCORE', KEYS[1], ARGV[5]) then return {1, '0', epoch} end
+local limit = tonumber(ARGV[6])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - span)
+local count = redis.call('ZCARD', KEYS[1])
+local wait = 0
+if count >= limit then
+  local score = tonumber(redis.call('ZRANGE', KEYS[1], count - limit, count - limit,
+    'WITHSCORES')[2])
+  if score > now then wait = span else wait = score + span - now end
+end
+local blocked = tonumber(redis.call('HGET', KEYS[2], 'blocked') or '0')
+wait = math.max(wait, blocked - now)
+if wait > 0 then return {0, string.format('%.6f', wait), epoch} end
+redis.call('ZADD', KEYS[1], now + lease, ARGV[5])
+keep_log()
+return {1, '0', epoch}
+"""
+)
+
+# ARGV[5..]: penalty, n, n tokens to renew, then (token, offset) pairs. Renews the leases of
+# requests in flight (never lowering a score), writes releases at now + offset (offset <= 0
+# for a release already past), raises blocked-until to now + penalty when penalty > 0.
+# Returns {status, epoch}: -1 if the log was lost (write everything back), else 1.
+_SYNC = (
+    _PRELUDE
+    + """
+local penalty = tonumber(ARGV[5])
 if penalty > 0 then
   local blocked = tonumber(redis.call('HGET', KEYS[2], 'blocked') or '0')
   redis.call('HSET', KEYS[2], 'blocked', string.format('%.6f', math.max(blocked, now + penalty)))
 end
-local renew = tonumber(ARGV[4])
-for i = 5, 4 + renew do
+local renew = tonumber(ARGV[6])
+for i = 7, 6 + renew do
   redis.call('ZADD', KEYS[1], 'GT', now + lease, ARGV[i])
 end
-for i = 5 + renew, #ARGV, 2 do
+for i = 7 + renew, #ARGV, 2 do
   local score = now + tonumber(ARGV[i + 1])
   if score > now - span then
     redis.call('ZADD', KEYS[1], score, ARGV[i])
@@ -132,9 +151,11 @@ for i = 5 + renew, #ARGV, 2 do
     redis.call('ZREM', KEYS[1], ARGV[i])
   end
 end
-redis.call('PEXPIRE', KEYS[1], math.ceil((span + lease) * 1000))
-return 1
+keep_log()
+if lost then return {-1, epoch} end
+return {1, epoch}
 """
+)
 
 
 class RedisSlidingWindowLimiter:
@@ -183,6 +204,8 @@ class RedisSlidingWindowLimiter:
         self._counter = 0
         self._epoch = ""
         self._lock = anyio.Lock()  # one local waiter asks Redis at a time, in FIFO order
+        self._write_lock = anyio.Lock()
+        self._freed: anyio.Event | None = None  # set by a local release: re-ask at once
         self._waiting = 0
         # This process's members of the log: release time (monotonic, hold included), or None
         # while in flight. Written back if Redis comes back empty; pruned once out of the window.
@@ -197,6 +220,7 @@ class RedisSlidingWindowLimiter:
         self._wake = anyio.Event()
         self._outage = False
         self._errors = redis_errors()
+        self._refusals = refusal_errors()
 
     # -- RateLimiter -------------------------------------------------------------------------
 
@@ -290,27 +314,24 @@ class RedisSlidingWindowLimiter:
                     if status == -1:
                         continue  # our members were written back: ask again
                     self._next_free = time.monotonic() + wait
-                    await anyio.sleep(wait)
+                    # A release of ours may free the slot before `wait` (it was a lower bound).
+                    freed = self._freed = anyio.Event()
+                    with anyio.move_on_after(wait):
+                        await freed.wait()
         finally:
             self._waiting -= 1
 
     async def _try(self, token: str) -> tuple[int, float]:
         """One acquire script call; Redis errors become a wait, never an admission."""
+        args: list[str | float] = [self._span, self._lease, self._epoch, _epoch(), token]
+        args.append(self._limit)
         try:
-            reply = await self._acquire(
-                keys=self._keys,
-                args=[
-                    token,
-                    self._limit,
-                    repr(self._span),
-                    repr(self._lease),
-                    self._epoch,
-                    _epoch(),
-                ],
-            )
+            reply = await self._acquire(keys=self._keys, args=args)
         except self._errors as exc:
             self._down(exc)
             return 0, redis_timeout(self._span)
+        except self._refusals as exc:
+            raise refused(exc) from None
         except BaseException:
             # Cancelled while the script may have run: take the member back if it was added.
             with anyio.CancelScope(shield=True), anyio.move_on_after(redis_timeout(self._span)):
@@ -320,10 +341,8 @@ class RedisSlidingWindowLimiter:
         status, wait, epoch = int(reply[0]), float(reply[1]), reply[2].decode()
         if status != -1:
             self._epoch = epoch
-        elif await self._write(everything=True):
-            # Redis lost the log: ours is back in it, so this epoch is now known to us. If
-            # the write failed, the next attempt is told to write back again.
-            self._epoch = epoch
+        elif not await self._write(everything=True, epoch=epoch):
+            return 0, redis_timeout(self._span)  # write back again on the next attempt
         return status, wait
 
     async def _forget(self, token: str) -> None:
@@ -333,6 +352,8 @@ class RedisSlidingWindowLimiter:
             self._down(exc)
 
     async def _leave(self, token: str, slot: Slot) -> None:
+        if self._freed is not None:
+            self._freed.set()
         if slot.discarded:
             del self._mine[token]
             with anyio.CancelScope(shield=True), anyio.move_on_after(redis_timeout(self._span)):
@@ -347,41 +368,43 @@ class RedisSlidingWindowLimiter:
 
     # -- writes ------------------------------------------------------------------------------
 
-    async def _write(self, *, everything: bool = False) -> bool:
+    async def _write(self, *, everything: bool = False, epoch: str | None = None) -> bool:
         """Renew in-flight leases, write unconfirmed releases and any penalty, in one script.
 
-        ``everything`` writes back every member of this process in the window (after Redis
-        came back empty). Returns False if Redis could not be reached.
+        ``everything`` writes back every member of this process in the window, for ``epoch``
+        (a log that was lost and begun anew). Writes run one at a time, so a renewal computed
+        before a release never lands after it. Returns False if Redis could not be reached.
         """
-        now = time.monotonic()
-        self._prune(now)
-        renew = [token for token, release in self._mine.items() if release is None]
-        releases = self._mine.keys() - set(renew) if everything else set(self._unsynced)
-        offsets: list[str | float] = []
-        for token in releases:
-            release = self._mine.get(token)
-            offsets += [token, release - now] if release is not None else []
-        penalties = self._penalties
-        penalty = max(0.0, self._blocked_until - now) if self._penalty_due else 0.0
-        try:
-            await self._sync(
-                keys=self._keys,
-                args=[
-                    repr(self._span),
-                    repr(self._lease),
-                    repr(penalty),
-                    len(renew),
-                    *renew,
-                    *offsets,
-                ],
-            )
-        except self._errors as exc:
-            self._down(exc)
-            return False
-        self._up()
-        self._unsynced -= releases
-        if penalties == self._penalties:  # no 40001 arrived while this was written
-            self._penalty_due = False
+        async with self._write_lock:
+            known = self._epoch if epoch is None else epoch
+            now = time.monotonic()
+            self._prune(now)
+            renew = [token for token, release in self._mine.items() if release is None]
+            releases = self._mine.keys() - set(renew) if everything else set(self._unsynced)
+            offsets: list[str | float] = []
+            for token in releases:
+                release = self._mine.get(token)
+                offsets += [token, release - now] if release is not None else []
+            penalties = self._penalties
+            penalty = max(0.0, self._blocked_until - now) if self._penalty_due else 0.0
+            args: list[str | float] = [self._span, self._lease, known, _epoch(), penalty]
+            args.append(len(renew))
+            try:
+                reply = await self._sync(keys=self._keys, args=[*args, *renew, *offsets])
+            except self._errors as exc:
+                self._down(exc)
+                return False
+            except self._refusals as exc:
+                raise refused(exc) from None
+            self._up()
+            self._unsynced -= releases
+            if penalties == self._penalties:  # no 40001 arrived while this was written
+                self._penalty_due = False
+            lost, current = int(reply[0]) == -1, reply[1].decode()
+            if not lost and everything:
+                self._epoch = known  # our members are in this log now
+        if lost:
+            return await self._write(everything=True, epoch=current)
         return True
 
     def _prune(self, now: float) -> None:
@@ -404,7 +427,13 @@ class RedisSlidingWindowLimiter:
             wake = self._wake = anyio.Event()  # made before looking: no wake-up is missed
             due = self._unsynced or self._penalty_due
             if due or any(release is None for release in self._mine.values()):
-                await self._write()
+                try:
+                    # Bounded: a Redis that stops answering must not hold up renewals (or
+                    # aclose) beyond the next beat.
+                    with anyio.move_on_after(self._lease / 4):
+                        await self._write()
+                except Exception:  # a refusal (ConfigurationError) or a bug: keep beating
+                    logger.exception("%s limiter: heartbeat write failed", self._name)
             with anyio.move_on_after(self._lease / 4):
                 await wake.wait()
 

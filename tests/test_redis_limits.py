@@ -284,8 +284,11 @@ def test_bad_settings_are_refused_by_name_and_never_show_a_password() -> None:
             rate_limiter="redis://localhost",
             limits=RateLimits(kind="token_bucket"),
         )
-    setting = RedisRateLimiter("redis://user:hunter2@localhost:6379/0")
-    assert "hunter2" not in repr(setting)
+    for url in ("redis://user:hunter2@localhost:6379/0", "redis://localhost/0?password=hunter2"):
+        assert "hunter2" not in repr(RedisRateLimiter(url))
+    with pytest.raises(ConfigurationError, match="not bytes") as refused_bytes:
+        RedisRateLimiter(b"redis://u:hunter2@localhost")  # type: ignore[arg-type]
+    assert "hunter2" not in str(refused_bytes.value)
     with pytest.raises(ConfigurationError) as refused:
         RedisRateLimiter("ftp://user:hunter2@localhost")
     assert "hunter2" not in str(refused.value)
@@ -320,3 +323,32 @@ async def test_an_unreachable_redis_fails_when_the_client_opens(
     with pytest.raises(ConfigurationError, match="did not answer PING"):
         await client.__aenter__()
     assert emulator.state.stats()["tokens_issued"] == 0  # nothing was sent
+
+
+async def test_a_held_release_keeps_counting_after_its_lease(redis_server: RedisServer) -> None:
+    # A timed-out request holds its slot (Slot.hold) longer than the lease: the log must not
+    # expire under it.
+    limits = RateLimits(create=Rate(1, 0.5))
+    first, second = shared(redis_server, lease=0.2), shared(redis_server)
+    one, two = (await first.open(limits, "app")).create, (await second.open(limits, "app")).create
+    async with one.slot() as slot:
+        slot.hold(1.5)
+    released = time.monotonic()
+    async with two.slot():
+        waited = time.monotonic() - released
+    await first.aclose()
+    await second.aclose()
+    assert waited >= 1.5 + 0.5 - 0.05
+
+
+async def test_a_refusal_that_never_heals_is_an_error_not_a_stall(
+    redis_server: RedisServer,
+) -> None:
+    async with redis.asyncio.Redis.from_url(redis_server.url) as inspect:
+        await inspect.set("{t:app:create}:meta", "not a hash")  # a key collision
+    setting = shared(redis_server)
+    limiter = await create_limiter(setting)
+    with anyio.fail_after(5), pytest.raises(ConfigurationError, match="WRONGTYPE"):
+        async with limiter.slot():
+            pass
+    await setting.aclose()
