@@ -26,8 +26,10 @@ How it stays strict (``reference/rate-limits.md`` §5.1):
   a local guess; releases that cannot be written are retried by the heartbeat. Nothing is sent
   without a reservation, so no create is lost or sent twice because of Redis.
 - **Redis restarted empty.** Each log carries a random *epoch*. A process that knew an earlier
-  epoch and finds none counts the window as full (blocked for one window), and every process
-  that sees a new epoch writes its own recent members back before it admits anything. If the
+  epoch and finds none counts the window as full (blocked for one window or one lease, if
+  longer: time for every heartbeat to come by), and every process that sees a new epoch, in an
+  admission or a heartbeat, writes its own recent members back. The log itself expires only
+  when its latest member stops counting (Redis must not evict it: ``noeviction``). If the
   first process to reach the empty Redis is a new one, the others' members are only written
   back when they next call it, so a few creates may meet a 40001 and be queued again: run Redis
   with persistence (``appendonly yes``) to avoid even that.
@@ -58,7 +60,7 @@ from ._redis import (
 )
 from ._redis_tokens import RedisTokenStore
 from .errors import ConfigurationError
-from .limits import Limiters, RateLimits, Slot, check_number
+from .limits import Limiters, RateLimits, Slot, _LimiterBase, check_number
 
 if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
@@ -158,7 +160,7 @@ return {1, epoch}
 )
 
 
-class RedisSlidingWindowLimiter:
+class RedisSlidingWindowLimiter(_LimiterBase):
     """The completion-anchored sliding-window log of one endpoint group, shared through Redis.
 
     Invariant (on Redis ``TIME``): a request is admitted at t only if fewer than ``limit``
@@ -189,12 +191,10 @@ class RedisSlidingWindowLimiter:
         lease: float = DEFAULT_LEASE,
         name: str = "",
     ) -> None:
-        self._limit = limit
-        self._window = float(window)
+        self._span = float(window) + margin
+        super().__init__(limit, window, self._span, time.monotonic, name)
         self._margin = float(margin)
-        self._span = self._window + self._margin
         self._lease = float(lease)
-        self._name = name
         self._key = key
         self._keys = [f"{{{key}}}:log", f"{{{key}}}:meta"]
         self._redis = redis
@@ -211,7 +211,6 @@ class RedisSlidingWindowLimiter:
         # while in flight. Written back if Redis comes back empty; pruned once out of the window.
         self._mine: dict[str, float | None] = {}
         self._unsynced: set[str] = set()  # releases Redis has not confirmed
-        self._blocked_until = -math.inf  # monotonic; the local copy of a 40001 penalty
         self._penalty_due = False
         self._penalties = 0
         self._next_free = -math.inf
@@ -223,16 +222,6 @@ class RedisSlidingWindowLimiter:
         self._refusals = refusal_errors()
 
     # -- RateLimiter -------------------------------------------------------------------------
-
-    @property
-    def limit(self) -> int:
-        """Requests allowed per window (shared by every process)."""
-        return self._limit
-
-    @property
-    def window(self) -> float:
-        """Window length in seconds."""
-        return self._window
 
     @property
     def margin(self) -> float:
@@ -265,10 +254,7 @@ class RedisSlidingWindowLimiter:
         Raises:
             ValueError: if ``until`` is not finite.
         """
-        target = time.monotonic() + self._span if until is None else until
-        if not math.isfinite(target):
-            raise ValueError(f"until={until!r}: must be a finite time on the limiter's clock")
-        self._blocked_until = max(self._blocked_until, target)
+        super().penalize(until)
         self._penalty_due = True
         self._penalties += 1
         self._start_heartbeat()
