@@ -18,7 +18,7 @@ import anyio
 import typer
 from rich.console import Console
 
-from ._config import ENV_APP_ID, ENV_BASE_URL, ENV_SECRET_KEY
+from ._config import ENV_APP_ID, ENV_BASE_URL, ENV_SECRET_KEY, Timeouts
 from ._redis import check_url, redacted
 from .client import AsyncChanjingClient
 from .errors import ChanjingError, ConfigurationError, InvalidInputError
@@ -120,6 +120,7 @@ def make_client(settings: Settings) -> AsyncChanjingClient:
             explicit["secret_key"],
             base_url=explicit["base_url"],
             limits=RateLimits().scaled(settings.time_scale),
+            timeouts=Timeouts(create_horizon=Timeouts().create_horizon / settings.time_scale),
             rate_limiter=shared,
         )
     except ConfigurationError as exc:

@@ -25,16 +25,25 @@ class Timeouts:
         total: whole request, connection to last byte.
         connect: establishing the connection (a failure here means nothing was sent).
         upload: whole PUT of a file to its signed URL (files can be large).
+        create_horizon: the **processing horizon**: seconds after its send during which the
+            server may still handle a create whose answer was lost (a timeout, a dropped
+            connection, a gateway page). Gateways let the origin go on after they gave up:
+            Cloudflare waits 100 s for an origin before answering 524, and the origin may go on
+            after that. Until the horizon an unknown create keeps its limiter slot and its job
+            is not sent again; a task appearing later still is reported as a possible
+            duplicate, never adopted. 300 s is three CDN origin timeouts. Scale it with the
+            time scale like every other duration when testing against the emulator.
     """
 
     total: float = 30.0
     connect: float = 5.0
     upload: float = 600.0
+    create_horizon: float = 300.0
 
     def __post_init__(self) -> None:
-        for name in ("total", "connect", "upload"):
+        for name in ("total", "connect", "upload", "create_horizon"):
             value = getattr(self, name)
-            if not value > 0:
+            if not (isinstance(value, (int, float)) and value > 0 and value != float("inf")):
                 raise ConfigurationError(f"Timeouts.{name}={value!r}: must be > 0 seconds")
 
 

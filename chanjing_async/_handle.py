@@ -125,6 +125,9 @@ class JobHandle:
         progress: 0-100, from the latest task object.
         eta: estimated seconds until the task ends (from its progress rate), or None.
         error: why the job did not succeed, once it is done; None otherwise.
+        duplicates: tasks that this job's create may also have made (they appeared after the
+            processing horizon of a create that was then sent again, or a callback named this
+            job for them): they may have been billed; no job adopts them. Usually empty.
     """
 
     __slots__ = (
@@ -133,6 +136,7 @@ class JobHandle:
         "_listeners",
         "_subscribers",
         "_watcher",
+        "duplicates",
         "error",
         "eta",
         "key",
@@ -160,6 +164,7 @@ class JobHandle:
         self.progress = 0
         self.eta: float | None = None
         self.error: BaseException | None = None
+        self.duplicates: tuple[str, ...] = ()
         self._cancel = cancel
         # Made on demand: most handles are never awaited one by one nor followed.
         self._done: anyio.Event | None = None

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import time
+import functools
 import uuid
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -13,7 +12,13 @@ import anyio
 from pydantic import BaseModel, ValidationError
 
 from . import _transport as ep
-from .errors import ChanjingError, InvalidInputError, ResponseValidationError, UploadError
+from .errors import (
+    ChanjingError,
+    CreateOutcomeUnknown,
+    InvalidInputError,
+    ResponseValidationError,
+    UploadError,
+)
 from .models import (
     FileDetail,
     LipSyncRequest,
@@ -28,6 +33,7 @@ if TYPE_CHECKING:
     import os
     from collections.abc import AsyncIterator, Callable, Mapping
 
+    from ._attempts import CreateLedger
     from ._auth import TokenProvider
     from ._transport import Endpoint, Transport
     from .limits import Slot
@@ -154,42 +160,24 @@ class Files(_Resource):
         raise UploadError(file_id, status, f"not ready after {timeout:g} s")
 
 
-# Task ids this client created are remembered this long: only tasks created around an
-# ambiguous create matter when it is reconciled.
-_CREATED_HORIZON = 3600.0
-
-
 class LipSync(_Resource):
-    """Lip-sync tasks: create, read, list, wait and download."""
+    """Lip-sync tasks: create, read, list, wait and download.
 
-    def __init__(self, api: Callable[[], Api]) -> None:
+    Every create is written down in :attr:`ledger` (``_attempts``): sent, answered, refused
+    or unknown, and for how long the server may still handle it. Tasks read through
+    :meth:`get` and :meth:`list` tell the ledger what the server's clock says.
+    """
+
+    def __init__(self, api: Callable[[], Api], ledger: CreateLedger) -> None:
         super().__init__(api)
-        self._created: OrderedDict[str, float] = OrderedDict()  # task id -> monotonic time
-        self._creates_started = 0
-        self._creates_in_flight = 0
-
-    def created_here(self, task_id: str) -> bool:
-        """True if this client created ``task_id`` within the last hour (its create returned)."""
-        return task_id in self._created
-
-    @property
-    def creates_started(self) -> int:
-        """Creates this client has started to send, whatever their outcome."""
-        return self._creates_started
-
-    @property
-    def creates_in_flight(self) -> int:
-        """Creates sent by this client whose answer has not come back yet."""
-        return self._creates_in_flight
-
-    def _remember(self, task_id: str) -> None:
-        now = time.monotonic()
-        self._created[task_id] = now
-        while next(iter(self._created.values())) < now - _CREATED_HORIZON:
-            self._created.popitem(last=False)
+        self.ledger = ledger
 
     async def create(
-        self, request: LipSyncRequest | Mapping[str, Any], *, slot: Slot | None = None
+        self,
+        request: LipSyncRequest | Mapping[str, Any],
+        *,
+        slot: Slot | None = None,
+        key: str | None = None,
     ) -> str:
         """Create a task and return its id (the create limit is 10 per minute).
 
@@ -201,39 +189,60 @@ class LipSync(_Resource):
             slot: a slot already taken from ``client.limiters.create.slot()``: the create is
                 then sent in it, once, and a refusal (40001, 10400, no connection) is raised
                 for the caller to resend. This is how a JobManager keeps its own FIFO order.
+            key: the job this create is for (a JobManager's job key), kept in the ledger.
 
         Raises:
             InvalidInputError: a field is invalid (nothing was sent).
             CreateOutcomeUnknown: the request may have created a task (timeout, dropped
-                connection, gateway page, 50000); it was not resent.
+                connection, gateway page, 50000); it was not resent. Its ``attempt`` stays
+                open in :attr:`ledger` until the processing horizon, and a JobManager on this
+                client never adopts the task it may have made.
             FileNotReadyError, InvalidRequestError, APIError: the server refused it.
         """
         # Validated again even when given a model: model_copy(update=...) skips validation.
         fields = request.model_dump() if isinstance(request, LipSyncRequest) else request
         body = LipSyncRequest(**fields).to_wire()
         api = self._api()
-        self._creates_started += 1
-        self._creates_in_flight += 1
+        ledger = self.ledger
+        attempt = ledger.begin(key)
         try:
             task_id: str = await api.transport.call(
-                ep.LIP_SYNC_CREATE, json=body, auth=api.auth, slot=slot
+                ep.LIP_SYNC_CREATE,
+                json=body,
+                auth=api.auth,
+                slot=slot,
+                on_send=functools.partial(ledger.sending, attempt),
             )
-        finally:
-            self._creates_in_flight -= 1
-        self._remember(task_id)
+        except CreateOutcomeUnknown as exc:
+            ledger.unknown(attempt)
+            exc.attempt = attempt.id
+            raise
+        except ChanjingError:
+            ledger.refused(attempt)  # answered without a task, or never sent
+            raise
+        except BaseException:
+            # Cancelled (or a bug) while the request may have been out: never erased.
+            ledger.unknown(attempt)
+            raise
+        ledger.answered(attempt, task_id)
         return task_id
 
     async def get(self, task_id: str) -> LipSyncTask:
         """One task's detail (reference §5.2)."""
         require_id("task_id", task_id)
-        return await self._api().call(ep.LIP_SYNC_DETAIL, LipSyncTask, params={"id": task_id})
+        task = await self._api().call(ep.LIP_SYNC_DETAIL, LipSyncTask, params={"id": task_id})
+        self.ledger.observe(task.id, task.create_time)
+        return task
 
     async def list(self, *, page: int = 1, page_size: int = 10) -> Page[LipSyncTask]:
         """One page of tasks. Ordering is undocumented: never rely on it for correctness."""
         check_page(page, page_size)
-        return await self._api().call(
+        result = await self._api().call(
             ep.LIP_SYNC_LIST, Page[LipSyncTask], json={"page": page, "page_size": page_size}
         )
+        for task in result.items:
+            self.ledger.observe(task.id, task.create_time)
+        return result
 
     async def iter_all(self, *, page_size: int = 50) -> AsyncIterator[LipSyncTask]:
         """Every task, page by page; a task seen on two pages (the list shifted) comes once."""

@@ -18,34 +18,16 @@ never established (creates then pause for the client's retry backoff, growing wi
 refusals) and a refused token (refreshed by the client; once per job).
 
 **Ambiguous creates** (``CreateOutcomeUnknown``: a timeout, a dropped connection, a gateway
-page, 50000) pause new creates. Once no create is in flight, the task list is read for tasks
-whose ``create_time`` lies in ``[first sent_at - margin, last gave_up_at + margin]`` and that no
-job of this manager owns (the task object carries no inputs, so time and ownership are all
-there is to match on):
-
-* one ambiguous job and exactly one such task: the job adopts it;
-* no such task, again after ``settle`` seconds (a late request may still create one): nothing
-  was created, so the jobs go back to the head of the queue;
-* anything else (several tasks, or several ambiguous jobs with tasks): the jobs fail with
-  ``CreateOutcomeUnknown`` listing the candidate ids. We never guess: a wrong adoption would
-  hand one job another's video.
-
-Pausing keeps the match unique: while one create is unexplained this manager starts no other,
-and the list is read only while no create of the client is in flight (another manager's
-included), so every task the client created is known when the list is judged. The whole list
-is read, whatever its order; a reading that is not whole settles nothing (see ``_unowned``).
-
-What this cannot see: another *process* or program creating on the same app id inside that
-window. Two such tasks are the third case; one such task while ours was never created would
-be adopted by mistake. Run one process per app id, or give it its own app id, when creates can
-become ambiguous.
+page, 50000) go to the reconciler (``_reconcile``), which keeps the job until the task list
+explains its create: adopted, sent again once its processing horizon has passed with nothing
+to show for it, or failed with its candidates. Every other job goes on being created
+meanwhile; the create's limiter slot stays counted until the horizon (``_transport``).
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-import math
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -53,6 +35,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
+from ._reconcile import Outcomes, Reconciler
 from .errors import (
     AuthenticationError,
     ChanjingError,
@@ -60,23 +43,19 @@ from .errors import (
     RateLimitError,
     TransportError,
 )
-from .models import MAX_PAGE_SIZE
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from anyio.abc import TaskGroup
 
+    from ._attempts import Attempt
     from ._handle import JobHandle
     from ._resources import LipSync
     from .limits import RateLimiter, Slot
     from .models import LipSyncRequest
 
 logger = logging.getLogger("chanjing_async")
-
-# Whole readings of the task list tried per reconciliation before giving up.
-_RECONCILE_ATTEMPTS = 5
-_QUIET_POLL = 0.02
 
 
 @dataclass
@@ -90,8 +69,11 @@ class SubmitStats:
         rate_limited: creates answered 40001.
         ambiguous: creates whose outcome was unknown.
         adopted: ambiguous creates resolved by adopting the one matching task.
-        resent: ambiguous creates resolved as "nothing created" and queued again.
-        unresolved: ambiguous creates failed with CreateOutcomeUnknown.
+        resent: ambiguous creates whose horizon passed with nothing created, queued again.
+        unresolved: ambiguous creates failed with CreateOutcomeUnknown (contested).
+        proven: adoptions settled by a callback naming the job (counted in ``adopted`` too).
+        late: tasks that appeared past a resent or failed create's horizon: possible
+            duplicates, reported on the job's handle and adopted by no job.
     """
 
     sent: int = 0
@@ -102,6 +84,8 @@ class SubmitStats:
     adopted: int = 0
     resent: int = 0
     unresolved: int = 0
+    proven: int = 0
+    late: int = 0
 
 
 class Submitter:
@@ -116,10 +100,12 @@ class Submitter:
         owned: Callable[[str], bool],
         on_created: Callable[[JobHandle, str], None],
         on_failed: Callable[[JobHandle, Exception], None],
+        on_duplicate: Callable[[str, str], None],
         before_send: Callable[[JobHandle], Awaitable[None]],
         on_requeued: Callable[[JobHandle], None],
         group: TaskGroup,
         serial: bool,
+        proof: bool,
         settle: float,
         margin: float,
         max_attempts: int,
@@ -132,11 +118,8 @@ class Submitter:
         self._serial = serial
         self._limiter = limiter
         self._request_of = request_of
-        self._owned = owned
         self._on_created = on_created
         self._on_failed = on_failed
-        self._settle = settle
-        self._margin = margin
         self._max_attempts = max_attempts
         self._backoff = backoff
         self._queue: deque[JobHandle] = deque()
@@ -145,13 +128,23 @@ class Submitter:
         self._order: dict[str, int] = {}  # key -> place in the queue, kept when put back
         self._counter = itertools.count()
         self._changed = anyio.Event()
-        self._paused = False
         self._not_before = 0.0  # monotonic time before which no create starts (backoff)
-        self._unknown: list[tuple[JobHandle, CreateOutcomeUnknown]] = []
-        # Candidates of reconciliations that could not decide: they existed before any later
-        # create was sent, so they can never be a later create's task.
-        self._disowned: set[str] = set()
         self.stats = SubmitStats()
+        self.reconciler = Reconciler(
+            lip_sync,
+            Outcomes(
+                adopted=self._created,
+                resend=self._push_back,
+                failed=self._fail,
+                duplicate=on_duplicate,
+            ),
+            owned=owned,
+            settle=settle,
+            margin=margin,
+            stats=self.stats,
+            group=group,
+            proof=proof,
+        )
 
     def push(self, handle: JobHandle) -> None:
         """Queue a job for creation, behind every job queued before it."""
@@ -193,7 +186,7 @@ class Submitter:
     async def run(self) -> None:
         """Start creates one after another, until cancelled."""
         while True:
-            while self._paused or not self._queue:
+            while not self._queue:
                 self._changed = anyio.Event()
                 await self._changed.wait()
             await anyio.sleep(max(0.0, self._not_before - time.monotonic()))
@@ -204,7 +197,7 @@ class Submitter:
     async def _create_next(self, admitted: anyio.Event, finished: anyio.Event) -> None:
         try:
             async with self._limiter.slot() as slot:
-                if self._paused or not self._queue:
+                if not self._queue:
                     slot.discard()  # the job was cancelled meanwhile: the slot was not used
                     return
                 handle = self._queue.popleft()
@@ -230,11 +223,15 @@ class Submitter:
     async def _send(self, handle: JobHandle, slot: Slot) -> None:
         self.stats.sent += 1
         try:
-            task_id = await self._lip_sync.create(self._request_of(handle), slot=slot)
+            task_id = await self._lip_sync.create(
+                self._request_of(handle), slot=slot, key=handle.key
+            )
         except CreateOutcomeUnknown as exc:
             self.stats.ambiguous += 1
             logger.warning("job %s: create outcome unknown, reconciling: %s", handle.key, exc)
-            self.unexplained(handle, exc)
+            attempt = self._lip_sync.ledger.attempt(exc.attempt)
+            assert attempt is not None  # the create recorded it
+            self.unexplained(handle, attempt, exc)
         except (RateLimitError, AuthenticationError, TransportError) as exc:
             # A create that reached the wire surfaces as CreateOutcomeUnknown, so a
             # TransportError here means the connection was never established.
@@ -244,14 +241,11 @@ class Submitter:
         else:
             self._created(handle, task_id)
 
-    def unexplained(self, handle: JobHandle, exc: CreateOutcomeUnknown) -> None:
+    def unexplained(self, handle: JobHandle, attempt: Attempt, error: CreateOutcomeUnknown) -> None:
         """Reconcile a create whose outcome is unknown (sent by this run or, from a journal,
-        by one that crashed); creates pause until it is explained."""
+        by one that stopped); its job waits, the others go on."""
         self._order.setdefault(handle.key, next(self._counter))
-        self._unknown.append((handle, exc))
-        if not self._paused:
-            self._paused = True
-            self._group.start_soon(self._reconcile)
+        self.reconciler.add(handle, attempt, error)
 
     def _created(self, handle: JobHandle, task_id: str) -> None:
         self._forget(handle)
@@ -285,111 +279,3 @@ class Submitter:
         self.stats.requeued += 1
         logger.info("job %s: create refused (%s), first in line again", handle.key, exc)
         self._push_back(handle)
-
-    async def _reconcile(self) -> None:
-        """Resolve every ambiguous create, then let creates go on (see the module doc)."""
-        try:
-            await self._quiet()
-            pending, self._unknown = self._unknown, []
-            # create_time is whole server seconds: round the window's start down.
-            start = math.floor(min(exc.sent_at for _, exc in pending) - self._margin)
-            end = max(exc.gave_up_at for _, exc in pending) + self._margin
-            found = await self._unowned(start, end)
-            if found == []:
-                await anyio.sleep(self._settle)
-                # A create the server handled late (up to the settle time after we gave up)
-                # has a later create_time; the window grows by that much, no further (a
-                # create from a crashed run must not reach into the downtime).
-                found = await self._unowned(start, end + self._settle)
-            self._resolve(pending, found)
-        finally:
-            if self._unknown:
-                # Unexplained creates handed over meanwhile (resumed from a journal): their
-                # turn now, before anything else is sent.
-                self._group.start_soon(self._reconcile)
-            else:
-                self._paused = False
-                self._changed.set()
-
-    async def _quiet(self) -> None:
-        """Wait until no create of this client is in flight (any manager's, or a direct one).
-
-        Polled rather than signalled: creates are at most ten a minute.
-        """
-        while True:
-            if not self._lip_sync.creates_in_flight:
-                return
-            await anyio.sleep(_QUIET_POLL)
-
-    def _resolve(
-        self, pending: list[tuple[JobHandle, CreateOutcomeUnknown]], found: list[str] | None
-    ) -> None:
-        if found is not None and len(pending) == 1 and len(found) == 1:
-            handle, _ = pending[0]
-            self.stats.adopted += 1
-            logger.warning(
-                "job %s: adopted task %s created by the ambiguous create", handle.key, found[0]
-            )
-            self._created(handle, found[0])
-            return
-        if found == []:
-            # Nothing was created: back to the head, in their original order.
-            for handle, _ in pending:
-                self.stats.resent += not handle.done
-                self._push_back(handle)
-            return
-        self._disowned.update(found or ())
-        for handle, exc in pending:
-            self.stats.unresolved += 1
-            self._fail(
-                handle,
-                CreateOutcomeUnknown(
-                    exc.reason if found is not None else "the task list could not be read",
-                    endpoint=exc.endpoint,
-                    sent_at=exc.sent_at,
-                    gave_up_at=exc.gave_up_at,
-                    request=exc.request,
-                    candidates=tuple(found or ()),
-                ),
-            )
-
-    async def _unowned(self, start: float, end: float) -> list[str] | None:
-        """Ids of tasks created in [start, end] that nobody here owns; None if unsure.
-
-        Only a complete reading counts: every page, as many distinct tasks as the list says it
-        holds, and no create of this client started meanwhile (its task could be on a page
-        before its id came back). The list's order plays no part. After a few incomplete
-        readings (an unstable order, tasks created elsewhere meanwhile, errors) the answer is
-        None, and the job fails with CreateOutcomeUnknown rather than risk a duplicate.
-        """
-        for attempt in range(_RECONCILE_ATTEMPTS):
-            await self._quiet()
-            started = self._lip_sync.creates_started
-            try:
-                found, complete = await self._scan(start, end)
-            except ChanjingError as exc:
-                logger.warning("reconciliation: listing tasks failed (%s)", exc)
-            else:
-                if complete and self._lip_sync.creates_started == started:
-                    return found
-            await anyio.sleep(self._settle * (attempt + 1) / _RECONCILE_ATTEMPTS)
-        return None
-
-    async def _scan(self, start: float, end: float) -> tuple[list[str], bool]:
-        """Read every page: the unowned tasks in the window, and whether the reading was whole."""
-        found: dict[str, None] = {}
-        seen: set[str] = set()
-        page = 1
-        while True:
-            result = await self._lip_sync.list(page=page, page_size=MAX_PAGE_SIZE)
-            for task in result.items:
-                seen.add(task.id)
-                if (
-                    start <= task.create_time <= end
-                    and not self._owned(task.id)
-                    and task.id not in self._disowned
-                ):
-                    found[task.id] = None
-            if not result.items or page >= result.page_info.total_page:
-                return list(found), len(seen) >= result.page_info.total_count
-            page += 1

@@ -53,6 +53,9 @@ from .errors import (
 from .models import Envelope
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ._clock import ServerClock
     from ._config import RetryPolicy, Timeouts
     from .limits import Limiters, RateLimiter, Slot
 
@@ -60,6 +63,8 @@ logger = logging.getLogger("chanjing_async")
 
 EndpointKind = Literal["create", "read", "other"]
 _AUTH_CODES = frozenset({10400, 10401})
+# Codes on a create that do not prove nothing was created ("系统内部错误").
+_UNKNOWN_CODES = frozenset({50000, 51000})
 
 
 @dataclass(frozen=True)
@@ -109,8 +114,10 @@ class Transport:
         retry: RetryPolicy,
         limiters: Limiters,
         session: aiohttp.ClientSession | None,
+        server_clock: ServerClock,
     ) -> None:
         self._base_url = base_url
+        self.server_clock = server_clock
         self._timeouts = timeouts
         self._retry = retry
         self.limiters = limiters
@@ -146,6 +153,7 @@ class Transport:
         json: dict[str, Any] | None = None,
         auth: TokenSource | None = None,
         slot: Slot | None = None,
+        on_send: Callable[[], None] | None = None,
     ) -> Any:
         """Send one API call with the retry rules above; return the envelope's ``data``.
 
@@ -153,13 +161,16 @@ class Transport:
         exactly one attempt in that slot: the caller decides about any resend (a job manager
         puts a refused create back at the head of its own queue). A refused token is still
         replaced before the AuthenticationError is raised, so a resend gets a fresh one.
+        ``on_send`` is called right before each time the request may leave this process.
         """
         attempt = 0
         refreshed = False
         while True:
             token = await auth.token() if auth is not None else None
             try:
-                return await self._send(endpoint, params=params, json=json, token=token, slot=slot)
+                return await self._send(
+                    endpoint, params=params, json=json, token=token, slot=slot, on_send=on_send
+                )
             except APIError as exc:
                 if exc.code in _AUTH_CODES and auth is not None and token is not None:
                     if refreshed:
@@ -198,16 +209,27 @@ class Transport:
         json: dict[str, Any] | None,
         token: str | None,
         slot: Slot | None,
+        on_send: Callable[[], None] | None,
     ) -> Any:
-        """One attempt: limiter slot, exchange, envelope. A create in doubt raises Unknown."""
+        """One attempt: limiter slot, exchange, envelope. A create in doubt raises Unknown.
+
+        A create whose outcome is not an answer (a timeout, a dropped connection, a gateway
+        page, a garbled body, 50000, or its caller cancelled) keeps its slot until the
+        processing horizon (``Timeouts.create_horizon``): the server may count it until then.
+        """
         limiter = self._limiter(endpoint.kind)
         headers = {"access_token": token} if token is not None else {}
         create = endpoint.kind == "create"
         admission = nullcontext(slot) if slot is not None else limiter.slot()
         async with admission as held:
-            sent_at = time.time()  # after admission: what reconciliation needs
+            # A shared reservation may have lapsed while this process was paused.
+            await held.fence()
+            if on_send is not None:
+                on_send()
+            sent_at, sent = time.time(), time.monotonic()  # after admission: for reconciliation
+            answered = False
             try:
-                status, body = await self._exchange(
+                status, date, body = await self._exchange(
                     endpoint.method,
                     self._base_url + endpoint.path,
                     label=endpoint.path,
@@ -216,23 +238,30 @@ class Transport:
                     headers=headers,
                     fresh_connection=create,
                 )
+                self.server_clock.observe_date(date, sent, time.monotonic())
+                envelope = _decode(endpoint.path, status, body)
+                answered = envelope.code not in _UNKNOWN_CODES or not create
             except TransportError as exc:
+                if not exc.sent:
+                    held.discard()  # nothing left this machine: the server counted nothing
+                    raise
+                if create:
+                    raise _unknown(exc, endpoint, sent_at, json) from None
                 if isinstance(exc, RequestTimeoutError):
                     # The request may still reach the server after we gave up: keep counting it.
                     held.hold(self._timeouts.total)
-                if not exc.sent:
-                    held.discard()  # nothing left this machine: the server counted nothing
-                elif create:
-                    raise _unknown(exc, endpoint, sent_at, json) from None
                 raise
-        try:
-            envelope = _decode(endpoint.path, status, body)
-        except (HTTPStatusError, ResponseValidationError) as exc:
-            # A gateway page or a garbled body says nothing about what the origin did, but a
-            # 4xx page without an envelope was refused in front of it.
-            if create and not (isinstance(exc, HTTPStatusError) and 400 <= exc.status < 500):
-                raise _unknown(exc, endpoint, sent_at, json) from None
-            raise
+            except (HTTPStatusError, ResponseValidationError) as exc:
+                # A gateway page or a garbled body says nothing about what the origin did, but a
+                # 4xx page without an envelope was refused in front of it.
+                if create and not (isinstance(exc, HTTPStatusError) and 400 <= exc.status < 500):
+                    raise _unknown(exc, endpoint, sent_at, json) from None
+                answered = True
+                raise
+            finally:
+                if create and not answered:
+                    # Also when the caller cancelled: the create may be counted until then.
+                    held.hold(max(0.0, sent + self._timeouts.create_horizon - time.monotonic()))
         if logger.isEnabledFor(logging.DEBUG):  # a hot path: no arguments built for nothing
             logger.debug(
                 "%s %s -> code %d in %.0f ms (trace_id=%s)",
@@ -274,8 +303,9 @@ class Transport:
         headers: dict[str, str],
         timeout: aiohttp.ClientTimeout | None = None,
         fresh_connection: bool = False,
-    ) -> tuple[int, bytes]:
-        """One HTTP exchange; aiohttp failures become TransportError with ``sent`` set.
+    ) -> tuple[int, str | None, bytes]:
+        """One HTTP exchange: status, ``Date`` header and body; aiohttp failures become
+        TransportError with ``sent`` set.
 
         aiohttp's messages embed the full URL, signed query included, so the cause is not
         chained (``from None``); its class name is kept in the message.
@@ -291,7 +321,7 @@ class Transport:
                 headers=headers,
                 timeout=timeout or self._client_timeout,
             ) as response:
-                return response.status, await response.read()
+                return response.status, response.headers.get("Date"), await response.read()
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             # The connection was never established: nothing left this machine.
             message = f"cannot connect ({type(exc).__name__})"
@@ -308,7 +338,7 @@ class Transport:
         attempt = 0
         while True:
             try:
-                status, body = await self._exchange(
+                status, _, body = await self._exchange(
                     "PUT",
                     # encoded=True: the signature covers the query exactly as the server wrote it.
                     yarl.URL(url, encoded=True),
@@ -331,7 +361,7 @@ class Transport:
 
     async def download(self, url: str) -> bytes:
         """GET a result file (video or preview) in one piece."""
-        status, body = await self._exchange(
+        status, _, body = await self._exchange(
             "GET",
             yarl.URL(url, encoded=True),
             label=redact_url(url),

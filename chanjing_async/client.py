@@ -7,7 +7,9 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import SecretStr
 
 from . import _transport as ep
+from ._attempts import CreateLedger
 from ._auth import TokenProvider
+from ._clock import ServerClock
 from ._config import (
     TOKEN_REFRESH_EARLY,
     RetryPolicy,
@@ -103,7 +105,11 @@ class AsyncChanjingClient:
         self._state: _State = "unopened"
         self._api: Api | None = None
         self.files = Files(self._require_api)
-        self.lip_sync = LipSync(self._require_api)
+        self._server_clock = ServerClock()
+        self.lip_sync = LipSync(
+            self._require_api,
+            CreateLedger(self._server_clock, horizon=self.timeouts.create_horizon),
+        )
         self.voices = Voices(self._require_api)
 
     def __repr__(self) -> str:
@@ -143,6 +149,7 @@ class AsyncChanjingClient:
             retry=self.retry,
             limiters=limiters,
             session=self._session,
+            server_clock=self._server_clock,
         )
         store = None if self.rate_limiter is None else self.rate_limiter.token_store(self.app_id)
         self._api = Api(

@@ -174,6 +174,7 @@ class CreateOutcomeUnknown(ChanjingError):
         request: the request body that was sent (a callback URL shown without its query).
         candidates: ids of unowned tasks created in that window, when a JobManager's
             reconciliation found more than it could attribute (empty otherwise).
+        attempt: the attempt's number in ``client.lip_sync.ledger`` (None if not recorded).
     """
 
     def __init__(
@@ -192,6 +193,7 @@ class CreateOutcomeUnknown(ChanjingError):
         self.gave_up_at = gave_up_at
         self.request = request
         self.candidates = candidates
+        self.attempt: int | None = None
         found = f"; candidate tasks: {', '.join(candidates)}" if candidates else ""
         super().__init__(
             f"{endpoint}: outcome unknown ({reason}); sent at {sent_at:.3f}, "

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 import math
 import os
 import random
@@ -56,12 +57,11 @@ if TYPE_CHECKING:
 
 __all__ = ["Job", "JobManager", "JobManagerStats"]
 
+logger = logging.getLogger("chanjing_async")
+
 Job: TypeAlias = LipSyncRequest | LipSyncJob | Mapping[str, Any]
 """What ``submit`` takes: a request with file ids, a job with local files, or request fields."""
 
-# Task ids older than this are dropped from the ownership log: reconciliation only ever looks
-# at tasks created around one ambiguous create.
-_OWNERSHIP_HORIZON = 3600.0
 # Keys of recently finished jobs, so a late repeat of their callback is a duplicate, not unknown.
 _RECENT_KEYS = 4096
 
@@ -205,12 +205,10 @@ class JobManager:
         self._state: Literal["unopened", "open", "closed"] = "unopened"
         self._running: _Running | None = None
         self._handles: dict[str, JobHandle] = {}
-        self._recent: OrderedDict[str, None] = OrderedDict()
+        self._recent: OrderedDict[str, JobHandle] = OrderedDict()
         self._timeouts: dict[str, float] = {}
         self._prepared: dict[str, LipSyncRequest] = {}
         self._uploading: dict[str, anyio.CancelScope] = {}
-        self._owned: set[str] = set()
-        self._owned_log: deque[tuple[float, str]] = deque()
         self._fingerprints: dict[str, str] = {}
         if journal is None or isinstance(journal, Journal):
             self._journal = journal
@@ -244,7 +242,7 @@ class JobManager:
                 raise
             self._rows = {row.key: row for row in rows}
             self._journal_tasks = {row.task_id for row in rows if row.task_id is not None}
-            _seed(limiter, rows)
+            _seed(limiter, rows, self._client.timeouts.create_horizon)
         settle, margin = self._reconcile
         group = anyio.create_task_group()
         await group.__aenter__()
@@ -255,10 +253,12 @@ class JobManager:
             owned=self._owns,
             on_created=self._created,
             on_failed=self._failed,
+            on_duplicate=self._duplicate,
             before_send=self._before_send,
             on_requeued=self._requeued,
             group=group,
             serial=self._journal is not None,
+            proof=self._callbacks is not None,
             settle=settle,
             margin=margin,
             max_attempts=self._max_create_attempts,
@@ -500,7 +500,7 @@ class JobManager:
         self._handles[handle.key] = handle
         if timeout is not None:
             self._timeouts[handle.key] = timeout
-        self._own(task_id)
+        self._client.lip_sync.ledger.own(task_id)
         self._track(running, handle, task_id, delay=0.0)
         return handle
 
@@ -519,6 +519,13 @@ class JobManager:
     def unfinished(self) -> int:
         """Jobs of this manager that have not ended."""
         return len(self._handles)
+
+    @property
+    def unsettled_creates(self) -> int:
+        """Ambiguous creates not explained yet, or sent again and still watched (for one more
+        processing horizon) for a task that appears too late: a duplicate, reported when seen.
+        Keep the manager open until this is 0 to hear of every such duplicate."""
+        return self._require_open().submitter.reconciler.unsettled
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -556,6 +563,7 @@ class JobManager:
         stage = JobStage.UPLOADING if uploads else JobStage.QUEUED
         handle = JobHandle(key, job, stage=stage, cancel=self._cancel)
         if row is not None:
+            handle.duplicates = row.duplicates
             del self._rows[key]
             if self._retry_failed and _retryable(row):
                 self._journal_reset(key, stage)
@@ -583,15 +591,21 @@ class JobManager:
             # anything else; the request sent is in the row, so no file is needed.
             self._prepared[key] = LipSyncRequest.model_validate(row.request)
             handle.advance(JobStage.QUEUED)
-            timeout_s = self._client.timeouts.total
             unknown = CreateOutcomeUnknown(
                 "the process stopped while the create was in flight",
                 endpoint="/open/v1/video_lip_sync/create",
                 sent_at=row.sent_at,
-                gave_up_at=min(time.time(), row.sent_at + timeout_s),
+                gave_up_at=time.time(),
                 request={},
             )
-            return handle, functools.partial(running.submitter.unexplained, handle, unknown)
+            # It left no later than now, so the server may handle it until a horizon from now.
+            now = time.monotonic()
+            attempt = self._client.lip_sync.ledger.resumed(
+                key, row.sent_at - time.time() + now, now + self._client.timeouts.create_horizon
+            )
+            return handle, functools.partial(
+                running.submitter.unexplained, handle, attempt, unknown
+            )
         if isinstance(job, LipSyncJob) and uploads:
             scope = anyio.CancelScope()
             self._uploading[key] = scope
@@ -633,19 +647,9 @@ class JobManager:
         return request
 
     def _owns(self, task_id: str) -> bool:
-        # Tasks of the whole client count: another manager's, or a direct create's.
-        return (
-            task_id in self._owned
-            or task_id in self._journal_tasks
-            or self._client.lip_sync.created_here(task_id)
-        )
-
-    def _own(self, task_id: str) -> None:
-        now = time.monotonic()
-        self._owned.add(task_id)
-        self._owned_log.append((now, task_id))
-        while self._owned_log and self._owned_log[0][0] < now - _OWNERSHIP_HORIZON:
-            self._owned.discard(self._owned_log.popleft()[1])
+        # The client's ledger knows the tasks of this run (any manager's, or a direct
+        # create's); the journal knows those of earlier runs.
+        return task_id in self._journal_tasks
 
     async def _before_send(self, handle: JobHandle) -> None:
         """With a journal: write down that the create is going out, before it does."""
@@ -696,7 +700,6 @@ class JobManager:
         if self._journal is not None:
             self._journal_tasks.add(task_id)
             self._journal.update(handle.key, task_id=task_id, answered_at=time.time())
-        self._own(task_id)
         self._prepared.pop(handle.key, None)
         handle.task_id = task_id
         if handle.done:
@@ -742,17 +745,51 @@ class JobManager:
         if self._handles.pop(handle.key, None) is not None:
             self._timeouts.pop(handle.key, None)
             self._fingerprints.pop(handle.key, None)
-            self._recent[handle.key] = None
+            self._recent[handle.key] = handle
             if len(self._recent) > _RECENT_KEYS:
                 self._recent.popitem(last=False)
 
     def _on_callback(self, key: str, task: LipSyncTask) -> Verdict:
         handle = self._handles.get(key)
-        if handle is None or self._running is None:
-            return "duplicate" if key in self._recent else "unknown"
+        running = self._running
+        if handle is None or running is None:
+            ended = self._recent.get(key)
+            if ended is None:
+                return "unknown"
+            self._another_task(ended, task.id)
+            return "duplicate"
+        if handle.task_id is None:
+            reconciler = running.submitter.reconciler
+            if reconciler.waits_for(key) is None:
+                return "mismatch"
+            # The create of this job is unexplained: the callback names its task (checked
+            # through detail before the job adopts it).
+            running.group.start_soon(reconciler.prove, key, task.id)
+            return "accepted"
         if task.id != handle.task_id:
+            self._another_task(handle, task.id)
             return "mismatch"
-        return "accepted" if self._running.poller.confirm(task.id, task.status) else "duplicate"
+        return "accepted" if running.poller.confirm(task.id, task.status) else "duplicate"
+
+    def _another_task(self, handle: JobHandle, task_id: str) -> None:
+        """A callback of ``handle``'s job names a task it does not hold."""
+        ledger = self._client.lip_sync.ledger
+        if task_id != handle.task_id and not self._owns(task_id) and not ledger.owns(task_id):
+            # This job's create made another task too: a duplicate, never adopted.
+            ledger.disown(task_id)
+            self._duplicate(handle.key, task_id)
+
+    def _duplicate(self, key: str, task_id: str) -> None:
+        """Task ``task_id`` may have been made by job ``key``'s create as well as its own."""
+        handle = self._handles.get(key) or self._recent.get(key)
+        if handle is None or task_id in handle.duplicates:
+            return  # reported already (by time and by its callback), or long forgotten
+        logger.warning("job %s: may have been created twice: task %s", key, task_id)
+        handle.duplicates += (task_id,)
+        if self._running is not None:
+            self._running.submitter.stats.late += 1
+        if self._journal is not None:
+            self._journal.update(key, duplicates=json.dumps(sorted(handle.duplicates)))
 
 
 @dataclass(frozen=True)
@@ -827,11 +864,11 @@ def _retryable(row: JournalRow) -> bool:
     )
 
 
-def _seed(limiter: object, rows: list[JournalRow]) -> None:
+def _seed(limiter: object, rows: list[JournalRow], horizon: float) -> None:
     """Tell the create limiter about the creates of earlier runs still inside its window.
 
-    A create that was on the wire when a run stopped counts as answered now (it may have
-    reached the server as late as that).
+    A create whose outcome a run never learnt (on the wire when it stopped, or unknown) counts
+    until a processing horizon from now: it left no later than now.
     """
     if not isinstance(limiter, SlidingWindowLimiter):
         return
@@ -839,7 +876,7 @@ def _seed(limiter: object, rows: list[JournalRow]) -> None:
     horizon = wall - limiter.window - limiter.margin
     times = [row.answered_at for row in rows if row.answered_at is not None]
     times += [
-        wall
+        wall + horizon
         for row in rows
         if row.sent_at is not None and row.task_id is None and not JobStage(row.stage).is_final
     ]

@@ -52,7 +52,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     task TEXT,
     error TEXT,
     delivered_at REAL,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    duplicates TEXT
 );
 CREATE TABLE IF NOT EXISTS uploads (
     digest TEXT NOT NULL,
@@ -64,11 +65,21 @@ CREATE TABLE IF NOT EXISTS uploads (
 """
 _COLUMNS = (
     "key, seq, spec, fingerprint, stage, task_id, sent_at, request, answered_at, task, error, "
-    "delivered_at, updated_at"
+    "delivered_at, updated_at, duplicates"
 )
 # Columns a stage update may set (whitelisted: they are interpolated into the statement).
 _UPDATABLE = frozenset(
-    {"stage", "task_id", "sent_at", "request", "answered_at", "task", "error", "delivered_at"}
+    {
+        "stage",
+        "task_id",
+        "sent_at",
+        "request",
+        "answered_at",
+        "task",
+        "error",
+        "delivered_at",
+        "duplicates",
+    }
 )
 
 
@@ -92,6 +103,8 @@ class JournalRow:
         error: why the job did not succeed, as ``"ErrorType: message"``.
         delivered_at: wall time its results were saved (batch downloads), or None.
         updated_at: wall time of the last write.
+        duplicates: tasks reported as possibly made by this job's create too (a create that
+            was sent again after its processing horizon, then appeared); empty normally.
     """
 
     key: str
@@ -107,6 +120,7 @@ class JournalRow:
     error: str | None
     delivered_at: float | None
     updated_at: float
+    duplicates: tuple[str, ...] = ()
 
 
 class Journal:
@@ -202,6 +216,9 @@ class Journal:
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA busy_timeout=5000")
             db.executescript(_SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+            if "duplicates" not in columns:  # a journal written before the column existed
+                db.execute("ALTER TABLE jobs ADD COLUMN duplicates TEXT")
             version = db.execute("SELECT value FROM meta WHERE name='schema'").fetchone()
             if version is None:
                 db.execute("INSERT INTO meta VALUES ('schema', ?)", (_SCHEMA_VERSION,))
@@ -408,6 +425,7 @@ def _select_rows(db: sqlite3.Connection) -> list[JournalRow]:
             error=error,
             delivered_at=delivered_at,
             updated_at=updated_at,
+            duplicates=tuple(json.loads(duplicates)) if duplicates else (),
         )
         for (
             key,
@@ -423,5 +441,6 @@ def _select_rows(db: sqlite3.Connection) -> list[JournalRow]:
             error,
             delivered_at,
             updated_at,
+            duplicates,
         ) in rows
     ]

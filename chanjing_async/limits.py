@@ -35,7 +35,7 @@ from aiolimiter import AsyncLimiter
 from .errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Iterable
+    from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
     from contextlib import AbstractAsyncContextManager
 
 __all__ = [
@@ -82,12 +82,26 @@ class Slot:
         admitted_at: the limiter's clock when the slot was granted (the send time).
     """
 
-    __slots__ = ("_discarded", "_held", "admitted_at")
+    __slots__ = ("_discarded", "_fence", "_held", "admitted_at")
 
-    def __init__(self, admitted_at: float) -> None:
+    def __init__(
+        self, admitted_at: float, *, fence: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
         self.admitted_at = admitted_at
         self._held = 0.0
         self._discarded = False
+        self._fence = fence
+
+    async def fence(self) -> None:
+        """Make sure the reservation is still live, right before the request is sent.
+
+        An in-process limiter's slot cannot lapse, so this does nothing. A shared limiter's
+        reservation can (its lease ran out while this process was paused: SIGSTOP, a VM
+        freeze, a debugger): then this waits for a new reservation instead of sending on one
+        that other processes already count as released.
+        """
+        if self._fence is not None:
+            await self._fence()
 
     @property
     def discarded(self) -> bool:

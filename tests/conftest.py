@@ -28,7 +28,7 @@ from chanjing_async import (
 from chanjing_async.emulator import EmulatorServer, EmulatorSettings
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
+    from collections.abc import AsyncIterator, Callable, Iterator
     from pathlib import Path
 
 pytest_plugins = ["tests.redis_server"]  # the redis_server fixture
@@ -102,10 +102,19 @@ def make_client(base_url: str, **overrides: Any) -> AsyncChanjingClient:
         "base_url": base_url,
         "limits": RateLimits().scaled(TIME_SCALE),
         "retry": RetryPolicy(max_retries=2, initial=0.01, maximum=0.05),
-        "timeouts": Timeouts(total=5.0, connect=2.0),
+        "timeouts": Timeouts(total=5.0, connect=2.0, create_horizon=300.0 / TIME_SCALE),
     }
     options.update(overrides)
     return AsyncChanjingClient(APP_ID, SECRET_KEY, **options)
+
+
+async def until(check: Callable[[], bool], timeout: float = 3.0) -> None:
+    """Wait for a condition on state that signals no event (counters, the emulator's)."""
+    with anyio.fail_after(timeout):
+        while True:
+            if check():
+                return
+            await anyio.sleep(0.005)
 
 
 def numbered(video_id: str, n: int) -> LipSyncRequest:

@@ -26,10 +26,10 @@ from chanjing_async import (
     PollPolicy,
     TaskStatus,
 )
-from tests.conftest import TIME_SCALE, job_manager, make_client, numbered
+from tests.conftest import TIME_SCALE, job_manager, make_client, numbered, until
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator
 
     from chanjing_async.emulator import EmulatorServer
     from tests.redis_server import RedisServer
@@ -85,15 +85,6 @@ async def replicas(
             job_manager(client_a, callbacks=receiver_a, poll=poll_a)
         )
         yield Replicas(a, b, receiver_a, receiver_b, stack)
-
-
-async def until(check: Callable[[], bool], timeout: float = 3.0) -> None:
-    """Wait for a condition on state that signals no event (counters, the emulator's)."""
-    with anyio.fail_after(timeout):
-        while True:
-            if check():
-                return
-            await anyio.sleep(0.005)
 
 
 async def subscribed(url: str, channel: str = "chanjing:callbacks") -> int:

@@ -37,7 +37,7 @@ from chanjing_async import (
     TaskStatus,
 )
 from chanjing_async.emulator import EmulatorServer, Fault
-from tests.conftest import TIME_SCALE, VOICE, emulator_settings, make_client
+from tests.conftest import TIME_SCALE, VOICE, emulator_settings, make_client, until
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, MutableMapping
@@ -104,15 +104,6 @@ def with_query(url: str, query: str) -> str:
 
 def snapshot(handle: JobHandle) -> tuple[object, ...]:
     return (handle.stage, handle.progress, handle.last, handle.done, handle.error)
-
-
-async def until(check: Callable[[], bool], timeout: float = 2.0) -> None:
-    """Wait for a condition on state that signals no event (counters, the emulator's)."""
-    with anyio.fail_after(timeout):
-        while True:
-            if check():
-                return
-            await anyio.sleep(0.005)
 
 
 async def created(handle: JobHandle) -> str:

@@ -1,0 +1,400 @@
+"""One account of every create attempt of a client, and what each unowned task is attributed to.
+
+Every create, a JobManager's or a direct ``client.lip_sync.create``, is an :class:`Attempt`:
+
+* ``queued``: waiting for its slot; nothing has left this process.
+* ``in_flight``: the request may have left (``sent`` is when it could first have).
+* ``answered`` (a task id), ``refused`` (provably nothing was created: no connection, 40001, a
+  refused token, a business error): closed.
+* ``unknown``: the answer never came or says nothing (a timeout, a dropped connection, a gateway
+  page, 50000, the caller cancelled). The server may still handle the request until its
+  **processing horizon** (``Timeouts.create_horizon`` after the send): gateways let the origin
+  go on after they or the client gave up. Cancellation never erases an attempt.
+* ``adopted`` (its task was found), ``empty`` (the horizon passed and nothing appeared: the job
+  may be sent again), ``contested`` (tasks appeared that several attempts could have made, and
+  nothing can tell which): decided.
+
+**Attribution** (:meth:`CreateLedger.judge`) works on a complete reading of the task list, in
+the server's time (``_clock``): an attempt sent at monotonic ``s`` can explain a task whose
+``create_time`` lies in ``[s + low, horizon + high]`` (the offset bounds, widened by a margin for
+the whole-second ``create_time``). A task that no attempt of ours owns is adopted only when
+exactly one open attempt can explain it and it is the only task that attempt alone explains;
+each adoption removes that attempt from the other tasks' explanations, and the rule is applied
+again. An attempt is ``empty`` only on a reading started after its horizon, with no task it
+could explain. When every attempt that shares candidate tasks with it has passed its horizon
+and some task is still explained by several, they are ``contested``: the jobs fail with their
+candidates and those tasks are never adopted by anyone. We never guess.
+
+A task that no open attempt explains but that appeared after an ``empty`` or ``contested``
+attempt was sent came later than the horizon allows (or from another program on the account): it
+is reported as a possible duplicate of the most recent such attempt, never adopted.
+
+Ownership (the ids of tasks this client created or adopted) is kept for an hour: only tasks
+created around an open attempt ever matter.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import time
+from collections import OrderedDict, defaultdict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from ._clock import ServerClock
+
+logger = logging.getLogger("chanjing_async")
+
+AttemptState = Literal[
+    "queued", "in_flight", "answered", "refused", "unknown", "adopted", "empty", "contested"
+]
+# Decided attempts and owned ids are kept this long (seconds), for late reports and matching.
+_RETENTION = 3600.0
+
+
+@dataclass(eq=False)
+class Attempt:
+    """One create request and what is known of its outcome (see the module doc).
+
+    Attributes:
+        id: a number unique within the client.
+        key: the job key of a JobManager's create; None for a direct create.
+        sent: monotonic time at which the request could first have left (nan while queued).
+        horizon: monotonic time after which the server no longer handles it (nan while queued).
+        state: see the module doc.
+        task_id: the task it made, once answered or adopted.
+        candidates: the tasks it may have made, when contested.
+        answered_at: monotonic time of the answer, once answered.
+        rival: adopted on a callback's proof while an earlier attempt of the same job, sent
+            again after its horizon, may have made the task instead: watched like a settled
+            attempt, since whichever did not make it may still make one.
+    """
+
+    id: int
+    key: str | None
+    sent: float = math.nan
+    horizon: float = math.nan
+    state: AttemptState = "queued"
+    task_id: str | None = None
+    candidates: tuple[str, ...] = ()
+    answered_at: float = math.nan
+    rival: bool = False
+
+    @property
+    def open(self) -> bool:
+        """True while the attempt may still explain a task nobody owns."""
+        return self.state in ("in_flight", "unknown")
+
+    @property
+    def decided(self) -> bool:
+        """True once reconciliation has settled an unknown outcome."""
+        return self.state in ("adopted", "empty", "contested")
+
+
+@dataclass
+class Judgement:
+    """What one reading of the task list settled (attempts already updated in the ledger).
+
+    Attributes:
+        adopted: attempts that adopted a task (``attempt.task_id``).
+        empty: attempts whose horizon passed with no task they could explain.
+        contested: attempts whose candidates several attempts could explain.
+        late: unowned tasks that appeared past the horizon of an empty or contested attempt,
+            with that attempt (the most recent sent before the task).
+    """
+
+    adopted: list[Attempt] = field(default_factory=list)
+    empty: list[Attempt] = field(default_factory=list)
+    contested: list[Attempt] = field(default_factory=list)
+    late: list[tuple[str, Attempt]] = field(default_factory=list)
+
+
+class CreateLedger:
+    """Every create attempt of one client, and the tasks it owns.
+
+    Args:
+        clock: what is known of the server's clock.
+        horizon: seconds after its send during which the server may still handle a create.
+    """
+
+    def __init__(self, clock: ServerClock, *, horizon: float) -> None:
+        self.clock = clock
+        self.horizon = horizon
+        self._ids = itertools.count(1)
+        self._attempts: dict[int, Attempt] = {}
+        self._owned: OrderedDict[str, float] = OrderedDict()  # task id -> monotonic time
+        self._sampling: dict[str, Attempt] = {}  # answered, create_time not seen yet
+        self._excluded: set[str] = set()  # contested candidates and reported late tasks
+        self._ended: set[str] = set()  # unowned tasks seen ended at the last reading
+
+    def __repr__(self) -> str:
+        states: dict[str, int] = defaultdict(int)
+        for attempt in self._attempts.values():
+            states[attempt.state] += 1
+        return f"<CreateLedger horizon={self.horizon:g} {dict(states)} owned={len(self._owned)}>"
+
+    # -- one attempt's life --------------------------------------------------------------------
+
+    def begin(self, key: str | None) -> Attempt:
+        """A new queued attempt (nothing has been sent yet)."""
+        self._prune(time.monotonic())
+        attempt = Attempt(next(self._ids), key)
+        self._attempts[attempt.id] = attempt
+        return attempt
+
+    def sending(self, attempt: Attempt) -> None:
+        """The request is about to leave (again, after a connection that was never made)."""
+        now = time.monotonic()
+        attempt.sent, attempt.horizon, attempt.state = now, now + self.horizon, "in_flight"
+
+    def answered(self, attempt: Attempt, task_id: str) -> None:
+        """The server named the task it created."""
+        attempt.state, attempt.task_id = "answered", task_id
+        attempt.answered_at = time.monotonic()
+        self.own(task_id)
+        self._sampling[task_id] = attempt
+
+    def refused(self, attempt: Attempt) -> None:
+        """Nothing was created (or the request never left)."""
+        attempt.state = "refused"
+        self._attempts.pop(attempt.id, None)
+
+    def unknown(self, attempt: Attempt) -> None:
+        """The outcome cannot be told now; a request that never left is simply refused."""
+        if attempt.state == "queued":
+            self.refused(attempt)
+        elif attempt.state == "in_flight":
+            attempt.state = "unknown"
+
+    def resumed(self, key: str, sent: float, horizon: float) -> Attempt:
+        """An attempt of an earlier process found in a journal, outcome unknown."""
+        attempt = Attempt(next(self._ids), key, sent=sent, horizon=horizon, state="unknown")
+        self._attempts[attempt.id] = attempt
+        return attempt
+
+    def attempt(self, number: int | None) -> Attempt | None:
+        """The attempt with this number, while the ledger keeps it."""
+        return None if number is None else self._attempts.get(number)
+
+    # -- ownership -------------------------------------------------------------------------
+
+    def owns(self, task_id: str) -> bool:
+        """True if a create of this client made ``task_id`` (answered or adopted) lately."""
+        return task_id in self._owned
+
+    def own(self, task_id: str) -> None:
+        """Count ``task_id`` as this client's: it is never attributed to another attempt."""
+        self._owned[task_id] = time.monotonic()
+        self._owned.move_to_end(task_id)
+
+    def observe(self, task_id: str, create_time: int) -> None:
+        """A task was read: if this client created it, its ``create_time`` dates our clock."""
+        attempt = self._sampling.pop(task_id, None)
+        if attempt is not None and create_time > 0:
+            self.clock.observe_task(create_time, attempt.sent, attempt.answered_at)
+
+    @property
+    def open_attempts(self) -> list[Attempt]:
+        """Attempts in flight or of unknown outcome."""
+        return [attempt for attempt in self._attempts.values() if attempt.open]
+
+    def _prune(self, now: float) -> None:
+        old = now - _RETENTION
+        while self._owned and next(iter(self._owned.values())) < old:
+            task_id, _ = self._owned.popitem(last=False)
+            self._sampling.pop(task_id, None)
+        for attempt in list(self._attempts.values()):
+            if not attempt.open and attempt.horizon < old:
+                del self._attempts[attempt.id]
+
+    # -- attribution ---------------------------------------------------------------------------
+
+    def explains(self, attempt: Attempt, create_time: int, margin: float) -> bool:
+        """Whether ``attempt`` could have made a task with this ``create_time``.
+
+        The server read ``create_time`` in ``[c, c + 1)`` at some moment between the send and
+        the horizon; ``margin`` seconds of slack widen the clock bounds.
+        """
+        low, high = self.clock.offset()
+        return (
+            create_time + 1 > attempt.sent + low - margin
+            and create_time <= attempt.horizon + high + margin
+        )
+
+    def prove(self, attempt: Attempt, task_id: str, create_time: int, margin: float) -> bool:
+        """Adopt ``task_id`` for ``attempt`` on proof (its callback named the job).
+
+        Only an unknown attempt adopts, only a task nobody owns or contests, and only one
+        created inside the attempt's window.
+        """
+        if (
+            attempt.state != "unknown"
+            or self.owns(task_id)
+            or task_id in self._excluded
+            or not self.explains(attempt, create_time, margin)
+        ):
+            return False
+        attempt.rival = any(
+            other.key == attempt.key and self._explains_late(other, create_time, margin)
+            for other in self._attempts.values()
+            if other is not attempt and other.state in ("empty", "contested")
+        )
+        attempt.state, attempt.task_id = "adopted", task_id
+        self.own(task_id)
+        return True
+
+    def judge(
+        self,
+        tasks: Mapping[str, int],
+        *,
+        listed_at: float,
+        owned: Callable[[str], bool],
+        margin: float,
+        ended: frozenset[str] | None = None,
+    ) -> Judgement:
+        """Settle what a complete reading of the task list allows (see the module doc).
+
+        Args:
+            tasks: every task of the account, id -> ``create_time``.
+            listed_at: monotonic time at which the reading started.
+            owned: tasks owned elsewhere (a journal of earlier runs, other processes).
+            margin: seconds of slack on the clock bounds.
+            ended: with callbacks, the tasks that have ended (status 20 or 30) in this
+                reading. A callback names the job whose create made its task, so attempts are
+                only contested once each candidate had ended by the previous reading: its
+                callback had its chance to settle it.
+        """
+        verdict = Judgement()
+        feasible: dict[str, set[Attempt]] = {}
+        late: dict[str, Attempt] = {}  # task -> the latest settled attempt that may have made it
+        open_attempts = self.open_attempts
+        settled = [a for a in self._attempts.values() if self._watched(a, listed_at)]
+        for task_id, create_time in tasks.items():
+            if task_id in self._excluded or self.owns(task_id) or owned(task_id):
+                continue
+            explaining = {a for a in open_attempts if self.explains(a, create_time, margin)}
+            if explaining:
+                feasible[task_id] = explaining
+            # A settled attempt may still have made it, past its horizon.
+            too_late = [a for a in settled if self._explains_late(a, create_time, margin)]
+            if too_late:
+                late[task_id] = max(too_late, key=lambda a: a.sent)
+        self._propagate(feasible, set(late), verdict)
+        waiting = None if ended is None else set(feasible) - self._ended
+        self._close(feasible, listed_at, waiting, verdict)
+        self._ended = set() if ended is None else set(ended & feasible.keys())
+        contested = {task for a in verdict.contested for task in a.candidates}
+        for task_id, attempt in late.items():
+            # Explained by nothing open, or contested now: report it (it is adopted by nobody).
+            if task_id not in feasible or task_id in contested:
+                self._report_late(task_id, attempt, verdict)
+        return verdict
+
+    def _watched(self, attempt: Attempt, now: float) -> bool:
+        """Empty, contested or a rival, and within one more horizon after its own."""
+        settled = attempt.state in ("empty", "contested") or attempt.rival
+        return settled and now <= attempt.horizon + self.horizon
+
+    def _explains_late(self, attempt: Attempt, create_time: int, margin: float) -> bool:
+        low, high = self.clock.offset()
+        return (
+            create_time + 1 > attempt.sent + low - margin
+            and create_time <= attempt.horizon + self.horizon + high + margin
+        )
+
+    def _propagate(
+        self, feasible: dict[str, set[Attempt]], blocked: set[str], verdict: Judgement
+    ) -> None:
+        """Adopt every task that exactly one unknown attempt explains, alone, until none is left.
+
+        A task a settled attempt may have made past its horizon (``blocked``) is never adopted
+        on time alone: it may be that attempt's duplicate.
+        """
+        while True:
+            claims: dict[Attempt, list[str]] = defaultdict(list)
+            for task_id, explaining in feasible.items():
+                if len(explaining) == 1:
+                    claims[next(iter(explaining))].append(task_id)
+            adoptions = [
+                (attempt, ids[0])
+                for attempt, ids in claims.items()
+                if len(ids) == 1 and attempt.state == "unknown" and ids[0] not in blocked
+            ]
+            if not adoptions:
+                return
+            for attempt, task_id in adoptions:
+                attempt.state, attempt.task_id = "adopted", task_id
+                self.own(task_id)
+                del feasible[task_id]
+                for explaining in feasible.values():
+                    explaining.discard(attempt)
+                verdict.adopted.append(attempt)
+
+    def _close(
+        self,
+        feasible: dict[str, set[Attempt]],
+        listed_at: float,
+        waiting: set[str] | None,
+        verdict: Judgement,
+    ) -> None:
+        """Decide the unknown attempts whose horizon passed before the reading started."""
+        candidates: dict[Attempt, list[str]] = defaultdict(list)
+        for task_id, explaining in feasible.items():
+            for attempt in explaining:
+                candidates[attempt].append(task_id)
+        for attempt in self.open_attempts:
+            if attempt.state != "unknown" or listed_at < attempt.horizon:
+                continue
+            if not candidates[attempt]:
+                attempt.state = "empty"
+                verdict.empty.append(attempt)
+                continue
+            component, tasks = _component(attempt, candidates, feasible)
+            if waiting and tasks & waiting:
+                continue  # a callback may still name the job of a candidate
+            if all(a.state == "unknown" and listed_at >= a.horizon for a in component):
+                # Nothing more can come: every attempt that could share a task is past its
+                # horizon, and the tasks left are each explained by several of them.
+                self._excluded.update(tasks)
+                for member in component:
+                    member.state = "contested"
+                    member.candidates = tuple(sorted(set(candidates[member])))
+                    verdict.contested.append(member)
+
+    def _report_late(self, task_id: str, attempt: Attempt, verdict: Judgement) -> None:
+        """A task that appeared past the horizon of ``attempt``: reported, adopted by nobody."""
+        self._excluded.add(task_id)
+        verdict.late.append((task_id, attempt))
+        logger.warning(
+            "task %s appeared after the processing horizon of the create of %s: "
+            "it may have been created twice; it is adopted by no job",
+            task_id,
+            f"job {attempt.key}" if attempt.key is not None else "a direct create",
+        )
+
+    def disown(self, task_id: str) -> None:
+        """A callback proved ``task_id`` is a duplicate of a settled job: adopt it nowhere."""
+        self._excluded.add(task_id)
+
+
+def _component(
+    start: Attempt, candidates: Mapping[Attempt, list[str]], feasible: Mapping[str, set[Attempt]]
+) -> tuple[set[Attempt], set[str]]:
+    """The attempts and tasks linked to ``start`` through shared candidate tasks."""
+    attempts, tasks = {start}, set[str]()
+    todo = [start]
+    while todo:
+        for task_id in candidates[todo.pop()]:
+            if task_id in tasks:
+                continue
+            tasks.add(task_id)
+            for other in feasible[task_id]:
+                if other not in attempts:
+                    attempts.add(other)
+                    todo.append(other)
+    return attempts, tasks
