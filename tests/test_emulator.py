@@ -366,6 +366,7 @@ async def test_put_is_refused_like_object_storage() -> None:
             "requests": 3,
             "rejected_40001": 0,
             "errors": 3,
+            "handled_late": 0,
         }
 
 
@@ -635,7 +636,7 @@ async def test_sliding_window_rejects_the_eleventh_create() -> None:
         await anyio.sleep(max(0.0, arrivals[-10].at + window - time.monotonic()) + 0.01)
         assert (await api.create({}))["code"] == 40000
         stats = api.emu.state.stats()["endpoints"]["create"]
-        assert stats == {"requests": 13, "rejected_40001": 2, "errors": 11}
+        assert stats == {"requests": 13, "rejected_40001": 2, "errors": 11, "handled_late": 0}
 
 
 async def test_detail_and_list_are_limited_separately() -> None:
@@ -800,14 +801,15 @@ async def test_stats_count_every_endpoint(api: Api) -> None:
         "access_token", "create_upload_url", "upload", "file_detail",
         "create", "detail", "list", "voices",
     }  # fmt: skip
-    assert endpoints["access_token"] == {"requests": 1, "rejected_40001": 0, "errors": 0}
+    calm = {"rejected_40001": 0, "handled_late": 0}  # no 40001, no gateway_late fault
+    assert endpoints["access_token"] == {"requests": 1, "errors": 0, **calm}
     assert endpoints["create_upload_url"]["requests"] == 1
-    assert endpoints["upload"] == {"requests": 1, "rejected_40001": 0, "errors": 0}
+    assert endpoints["upload"] == {"requests": 1, "errors": 0, **calm}
     assert endpoints["file_detail"]["requests"] >= 1
-    assert endpoints["create"] == {"requests": 1, "rejected_40001": 0, "errors": 1}
-    assert endpoints["detail"] == {"requests": 1, "rejected_40001": 0, "errors": 1}
-    assert endpoints["list"] == {"requests": 1, "rejected_40001": 0, "errors": 1}
-    assert endpoints["voices"] == {"requests": 0, "rejected_40001": 0, "errors": 0}
+    assert endpoints["create"] == {"requests": 1, "errors": 1, **calm}
+    assert endpoints["detail"] == {"requests": 1, "errors": 1, **calm}
+    assert endpoints["list"] == {"requests": 1, "errors": 1, **calm}
+    assert endpoints["voices"] == {"requests": 0, "errors": 0, **calm}
     assert (served["tokens_issued"], served["tasks_created"]) == (1, 0)
 
 

@@ -107,6 +107,14 @@ def build_parser(prog: str = "python -m chanjing_async.emulator") -> argparse.Ar
         metavar=("LO", "HI"),
         help="real-scale uniform range of a tail delay",
     )
+    parser.add_argument(
+        "--clock-offset",
+        type=float,
+        default=_DEFAULTS.clock_offset_seconds,
+        metavar="SECONDS",
+        help="server wall clock minus the real one, in wall seconds (not scaled; may be "
+        "negative): shifts every create_time, expire_in, Expires and Date the server sends",
+    )
     parser.add_argument("--no-callbacks", action="store_true", help="drop every callback")
     parser.add_argument("--seed", type=int, default=None, help="seed for task failures and latency")
     return parser
@@ -142,6 +150,7 @@ def settings_from_args(ns: argparse.Namespace) -> EmulatorSettings:
         latency_tail_seconds=tuple(ns.latency_tail),
         callbacks=not ns.no_callbacks,
         seed=ns.seed,
+        clock_offset_seconds=ns.clock_offset,
     )
 
 

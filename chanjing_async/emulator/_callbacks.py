@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 import anyio
 
+from ._clock import http_date
 from ._protocol import envelope
 
 if TYPE_CHECKING:
@@ -25,7 +26,8 @@ class CallbackSender:
 
     Tasks wait in a heap ordered by end time, so thousands of pending callbacks cost one timer.
     The docs give no retry policy, signature or expected answer (reference §5.6, §10 q5): each
-    callback is one JSON POST of the detail envelope, success or failure alike, with no retry.
+    callback is one JSON POST of the detail envelope, success or failure alike, with no retry,
+    its ``Date`` header (like the ``create_time`` in the body) on the server's clock.
     Any 2xx answer counts as sent; anything else, a timeout or a connection error as failed.
     """
 
@@ -80,8 +82,9 @@ class CallbackSender:
         task = state.tasks[task_id]
         assert task.callback is not None  # only tasks with a callback are scheduled
         body = envelope(state.task_view(task))
+        headers = {"Date": http_date(state.settings)}
         try:
-            async with session.post(task.callback, json=body) as response:
+            async with session.post(task.callback, json=body, headers=headers) as response:
                 await response.read()
                 delivered = 200 <= response.status < 300
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError):

@@ -1,14 +1,12 @@
-"""On-demand faults: business codes, gateway pages, latency and dropped connections."""
+"""On-demand faults: business codes, gateway pages (some outlived by the origin), delays, drops."""
 
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Literal, get_args
-
-if TYPE_CHECKING:
-    import random
+from dataclasses import dataclass, field, fields, replace
+from typing import Literal, get_args
 
 Endpoint = Literal[
     "access_token",
@@ -21,8 +19,10 @@ Endpoint = Literal[
     "voices",
 ]
 ENDPOINTS: tuple[Endpoint, ...] = get_args(Endpoint)
-FaultKind = Literal["code", "gateway", "latency", "drop_before", "drop_after"]
+FaultKind = Literal["code", "gateway", "gateway_late", "latency", "drop_before", "drop_after"]
 FAULT_KINDS: tuple[FaultKind, ...] = get_args(FaultKind)
+# The kinds that wait ``seconds`` (or a draw up to ``seconds_max``) before the request is handled.
+DELAYED_KINDS: frozenset[str] = frozenset({"latency", "drop_after", "gateway_late"})
 # Groups of endpoints a FaultRate may name instead of listing them: every endpoint, the
 # ``/open/v1`` endpoints (all but the signed-URL PUT), and the two task reads.
 ENDPOINT_GROUPS: dict[str, tuple[Endpoint, ...]] = {
@@ -59,16 +59,27 @@ class Fault:
     Attributes:
         endpoint: An endpoint name (see ``ENDPOINTS``) or ``"*"`` for every endpoint.
         kind: ``"code"`` answers the envelope with ``code``/``msg``; ``"gateway"`` answers HTTP
-            ``status`` with an HTML proxy page; ``"latency"`` sleeps ``seconds`` then handles the
-            request; ``"drop_before"`` closes the connection without handling the request;
-            ``"drop_after"`` handles it (state changes happen) and closes the connection instead
-            of answering.
+            ``status`` with an HTML proxy page and the request is never handled;
+            ``"gateway_late"`` answers the same page at once while the origin goes on: it
+            handles the request in the background after the delay (token check, rate-limit
+            admission and the handler, all at that later moment, so a create made this way is
+            counted by the limiter, may itself be refused with 40001, and has its
+            ``create_time`` then); ``"latency"`` sleeps the delay then handles the request;
+            ``"drop_before"`` closes the connection without handling the request;
+            ``"drop_after"`` sleeps the delay, handles the request (state changes happen) and
+            closes the connection instead of answering.
         code: Business code of a ``"code"`` fault.
         msg: Message of a ``"code"`` fault.
-        status: HTTP status of a ``"gateway"`` fault: 502, 503, 504 or 524.
-        seconds: Wall seconds (not scaled) slept before handling, for ``"latency"`` and
-            ``"drop_after"`` faults. The request is handled even if its client gave up meanwhile.
+        status: HTTP status of a ``"gateway"`` or ``"gateway_late"`` fault: 502, 503, 504 or
+            524.
+        seconds: The delay, in wall seconds (not scaled), of ``"latency"``, ``"drop_after"``
+            and ``"gateway_late"`` faults, counted from the request's arrival (after its
+            inbound network trip). The request is handled even if its client gave up meanwhile.
         count: How many matching requests the fault applies to; None until cleared.
+        seconds_max: None (the default): every delay is ``seconds``. A number (>= ``seconds``):
+            each request draws its delay uniformly from ``[seconds, seconds_max]``, from the
+            emulator's seeded fault generator, so a seeded run repeats its delays while
+            concurrent requests still overtake one another as on a loaded server.
     """
 
     endpoint: Endpoint | Literal["*"]
@@ -78,6 +89,7 @@ class Fault:
     status: int = 502
     seconds: float = 0.0
     count: int | None = 1
+    seconds_max: float | None = None
 
     def __post_init__(self) -> None:
         if self.endpoint != "*" and self.endpoint not in ENDPOINTS:
@@ -95,6 +107,15 @@ class Fault:
             raise ValueError("seconds must be a number")
         if not math.isfinite(seconds) or seconds < 0:
             raise ValueError("seconds must be finite and not negative")
+        high = self.seconds_max
+        if high is not None:
+            if isinstance(high, bool) or not isinstance(high, (int, float)):
+                raise ValueError(f"seconds_max must be None or a number, got {high!r}")
+            if not math.isfinite(high) or high < seconds:
+                raise ValueError(
+                    f"seconds_max must be finite and not less than seconds ({seconds!r}), "
+                    f"got {high!r}"
+                )
         if self.count is not None and not (_is_int(self.count) and self.count >= 1):
             raise ValueError("count must be a positive integer or None")
 
@@ -142,8 +163,12 @@ class FaultRate:
         probability: Chance, 0 to 1, that a request at a matching endpoint suffers the fault.
         code: Business code of a ``"code"`` fault.
         msg: Message of a ``"code"`` fault.
-        status: HTTP status of a ``"gateway"`` fault: 502, 503, 504 or 524.
-        seconds: Wall seconds slept before handling, for ``"latency"`` and ``"drop_after"``.
+        status: HTTP status of a ``"gateway"`` or ``"gateway_late"`` fault: 502, 503, 504 or
+            524.
+        seconds: Wall seconds before handling, for ``"latency"``, ``"drop_after"`` and
+            ``"gateway_late"``.
+        seconds_max: As for :class:`Fault`: when set, each request that meets the fault draws
+            its delay uniformly from ``[seconds, seconds_max]``.
     """
 
     endpoints: str | tuple[str, ...]
@@ -153,6 +178,7 @@ class FaultRate:
     msg: str = "系统内部错误"
     status: int = 502
     seconds: float = 0.0
+    seconds_max: float | None = None
     fault: Fault = field(init=False, repr=False, compare=False)
     """The fault a request that draws this rate suffers (built from the fields above)."""
 
@@ -177,8 +203,10 @@ class FaultRate:
             raise ValueError(f"probability must be a finite number, got {p!r}")
         if not 0 <= p <= 1:
             raise ValueError(f"probability must be between 0 and 1, got {p!r}")
-        # Fault validates kind, code, msg, status and seconds.
-        fault = Fault("*", self.kind, self.code, self.msg, self.status, self.seconds, None)
+        # Fault validates kind, code, msg, status, seconds and seconds_max.
+        fault = Fault(
+            "*", self.kind, self.code, self.msg, self.status, self.seconds, None, self.seconds_max
+        )
         object.__setattr__(self, "fault", fault)
 
 
@@ -259,3 +287,66 @@ class FaultQueue:
     def pending(self) -> list[Fault]:
         """The faults still pending, in injection order."""
         return [fault for fault, _ in self._pending]
+
+
+class FaultBook:
+    """Decides the fault each request meets, draws its delay and counts what was applied.
+
+    A pending injected fault goes first, then the random ``fault_rates``. Both share one
+    generator, seeded from the settings seed (salted), for the rate draws and for the delays of
+    faults with ``seconds_max``: requests never shift task fates or list orders, and a seeded run
+    meets the same faults with the same delays in the same request order. A fault without
+    ``seconds_max`` takes no delay draw, so it leaves the rate draws as they were.
+
+    Attributes:
+        queue: The injected faults still pending.
+        applied: Faults applied, by endpoint then label (see :meth:`label`).
+    """
+
+    def __init__(self, rates: tuple[FaultRate, ...], seed: int | None) -> None:
+        """Create an empty book.
+
+        Args:
+            rates: The random faults, ``EmulatorSettings.fault_rates``.
+            seed: The settings seed; None for entropy.
+        """
+        self._rng = random.Random(None if seed is None else f"faults:{seed}")
+        self._dice = FaultDice(rates, self._rng)
+        self.queue = FaultQueue()
+        self.applied: dict[str, dict[str, int]] = {}
+
+    @staticmethod
+    def label(fault: Fault) -> str:
+        """How ``fault`` is counted in ``applied`` (and ``stats()["faults_applied"]``).
+
+        ``"code 50000"``, ``"gateway 502"``, ``"gateway_late 524"``, or the kind alone
+        (``"latency"``, ``"drop_before"``, ``"drop_after"``).
+        """
+        if fault.kind == "code":
+            return f"code {fault.code}"
+        if fault.kind in ("gateway", "gateway_late"):
+            return f"{fault.kind} {fault.status}"
+        return fault.kind
+
+    def take(self, endpoint: str) -> Fault | None:
+        """The fault a request at ``endpoint`` meets now, if any, counted as applied.
+
+        Returns:
+            The fault with this request's delay in ``seconds`` (drawn from
+            ``[seconds, seconds_max]`` when ``seconds_max`` is set, which is then cleared), or
+            None.
+        """
+        fault = self.queue.take(endpoint)
+        if fault is None:
+            fault = self._dice.roll(endpoint)
+        if fault is None:
+            return None
+        kinds = self.applied.setdefault(endpoint, {})
+        label = self.label(fault)
+        kinds[label] = kinds.get(label, 0) + 1
+        if fault.seconds_max is not None and fault.kind in DELAYED_KINDS:
+            drawn = self._rng.uniform(fault.seconds, fault.seconds_max)
+            # uniform() may round a hair past either bound; the promise is the closed range.
+            drawn = min(max(drawn, fault.seconds), fault.seconds_max)
+            fault = replace(fault, seconds=drawn, seconds_max=None)
+        return fault

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from ._clock import server_time
 from ._protocol import CODE_INTERNAL, CODE_PARAM, ApiError, UploadDenied
 
 if TYPE_CHECKING:
@@ -44,9 +45,10 @@ class FileRecord:
         service: The usage bucket it was announced under.
         name: The original file name.
         mime_type: The Content-Type the PUT must carry.
-        create_time: Unix seconds of the announcement.
+        create_time: Unix seconds of the announcement, on the server's clock.
         base_url: Origin the announcement was made on, for URLs.
-        url_expires: Unix seconds in the signed URL's ``Expires``.
+        url_expires: Unix seconds in the signed URL's ``Expires``, on the server's clock (the
+            refusal itself goes by ``url_deadline``).
         url_deadline: Monotonic time after which the signed URL is refused.
         bytes: Size of the uploaded body (0 before the PUT).
         head: The first ``HEAD_BYTES`` bytes of the uploaded body (empty before the PUT).
@@ -94,7 +96,7 @@ class FileStore:
     def announce(self, service: str, name: str, base_url: str) -> FileRecord:
         """Register a file for upload, as ``create_upload_url`` does."""
         ttl = self.settings.scaled(self.settings.upload_url_ttl_seconds)
-        now = time.time()
+        now = server_time(self.settings)
         record = FileRecord(
             id=uuid.uuid4().hex,
             service=service,

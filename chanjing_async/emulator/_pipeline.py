@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from ._faults import ENDPOINTS, GATEWAY_REASONS, Fault, gateway_page
+from ._late import LATE_KEY
 from ._protocol import CODE_OK, CODE_RATE, ApiError, envelope
 from .state import EmulatorState
 
@@ -49,7 +50,8 @@ async def pipeline(request: web.Request, handler: Handler) -> web.StreamResponse
     and friends), one independent draw each way, so the server sees the request arrive late and
     the client sees the answer later still. Result downloads take the two trips but nothing
     else; the other routes that are not endpoints (the ``/_emulator`` control routes) pass
-    through untouched and uncounted.
+    through untouched and uncounted. A ``"gateway_late"`` fault answers its page like
+    ``"gateway"`` and leaves auth, limit and handler to a background task (see ``_late``).
     """
     endpoint = request.match_info.route.name
     if endpoint not in ENDPOINTS:
@@ -77,7 +79,13 @@ async def pipeline(request: web.Request, handler: Handler) -> web.StreamResponse
         code, response = await _handle(request, handler, endpoint, state)
     elif fault.kind == "code":
         code, response = fault.code, _code_fault(endpoint, fault)
-    elif fault.kind == "gateway":
+    elif fault.kind in ("gateway", "gateway_late"):
+        if fault.kind == "gateway_late":
+            # The handler runs after this answer was sent, when the connection may be gone:
+            # the body must be in memory first (the PUT's, not yet read, too; see _upload).
+            await request.read()
+            late = _handle_late(request, handler, endpoint, state, fault.seconds)
+            request.app[LATE_KEY].start(late)
         response = web.Response(
             status=fault.status,
             reason=GATEWAY_REASONS[fault.status],
@@ -113,6 +121,22 @@ async def _handle(
         return CODE_OK, await handler(request)
     except ApiError as exc:
         return exc.code, api_response(None, exc.code, exc.msg)
+
+
+async def _handle_late(
+    request: web.Request, handler: Handler, endpoint: str, state: EmulatorState, delay: float
+) -> None:
+    """Handle a request the gateway already answered, ``delay`` wall seconds after its arrival.
+
+    Token, limit and handler all see this later moment, as the origin would; the response is
+    thrown away (its client has its gateway page). The stats count the handling as it ends.
+    """
+    await asyncio.sleep(delay)
+    code, _ = await _handle(request, handler, endpoint, state)
+    stats = state.endpoint_stats(endpoint)
+    stats.handled_late += 1
+    if code == CODE_RATE:
+        stats.rejected_40001 += 1
 
 
 def _code_fault(endpoint: str, fault: Fault) -> web.Response:

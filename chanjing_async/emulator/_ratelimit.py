@@ -19,7 +19,7 @@ class Arrival(NamedTuple):
 
     Attributes:
         at: ``time.monotonic()`` of the arrival (after any injected latency, which models time
-            in flight).
+            in flight; for a ``gateway_late`` request, when the origin handles it).
         accepted: False when the request was rejected with 40001.
     """
 

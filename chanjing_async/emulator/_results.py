@@ -6,9 +6,9 @@ import hashlib
 import hmac
 import math
 import secrets
-import time
 from typing import TYPE_CHECKING, Any
 
+from ._clock import server_time
 from ._protocol import UploadDenied
 
 if TYPE_CHECKING:
@@ -26,7 +26,9 @@ class ResultLinks:
     """Mints and checks result URLs, as the object storage behind the live API would.
 
     Without a TTL the URLs are plain and never expire. With one, every task object served
-    carries URLs signed at that read: ``?Expires=<Unix seconds>&Signature=<HMAC-SHA256 hex>``.
+    carries URLs signed at that read: ``?Expires=<Unix seconds>&Signature=<HMAC-SHA256 hex>``,
+    ``Expires`` written and checked on the server's clock (``clock_offset_seconds``), as object
+    storage checks its own clock, never the client's.
     ``Expires`` keeps three decimals because a scaled TTL can be a fraction of a second; the
     signature covers the path and ``Expires``, so nothing is stored per URL and a URL for one
     file opens no other.
@@ -38,6 +40,7 @@ class ResultLinks:
         Args:
             settings: Supplies ``result_url_ttl_seconds`` and the time scale.
         """
+        self._settings = settings
         ttl = settings.result_url_ttl_seconds
         self.ttl: float | None = None if ttl is None else settings.scaled(ttl)
         self._key = secrets.token_bytes(32)
@@ -49,7 +52,7 @@ class ResultLinks:
         """
         if self.ttl is None:
             return task
-        expires = f"{time.time() + self.ttl:.3f}"
+        expires = f"{server_time(self._settings) + self.ttl:.3f}"
         for field, ext in zip(("video_url", "preview_url"), RESULT_EXTENSIONS, strict=True):
             if task[field]:
                 signature = self._signature(result_path(task["id"], ext), expires)
@@ -78,7 +81,7 @@ class ResultLinks:
             raise UploadDenied("SignatureDoesNotMatch", "The request signature does not match.")
         # The signature vouches for ``expires``: it is a number this minter wrote.
         deadline = float(expires)
-        if not math.isfinite(deadline) or time.time() >= deadline:
+        if not math.isfinite(deadline) or server_time(self._settings) >= deadline:
             raise UploadDenied("AccessDenied", "Request has expired.")
 
     def _signature(self, path: str, expires: str) -> str:

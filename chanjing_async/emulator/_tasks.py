@@ -22,7 +22,8 @@ class TaskRecord:
         request: The create body as received.
         base_url: Origin of the create request, for result URLs.
         callback: Callback URL, or None.
-        create_time: Unix seconds at creation (wall clock, not scaled).
+        create_time: Unix seconds at creation on the server's wall clock (the real one plus
+            ``clock_offset_seconds``; not scaled).
         created_at: Monotonic time of creation.
         ends_at: Monotonic time at which the task becomes terminal.
         duration: Result duration in milliseconds, reported on success.

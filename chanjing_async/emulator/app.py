@@ -6,14 +6,17 @@ import asyncio
 import contextlib
 import json
 import math
+import time
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from ._callbacks import CallbackSender
+from ._clock import http_date
 from ._faults import ENDPOINTS, Fault
 from ._files import HEAD_BYTES
+from ._late import LATE_KEY, LateHandling, run_late_handling
 from ._pipeline import RESULT_ROUTE, STATE_KEY, api_response, dumps, oss_error, pipeline
 from ._protocol import CODE_BAD_FORMAT, ApiError, UploadDenied, param_error
 from ._results import result_path
@@ -42,7 +45,9 @@ def create_app(settings: EmulatorSettings | None = None) -> web.Application:
     """Build the emulator application.
 
     The state is at ``app[STATE_KEY]``. The callback sender runs while the application is set
-    up (``AppRunner.setup()`` to ``cleanup()``).
+    up (``AppRunner.setup()`` to ``cleanup()``); background handlings of ``gateway_late``
+    faults are cancelled at ``cleanup()``. Every response carries a ``Date`` header on the
+    server's clock (``clock_offset_seconds``), not aiohttp's real-clock one.
 
     Args:
         settings: The emulator settings; defaults apply when None.
@@ -54,7 +59,11 @@ def create_app(settings: EmulatorSettings | None = None) -> web.Application:
     app = web.Application(middlewares=[pipeline])
     app[STATE_KEY] = state
     app[SENDER_KEY] = CallbackSender(state)
+    app[LATE_KEY] = LateHandling()
     app.cleanup_ctx.append(_run_callback_sender)
+    # Cleaned up in reverse order: late handlings stop before the sender they may schedule on.
+    app.cleanup_ctx.append(run_late_handling)
+    app.on_response_prepare.append(_server_date)
     # Route names are endpoint names: the pipeline keys faults, limits and stats on them.
     api_routes = (
         ("POST", "/open/v1/access_token", _access_token, "access_token"),
@@ -86,6 +95,15 @@ async def _run_callback_sender(app: web.Application) -> AsyncIterator[None]:
     sender.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await sender
+
+
+async def _server_date(request: web.Request, response: web.StreamResponse) -> None:
+    """Stamp ``Date`` from the server's clock on every response, whatever route or error.
+
+    aiohttp has already set it from the real clock by now; a client comparing the two clocks
+    must see the skewed one, as it would in front of a live server whose clock is off.
+    """
+    response.headers[hdrs.DATE] = http_date(request.app[STATE_KEY].settings)
 
 
 def _origin(request: web.Request) -> str:
@@ -162,12 +180,18 @@ async def _upload(request: web.Request) -> web.Response:
     except UploadDenied as exc:
         return oss_error(403, exc.oss_code, exc.message)
     size, head = 0, b""
-    # Count the bytes and keep only the first few, for the decode check: the emulator never
-    # serves uploaded content.
-    async for chunk in request.content.iter_any():
-        if len(head) < HEAD_BYTES:
-            head += chunk[: HEAD_BYTES - len(head)]
-        size += len(chunk)
+    if request.content.at_eof():
+        # Read already (a gateway_late fault reads it before answering; once the answer is
+        # sent the stream refuses reads, but read() returns its cached copy), or empty.
+        body = await request.read()
+        size, head = len(body), body[:HEAD_BYTES]
+    else:
+        # Count the bytes and keep only the first few, for the decode check: the emulator never
+        # serves uploaded content.
+        async for chunk in request.content.iter_any():
+            if len(head) < HEAD_BYTES:
+                head += chunk[: HEAD_BYTES - len(head)]
+            size += len(chunk)
     uploads.store_upload(record, size, head)
     return web.Response()
 
@@ -239,15 +263,26 @@ async def _stats(request: web.Request) -> web.Response:
 async def _arrivals(request: web.Request) -> web.Response:
     """The arrival log of one endpoint: ``[[monotonic time, accepted], ...]``, oldest first.
 
-    Times are the emulator process's ``time.monotonic()``; ``time_scale`` is returned too, so
-    a test can turn differences into real-scale seconds.
+    Times are the emulator process's ``time.monotonic()``, the clock the limiter decides on,
+    untouched by ``clock_offset_seconds``; ``time_scale`` is returned too, so a test can turn
+    differences into real-scale seconds. ``monotonic_now`` and ``server_time_now`` are read
+    together at this answer, so ``server_time_now - (monotonic_now - at)`` is an arrival on
+    the server's wall clock (Unix seconds, offset included), comparable with ``create_time``.
+    A ``gateway_late`` request arrives here when it is handled, not when its client sent it.
     """
     state = request.app[STATE_KEY]
     endpoint = request.match_info["endpoint"]
     if endpoint not in ENDPOINTS:
         return web.json_response({"error": f"unknown endpoint {endpoint!r}"}, status=404)
     arrivals = [[arrival.at, arrival.accepted] for arrival in state.arrivals(endpoint)]
-    return web.json_response({"time_scale": state.settings.time_scale, "arrivals": arrivals})
+    return web.json_response(
+        {
+            "time_scale": state.settings.time_scale,
+            "arrivals": arrivals,
+            "monotonic_now": time.monotonic(),
+            "server_time_now": state.server_time(),
+        }
+    )
 
 
 async def _inject_fault(request: web.Request) -> web.Response:

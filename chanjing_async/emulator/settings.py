@@ -20,7 +20,8 @@ class EmulatorSettings:
 
     Every duration is given in real-scale seconds (what the live API would take) and divided by
     ``time_scale`` K when used, so K = 60 makes a documented minute last one second. The only
-    exceptions are injected fault latencies, which are wall seconds.
+    exceptions are fault delays (``Fault.seconds``) and ``clock_offset_seconds``, which are
+    wall seconds.
 
     Attributes:
         app_id: The accepted app id.
@@ -73,8 +74,17 @@ class EmulatorSettings:
             50000. The rates naming one endpoint must add up to at most 1. Empty (the default):
             no random faults; faults injected with ``EmulatorState.inject`` go first anyway.
         seed: Seed of the random generators that decide task failures and the ``"random"``
-            list order, the network latency and the random faults (separate generators, so
-            list calls, trips and fault draws never change task fates); None for entropy.
+            list order, the network latency, and the random faults with the fault delays drawn
+            up to ``seconds_max`` (separate generators, so list calls, trips and fault draws
+            never change task fates); None for entropy.
+        clock_offset_seconds: The server's wall clock minus the real one, in wall seconds (not
+            divided by ``time_scale``; may be negative). Every Unix time the server emits uses
+            the shifted clock: task and file ``create_time``, the token's ``expire_in``, the
+            ``Expires`` of signed URLs, callback bodies and the HTTP ``Date`` header of every
+            response (and of callback POSTs). Lets tests check that client code never takes the
+            server's clock for its own (reconciling creates by ``create_time``, refreshing
+            tokens by ``expire_in``). Durations, limits and arrival logs run on the monotonic
+            clock and are unaffected.
     """
 
     app_id: str = "emulator-app"
@@ -103,6 +113,7 @@ class EmulatorSettings:
     list_order: ListOrder = "newest"
     fault_rates: tuple[FaultRate, ...] = ()
     seed: int | None = None
+    clock_offset_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("app_id", "secret_key"):
@@ -146,6 +157,8 @@ class EmulatorSettings:
         seed = self.seed
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise ValueError(f"seed must be an integer or None, got {self.seed!r}")
+        # Any sign: a server clock may run behind the client's as well as ahead of it.
+        _check_number("clock_offset_seconds", self.clock_offset_seconds, positive=None)
 
     def _check_tail(self) -> None:
         """Validate the latency tail; a list pair (as from JSON) is stored as a tuple."""
@@ -195,11 +208,14 @@ class EmulatorSettings:
         return seconds / self.time_scale
 
 
-def _check_number(name: str, value: object, *, positive: bool) -> None:
-    """Raise ValueError unless ``value`` is a finite real number, > 0 or >= 0 as asked."""
+def _check_number(name: str, value: object, *, positive: bool | None) -> None:
+    """Raise ValueError unless ``value`` is a finite real number, > 0 or >= 0 as asked.
+
+    ``positive=None`` accepts any sign.
+    """
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
     if positive and value <= 0:
         raise ValueError(f"{name} must be positive, got {value!r}")
-    if not positive and value < 0:
+    if positive is False and value < 0:
         raise ValueError(f"{name} must not be negative, got {value!r}")

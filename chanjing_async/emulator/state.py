@@ -13,7 +13,8 @@ from itertools import islice
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
-from ._faults import ENDPOINTS, Fault, FaultDice, FaultQueue
+from ._clock import server_time
+from ._faults import ENDPOINTS, Fault, FaultBook
 from ._files import AUDIO_SERVICE, VIDEO_SERVICE, FileRecord, FileStore, looks_decodable
 from ._network import NetworkLatency
 from ._protocol import CODE_AUTH, CODE_PARAM, CODE_RATE, ApiError
@@ -46,11 +47,16 @@ class EndpointStats:
         rejected_40001: Requests answered with 40001.
         errors: Requests that got any other failure: a non-zero code, an HTTP error status
             (gateway fault, refused upload) or a dropped connection.
+        handled_late: Requests answered by a ``"gateway_late"`` fault that the origin then
+            handled in the background, counted when that handling ends, whatever its outcome.
+            Such a request counts once in ``errors`` (the gateway page its client got) and, if
+            the limiter refused it at its handling, in ``rejected_40001`` at that moment too.
     """
 
     requests: int = 0
     rejected_40001: int = 0
     errors: int = 0
+    handled_late: int = 0
 
 
 @dataclass
@@ -87,17 +93,10 @@ class EmulatorState:
         # The "random" list order shuffles with its own generator, so list calls never shift
         # task fates; it is seeded from the same seed (salted) to keep seeded runs repeatable.
         self._shuffle = random.Random(None if settings.seed is None else f"list:{settings.seed}")
-        # Random faults draw from a generator of their own too (salted): requests never shift
-        # task fates, and a seeded run meets the same faults in the same request order.
-        self._dice = FaultDice(
-            settings.fault_rates,
-            random.Random(None if settings.seed is None else f"faults:{settings.seed}"),
-        )
+        # Faults (injected or drawn) and their delays draw from a generator of their own.
+        self._faults = FaultBook(settings.fault_rates, settings.seed)
         self._token: _Token | None = None
         self._tasks: dict[str, TaskRecord] = {}
-        self._faults = FaultQueue()
-        # Faults applied (injected or drawn), by endpoint and kind; a code fault by its code.
-        self._faults_applied: dict[str, dict[str, int]] = {}
         self._tokens_revoked = 0
         self._endpoints: dict[str, EndpointStats] = {name: EndpointStats() for name in ENDPOINTS}
         self._tasks_created = self._tokens_issued = 0
@@ -138,8 +137,9 @@ class EmulatorState:
         result GETs answered 403 (missing, wrong or expired signature) or 404 (no such result).
         ``faults_applied`` counts the faults requests met, injected or drawn from
         ``fault_rates``, by endpoint then kind (``"code 50000"``, ``"gateway 502"``,
-        ``"latency"``, ``"drop_before"``, ``"drop_after"``); ``tokens_revoked`` counts the
-        calls of :meth:`revoke_tokens` that revoked a token.
+        ``"gateway_late 524"``, ``"latency"``, ``"drop_before"``, ``"drop_after"``), when the
+        request meets it; ``tokens_revoked`` counts the calls of :meth:`revoke_tokens` that
+        revoked a token.
         """
         return {
             "endpoints": {name: asdict(stats) for name, stats in self._endpoints.items()},
@@ -150,9 +150,16 @@ class EmulatorState:
             "callbacks_dropped": self._callbacks["dropped"],
             "result_downloads": self._result_downloads,
             "result_downloads_refused": self._result_downloads_refused,
-            "faults_applied": {name: dict(kinds) for name, kinds in self._faults_applied.items()},
+            "faults_applied": {name: dict(kinds) for name, kinds in self._faults.applied.items()},
             "tokens_revoked": self._tokens_revoked,
         }
+
+    def server_time(self) -> float:
+        """The server's wall clock, Unix seconds: the real one plus ``clock_offset_seconds``.
+
+        The one source of every Unix time the emulator emits (see ``_clock``).
+        """
+        return server_time(self.settings)
 
     def current_token(self) -> str | None:
         """The token the emulator accepts now, or None when none was issued or it expired."""
@@ -181,35 +188,24 @@ class EmulatorState:
     @property
     def faults(self) -> list[Fault]:
         """Pending faults in injection order."""
-        return self._faults.pending
+        return self._faults.queue.pending
 
     def inject(self, fault: Fault) -> None:
         """Apply ``fault`` to the next matching requests, after the faults already pending."""
-        self._faults.add(fault)
+        self._faults.queue.add(fault)
 
     def clear_faults(self) -> None:
         """Drop every pending fault."""
-        self._faults.clear()
+        self._faults.queue.clear()
 
     def take_fault(self, endpoint: str) -> Fault | None:
         """The fault the next request at ``endpoint`` must suffer, if any, and count it.
 
         A pending injected fault goes first (one use of it is consumed); otherwise the request
-        draws from ``settings.fault_rates``.
+        draws from ``settings.fault_rates``. The fault returned carries this request's delay in
+        ``seconds``: drawn from ``[seconds, seconds_max]`` (seeded) when ``seconds_max`` is set.
         """
-        fault = self._faults.take(endpoint)
-        if fault is None:
-            fault = self._dice.roll(endpoint)
-        if fault is not None:
-            if fault.kind == "code":
-                label = f"code {fault.code}"
-            elif fault.kind == "gateway":
-                label = f"gateway {fault.status}"
-            else:
-                label = fault.kind
-            kinds = self._faults_applied.setdefault(endpoint, {})
-            kinds[label] = kinds.get(label, 0) + 1
-        return fault
+        return self._faults.take(endpoint)
 
     # -- auth and limits --------------------------------------------------------------------
 
@@ -235,8 +231,9 @@ class EmulatorState:
         value = "".join(secrets.choice(_ALNUM) for _ in range(64))
         self._token = _Token(value, time.monotonic() + ttl)
         self._tokens_issued += 1
-        # Truncated to whole seconds, the advertised expiry never outlives the real one.
-        return value, int(time.time() + ttl)
+        # Truncated to whole seconds, the advertised expiry never outlives the real one (on the
+        # server's clock, which is the client's only if clock_offset_seconds is 0).
+        return value, int(self.server_time() + ttl)
 
     def revoke_tokens(self) -> bool:
         """Revoke the current token, as a new login elsewhere or a server-side reset would.
@@ -331,7 +328,7 @@ class EmulatorState:
             request=body,
             base_url=base_url,
             callback=request.callback,
-            create_time=int(time.time()),
+            create_time=int(self.server_time()),
             created_at=now,
             ends_at=ends_at,
             duration=max(1000, duration),
