@@ -41,10 +41,11 @@ import math
 import time
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Awaitable, Callable, Mapping, Sequence
+    from contextlib import AbstractAsyncContextManager
 
     from ._clock import ServerClock
 
@@ -55,6 +56,30 @@ AttemptState = Literal[
 ]
 # Decided attempts and owned ids are kept this long (seconds), for late reports and matching.
 _RETENTION = 3600.0
+
+
+class AttemptStore(Protocol):
+    """Where the processes of one app id share their create attempts and owned tasks.
+
+    Implemented in Redis (``_redis_attempts``) for clients with ``rate_limiter=``.
+    """
+
+    async def sending(
+        self, number: int, window: tuple[float, float], flight: float, keep: float
+    ) -> None:
+        """Publish an attempt right before it is sent (waits while another process reads)."""
+
+    async def ended(self, number: int, *, closed: bool, task_id: str | None = None) -> None:
+        """The attempt is off the wire: closed (answered, refused) or unknown."""
+
+    async def own(self, task_id: str) -> None:
+        """A task this process adopted."""
+
+    async def rivals(self) -> tuple[list[tuple[float, float]], frozenset[str]]:
+        """Other processes' attempt windows (server time) and every owned task id."""
+
+    def reading(self) -> AbstractAsyncContextManager[None]:
+        """Hold off every process's creates while the task list is read."""
 
 
 @dataclass(eq=False)
@@ -120,11 +145,14 @@ class CreateLedger:
     Args:
         clock: what is known of the server's clock.
         horizon: seconds after its send during which the server may still handle a create.
+        flight: seconds a create may stay on the wire (the request timeout).
     """
 
-    def __init__(self, clock: ServerClock, *, horizon: float) -> None:
+    def __init__(self, clock: ServerClock, *, horizon: float, flight: float) -> None:
         self.clock = clock
         self.horizon = horizon
+        self.flight = flight
+        self.store: AttemptStore | None = None  # shared with other processes, when set
         self._ids = itertools.count(1)
         self._attempts: dict[int, Attempt] = {}
         self._owned: OrderedDict[str, float] = OrderedDict()  # task id -> monotonic time
@@ -147,8 +175,22 @@ class CreateLedger:
         self._attempts[attempt.id] = attempt
         return attempt
 
-    def sending(self, attempt: Attempt) -> None:
-        """The request is about to leave (again, after a connection that was never made)."""
+    async def sending(
+        self, attempt: Attempt, then: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
+        """The request is about to leave (again, after a connection that was never made).
+
+        With a shared store the attempt is published first, as a window of server time wide
+        enough for its horizon and the watch after it (waiting while another process reads
+        the task list); ``then`` runs next (a journal's write); the send time is taken last,
+        right before the request leaves.
+        """
+        if self.store is not None:
+            keep = 2 * self.horizon + self.flight + 1.0
+            earliest, latest = self.clock.to_server(time.monotonic())
+            await self.store.sending(attempt.id, (earliest, latest + keep), self.flight, keep)
+        if then is not None:
+            await then()
         now = time.monotonic()
         attempt.sent, attempt.horizon, attempt.state = now, now + self.horizon, "in_flight"
 
@@ -197,6 +239,11 @@ class CreateLedger:
         attempt = self._sampling.pop(task_id, None)
         if attempt is not None and create_time > 0:
             self.clock.observe_task(create_time, attempt.sent, attempt.answered_at)
+
+    @property
+    def in_flight(self) -> int:
+        """Attempts whose request may be on the wire now."""
+        return sum(attempt.state == "in_flight" for attempt in self._attempts.values())
 
     @property
     def open_attempts(self) -> list[Attempt]:
@@ -256,6 +303,7 @@ class CreateLedger:
         owned: Callable[[str], bool],
         margin: float,
         ended: frozenset[str] | None = None,
+        rivals: Sequence[tuple[float, float]] = (),
     ) -> Judgement:
         """Settle what a complete reading of the task list allows (see the module doc).
 
@@ -268,10 +316,13 @@ class CreateLedger:
                 reading. A callback names the job whose create made its task, so attempts are
                 only contested once each candidate had ended by the previous reading: its
                 callback had its chance to settle it.
+            rivals: other processes' attempts, as windows of server time: a task one of them
+                may have made is never adopted on time alone.
         """
         verdict = Judgement()
         feasible: dict[str, set[Attempt]] = {}
         late: dict[str, Attempt] = {}  # task -> the latest settled attempt that may have made it
+        shared: set[str] = set()  # tasks another process's attempt may have made
         open_attempts = self.open_attempts
         settled = [a for a in self._attempts.values() if self._watched(a, listed_at)]
         for task_id, create_time in tasks.items():
@@ -284,7 +335,12 @@ class CreateLedger:
             too_late = [a for a in settled if self._explains_late(a, create_time, margin)]
             if too_late:
                 late[task_id] = max(too_late, key=lambda a: a.sent)
-        self._propagate(feasible, set(late), verdict)
+            if any(
+                low - margin < create_time + 1 and create_time <= high + margin
+                for low, high in rivals
+            ):
+                shared.add(task_id)
+        self._propagate(feasible, set(late) | shared, verdict)
         waiting = None if ended is None else set(feasible) - self._ended
         self._close(feasible, listed_at, waiting, verdict)
         self._ended = set() if ended is None else set(ended & feasible.keys())

@@ -24,8 +24,10 @@ and never adopted by any job.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
+from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -35,7 +37,7 @@ from .errors import ChanjingError, CreateOutcomeUnknown
 from .models import MAX_PAGE_SIZE
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import AsyncIterator, Callable
 
     from anyio.abc import TaskGroup
 
@@ -46,8 +48,13 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("chanjing_async")
 
+# A whole reading: create times, ended tasks, other processes' attempt windows, tasks they own.
+_Reading = tuple[dict[str, int], frozenset[str], list[tuple[float, float]], frozenset[str]]
+
 # Readings in a row that were not whole before jobs past their horizon fail (no candidates).
 _FAILED_READS = 5
+# Seconds between checks that no create is in flight.
+_QUIET_POLL = 0.005
 
 
 @dataclass
@@ -107,6 +114,11 @@ class Reconciler:
         self._wake = anyio.Event()
         self._failed_reads = 0  # in a row
         self._proving: set[str] = set()  # tasks named by a callback, being checked
+        # While the list is read, this manager sends no create (so no task appears in the
+        # middle of the reading and hides another as the pages shift).
+        self._listing = False
+        self._listed = anyio.Event()
+        self._sending = 0
 
     @property
     def unsettled(self) -> int:
@@ -147,6 +159,7 @@ class Reconciler:
             self._proving.discard(task_id)
         if not self._lip_sync.ledger.prove(attempt, task.id, task.create_time, self._margin):
             return False
+        await self._publish([attempt])
         self._stats.proven += 1
         self._settle_pending()
         return True
@@ -160,15 +173,17 @@ class Reconciler:
                 listed_at = time.monotonic()
                 reading = await self._read()
                 if reading is not None:
-                    tasks, ended = reading
+                    tasks, ended, rivals, shared = reading
                     verdict = ledger.judge(
                         tasks,
                         listed_at=listed_at,
-                        owned=self._owned,
+                        owned=functools.partial(_either, shared, self._owned),
                         margin=self._margin,
                         # A task whose callback is being checked has not had its say yet.
                         ended=ended - self._proving if self._proof else None,
+                        rivals=rivals,
                     )
+                    await self._publish(verdict.adopted)
                     self._failed_reads = 0
                     self._settle_pending()
                     self._report(verdict)
@@ -268,12 +283,52 @@ class Reconciler:
             if now > attempt.horizon + horizon:
                 del self._watched[number]
 
-    async def _read(self) -> tuple[dict[str, int], frozenset[str]] | None:
-        """Every task's ``create_time`` and the tasks that ended; None if not read whole.
+    @asynccontextmanager
+    async def sending(self) -> AsyncIterator[None]:
+        """Around one create of the manager: waits while the list is being read."""
+        while self._listing:
+            await self._listed.wait()
+        self._sending += 1
+        try:
+            yield
+        finally:
+            self._sending -= 1
+
+    async def _publish(self, adopted: list[Attempt]) -> None:
+        """Tell the other processes (with a shared store) which tasks were adopted here."""
+        store = self._lip_sync.ledger.store
+        if store is not None:
+            for attempt in adopted:
+                await store.ended(attempt.id, closed=True, task_id=attempt.task_id)
+
+    async def _read(self) -> _Reading | None:
+        """Every task's ``create_time``, the tasks that ended, and what other processes
+        sharing the app id have in flight or own; None if the list was not read whole.
 
         Whole means every page, and as many distinct tasks as the list says it holds (an
         unstable order, or tasks created meanwhile, can hide one; tasks are never removed).
+        Creates wait meanwhile (the reading starts once none is in flight, a direct create's
+        included, and with a shared store those of every process), a pause of a few list
+        calls, not of a horizon.
         """
+        store = self._lip_sync.ledger.store
+        self._listing, self._listed = True, anyio.Event()
+        try:
+            async with store.reading() if store is not None else nullcontext():
+                while True:  # polled: creates are at most ten a minute
+                    if not self._sending and not self._lip_sync.ledger.in_flight:
+                        break
+                    await anyio.sleep(_QUIET_POLL)
+                pages = await self._read_pages()
+                if pages is None:
+                    return None
+                rivals, shared = await store.rivals() if store is not None else ([], frozenset())
+                return (*pages, rivals, shared)
+        finally:
+            self._listing = False
+            self._listed.set()
+
+    async def _read_pages(self) -> tuple[dict[str, int], frozenset[str]] | None:
         found: dict[str, int] = {}
         ended: set[str] = set()
         page = 1
@@ -293,3 +348,8 @@ class Reconciler:
         if len(found) < result.page_info.total_count:
             return None
         return found, frozenset(ended)
+
+
+def _either(shared: frozenset[str], owned: Callable[[str], bool], task_id: str) -> bool:
+    """Owned by another process (``shared``) or by an earlier run (``owned``)."""
+    return task_id in shared or owned(task_id)

@@ -31,9 +31,9 @@ from .models import (
 
 if TYPE_CHECKING:
     import os
-    from collections.abc import AsyncIterator, Callable, Mapping
+    from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
-    from ._attempts import CreateLedger
+    from ._attempts import Attempt, CreateLedger
     from ._auth import TokenProvider
     from ._transport import Endpoint, Transport
     from .limits import Slot
@@ -178,6 +178,7 @@ class LipSync(_Resource):
         *,
         slot: Slot | None = None,
         key: str | None = None,
+        before_send: Callable[[], Awaitable[None]] | None = None,
     ) -> str:
         """Create a task and return its id (the create limit is 10 per minute).
 
@@ -190,6 +191,8 @@ class LipSync(_Resource):
                 then sent in it, once, and a refusal (40001, 10400, no connection) is raised
                 for the caller to resend. This is how a JobManager keeps its own FIFO order.
             key: the job this create is for (a JobManager's job key), kept in the ledger.
+            before_send: awaited right before the request leaves (a JobManager's journal
+                writes the send down then); if it raises, nothing is sent.
 
         Raises:
             InvalidInputError: a field is invalid (nothing was sent).
@@ -211,21 +214,34 @@ class LipSync(_Resource):
                 json=body,
                 auth=api.auth,
                 slot=slot,
-                on_send=functools.partial(ledger.sending, attempt),
+                on_send=functools.partial(ledger.sending, attempt, before_send),
             )
         except CreateOutcomeUnknown as exc:
-            ledger.unknown(attempt)
+            await self._ended(attempt, closed=False)
             exc.attempt = attempt.id
             raise
         except ChanjingError:
-            ledger.refused(attempt)  # answered without a task, or never sent
+            await self._ended(attempt, closed=True)  # answered without a task, or never sent
             raise
         except BaseException:
             # Cancelled (or a bug) while the request may have been out: never erased.
-            ledger.unknown(attempt)
+            await self._ended(attempt, closed=False)
             raise
         ledger.answered(attempt, task_id)
+        if ledger.store is not None:
+            await ledger.store.ended(attempt.id, closed=True, task_id=task_id)
         return task_id
+
+    async def _ended(self, attempt: Attempt, *, closed: bool) -> None:
+        """Record a create that got no task id: refused (``closed``) or of unknown outcome."""
+        ledger = self.ledger
+        sent = attempt.state != "queued"
+        if closed:
+            ledger.refused(attempt)
+        else:
+            ledger.unknown(attempt)
+        if ledger.store is not None:  # published even if what came next failed
+            await ledger.store.ended(attempt.id, closed=closed or not sent)
 
     async def get(self, task_id: str) -> LipSyncTask:
         """One task's detail (reference §5.2)."""

@@ -7,10 +7,10 @@ one create waits for a slot at any time while up to ``limit`` may be in flight. 
 sent in that slot exactly once (``lip_sync.create(..., slot=...)``) and shielded from
 cancellation: a create cut off mid-flight would make its outcome unknown.
 
-**With a journal** the manager's ``before_send`` commits "this create is going out" before
-each create (inside its slot), and creates go out one at a time (``serial``): a crash then
-leaves at most one create unexplained, which the next run hands to :meth:`Submitter.unexplained`
-and reconciles like any other.
+**With a journal** the manager's ``before_send`` commits "this create is going out" right
+before each create leaves (inside its slot, after the token and any shared reservation), and
+creates go out one at a time (``serial``): a crash then leaves at most one create in flight,
+which the next run hands to :meth:`Submitter.unexplained` and reconciles like any other.
 
 **Refusals that prove nothing was created** put the job back at the head of the queue:
 40001 (the client has already pushed the limiter back by a window), a connection that was
@@ -26,6 +26,7 @@ meanwhile; the create's limiter slot stays counted until the horizon (``_transpo
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import time
@@ -203,19 +204,9 @@ class Submitter:
                 handle = self._queue.popleft()
                 admitted.set()
                 # Shielded: a create cancelled mid-flight would leave its outcome unknown.
-                with anyio.CancelScope(shield=True):
-                    try:
-                        await self._before_send(handle)
-                    except BaseException:
-                        slot.discard()  # not sent: the journal could not record it
-                        raise
-                    if handle.done:
-                        # Cancelled while its intent was being written: nothing goes out.
-                        slot.discard()
-                        self._on_requeued(handle)
-                        self._forget(handle)
-                        return
-                    await self._send(handle, slot)
+                async with self.reconciler.sending():
+                    with anyio.CancelScope(shield=True):
+                        await self._send(handle, slot)
         finally:
             admitted.set()
             finished.set()
@@ -224,8 +215,17 @@ class Submitter:
         self.stats.sent += 1
         try:
             task_id = await self._lip_sync.create(
-                self._request_of(handle), slot=slot, key=handle.key
+                self._request_of(handle),
+                slot=slot,
+                key=handle.key,
+                before_send=functools.partial(self._going_out, handle),
             )
+        except _Withdrawn:
+            # Cancelled while its intent was being written: nothing went out.
+            self.stats.sent -= 1
+            self._on_requeued(handle)
+            self._forget(handle)
+            return
         except CreateOutcomeUnknown as exc:
             self.stats.ambiguous += 1
             logger.warning("job %s: create outcome unknown, reconciling: %s", handle.key, exc)
@@ -240,6 +240,12 @@ class Submitter:
             self._fail(handle, exc)
         else:
             self._created(handle, task_id)
+
+    async def _going_out(self, handle: JobHandle) -> None:
+        """Right before the create leaves: the journal writes it down (with one)."""
+        await self._before_send(handle)
+        if handle.done:
+            raise _Withdrawn
 
     def unexplained(self, handle: JobHandle, attempt: Attempt, error: CreateOutcomeUnknown) -> None:
         """Reconcile a create whose outcome is unknown (sent by this run or, from a journal,
@@ -279,3 +285,7 @@ class Submitter:
         self.stats.requeued += 1
         logger.info("job %s: create refused (%s), first in line again", handle.key, exc)
         self._push_back(handle)
+
+
+class _Withdrawn(Exception):
+    """A job cancelled while its create was being written down: the create is not sent."""

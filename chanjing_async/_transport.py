@@ -53,7 +53,7 @@ from .errors import (
 from .models import Envelope
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
     from ._clock import ServerClock
     from ._config import RetryPolicy, Timeouts
@@ -153,7 +153,7 @@ class Transport:
         json: dict[str, Any] | None = None,
         auth: TokenSource | None = None,
         slot: Slot | None = None,
-        on_send: Callable[[], None] | None = None,
+        on_send: Callable[[], Awaitable[None]] | None = None,
     ) -> Any:
         """Send one API call with the retry rules above; return the envelope's ``data``.
 
@@ -209,7 +209,7 @@ class Transport:
         json: dict[str, Any] | None,
         token: str | None,
         slot: Slot | None,
-        on_send: Callable[[], None] | None,
+        on_send: Callable[[], Awaitable[None]] | None,
     ) -> Any:
         """One attempt: limiter slot, exchange, envelope. A create in doubt raises Unknown.
 
@@ -225,7 +225,11 @@ class Transport:
             # A shared reservation may have lapsed while this process was paused.
             await held.fence()
             if on_send is not None:
-                on_send()
+                try:
+                    await on_send()
+                except BaseException:
+                    held.discard()  # nothing was sent
+                    raise
             sent_at, sent = time.time(), time.monotonic()  # after admission: for reconciliation
             answered = False
             try:

@@ -108,7 +108,11 @@ class AsyncChanjingClient:
         self._server_clock = ServerClock()
         self.lip_sync = LipSync(
             self._require_api,
-            CreateLedger(self._server_clock, horizon=self.timeouts.create_horizon),
+            CreateLedger(
+                self._server_clock,
+                horizon=self.timeouts.create_horizon,
+                flight=self.timeouts.total,
+            ),
         )
         self.voices = Voices(self._require_api)
 
@@ -152,6 +156,9 @@ class AsyncChanjingClient:
             server_clock=self._server_clock,
         )
         store = None if self.rate_limiter is None else self.rate_limiter.token_store(self.app_id)
+        if self.rate_limiter is not None:
+            # Processes sharing the limits share their creates too: none adopts another's.
+            self.lip_sync.ledger.store = self.rate_limiter.attempt_store(self.app_id)
         self._api = Api(
             transport,
             TokenProvider(self._fetch_token, refresh_early=self._token_refresh_early, store=store),

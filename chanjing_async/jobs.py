@@ -242,7 +242,7 @@ class JobManager:
                 raise
             self._rows = {row.key: row for row in rows}
             self._journal_tasks = {row.task_id for row in rows if row.task_id is not None}
-            _seed(limiter, rows, self._client.timeouts.create_horizon)
+            _seed(limiter, rows, _doubt(self._client))
         settle, margin = self._reconcile
         group = anyio.create_task_group()
         await group.__aenter__()
@@ -598,11 +598,9 @@ class JobManager:
                 gave_up_at=time.time(),
                 request={},
             )
-            # It left no later than now, so the server may handle it until a horizon from now.
-            now = time.monotonic()
-            attempt = self._client.lip_sync.ledger.resumed(
-                key, row.sent_at - time.time() + now, now + self._client.timeouts.create_horizon
-            )
+            # Written down right before it left: it left then, within the request timeout.
+            sent = row.sent_at - time.time() + time.monotonic()
+            attempt = self._client.lip_sync.ledger.resumed(key, sent, sent + _doubt(self._client))
             return handle, functools.partial(
                 running.submitter.unexplained, handle, attempt, unknown
             )
@@ -864,11 +862,17 @@ def _retryable(row: JournalRow) -> bool:
     )
 
 
-def _seed(limiter: object, rows: list[JournalRow], horizon: float) -> None:
+def _doubt(client: AsyncChanjingClient) -> float:
+    """Seconds after its journaled send that a create of an earlier run may still be handled:
+    the horizon, plus the request timeout for the moments between the write and the send."""
+    return client.timeouts.create_horizon + client.timeouts.total
+
+
+def _seed(limiter: object, rows: list[JournalRow], doubt: float) -> None:
     """Tell the create limiter about the creates of earlier runs still inside its window.
 
     A create whose outcome a run never learnt (on the wire when it stopped, or unknown) counts
-    until a processing horizon from now: it left no later than now.
+    until ``doubt`` after the journal wrote it down (right before it left).
     """
     if not isinstance(limiter, SlidingWindowLimiter):
         return
@@ -876,7 +880,7 @@ def _seed(limiter: object, rows: list[JournalRow], horizon: float) -> None:
     horizon = wall - limiter.window - limiter.margin
     times = [row.answered_at for row in rows if row.answered_at is not None]
     times += [
-        wall + horizon
+        row.sent_at + doubt
         for row in rows
         if row.sent_at is not None and row.task_id is None and not JobStage(row.stage).is_final
     ]

@@ -33,6 +33,10 @@ How it stays strict (``reference/rate-limits.md`` §5.1):
   first process to reach the empty Redis is a new one, the others' members are only written
   back when they next call it, so a few creates may meet a 40001 and be queued again: run Redis
   with persistence (``appendonly yes``) to avoid even that.
+- **Fenced sends.** :meth:`Slot.fence`, called right before a request is written, renews a
+  live reservation; one that lapsed (its holder paused past its lease: SIGSTOP, a VM freeze)
+  or whose log was lost is replaced by a new one first (``_redis_fence``). Not covered: a
+  pause longer than the lease between the fence and the bytes leaving the socket.
 
 Waiters in different processes race for free slots (there is no global FIFO); within a process
 they are admitted in order.
@@ -58,6 +62,8 @@ from ._redis import (
     refusal_errors,
     refused,
 )
+from ._redis_attempts import RedisAttemptStore
+from ._redis_fence import FENCE, FenceLog
 from ._redis_tokens import RedisTokenStore
 from .errors import ConfigurationError
 from .limits import Limiters, RateLimits, Slot, _LimiterBase, check_number
@@ -132,7 +138,8 @@ return {1, '0', epoch}
 # ARGV[5..]: penalty, n, n tokens to renew, then (token, offset) pairs. Renews the leases of
 # requests in flight (never lowering a score), writes releases at now + offset (offset <= 0
 # for a release already past), raises blocked-until to now + penalty when penalty > 0.
-# Returns {status, epoch}: -1 if the log was lost (write everything back), else 1.
+# Returns {status, epoch, lapsed}: status -1 if the log was lost (write everything back), else
+# 1; lapsed, the renewed tokens that had lapsed or were gone (their slots must not send).
 _SYNC = (
     _PRELUDE
     + """
@@ -141,8 +148,10 @@ if penalty > 0 then
   local blocked = tonumber(redis.call('HGET', KEYS[2], 'blocked') or '0')
   redis.call('HSET', KEYS[2], 'blocked', string.format('%.6f', math.max(blocked, now + penalty)))
 end
-local renew = tonumber(ARGV[6])
+local renew, lapsed = tonumber(ARGV[6]), {}
 for i = 7, 6 + renew do
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if lost or not score or tonumber(score) <= now then lapsed[#lapsed + 1] = ARGV[i] end
   redis.call('ZADD', KEYS[1], 'GT', now + lease, ARGV[i])
 end
 for i = 7 + renew, #ARGV, 2 do
@@ -154,8 +163,8 @@ for i = 7 + renew, #ARGV, 2 do
   end
 end
 keep_log()
-if lost then return {-1, epoch} end
-return {1, epoch}
+if lost then return {-1, epoch, lapsed} end
+return {1, epoch, lapsed}
 """
 )
 
@@ -166,7 +175,8 @@ class RedisSlidingWindowLimiter(_LimiterBase):
     Invariant (on Redis ``TIME``): a request is admitted at t only if fewer than ``limit``
     members of the log are in flight (scored by their lease) or were released after
     ``t - (window + margin)``, and t is past the shared blocked-until time. The proof of the
-    in-process limiter carries over: every process admits against this one log.
+    in-process limiter carries over: every process admits against this one log. A slot's
+    :meth:`~chanjing_async.limits.Slot.fence` re-checks its reservation right before the send.
 
     Made by :class:`RedisRateLimiter`; it implements :class:`~chanjing_async.limits.RateLimiter`.
 
@@ -200,6 +210,8 @@ class RedisSlidingWindowLimiter(_LimiterBase):
         self._redis = redis
         self._acquire: AsyncScript = redis.register_script(_ACQUIRE)
         self._sync: AsyncScript = redis.register_script(_SYNC)
+        self._fence: AsyncScript = redis.register_script(_PRELUDE + FENCE)
+        self._fences = FenceLog(self._lease)  # what Slot.fence knows locally
         self._prefix = secrets.token_hex(6)
         self._counter = 0
         self._epoch = ""
@@ -292,9 +304,11 @@ class RedisSlidingWindowLimiter(_LimiterBase):
                     if local > 0:
                         await anyio.sleep(local)
                         continue
+                    asked = time.monotonic()
                     status, wait = await self._try(token)
                     if status == 1:
                         self._mine[token] = None
+                        self._fences.confirmed(token, asked)
                         self._start_heartbeat()
                         return token, time.monotonic()
                     if status == -1:
@@ -337,7 +351,32 @@ class RedisSlidingWindowLimiter(_LimiterBase):
         except self._errors as exc:
             self._down(exc)
 
+    async def _check(self, token: str) -> bool | None:
+        """The Redis side of :meth:`Slot.fence` (``_redis_fence``): True if ``token`` was live
+        and is renewed, False if not and it is gone (log and ``_mine``), None if Redis is down."""
+        async with self._write_lock:  # no renewal computed before this lands after it
+            asked = time.monotonic()
+            suspect = int(self._fences.suspect(token))
+            args: list[str | float] = [self._span, self._lease, self._epoch, _epoch(), token]
+            try:
+                live = int(await self._fence(keys=self._keys, args=[*args, suspect]))
+            except self._errors as exc:
+                self._down(exc)
+                return None
+            except self._refusals as exc:
+                raise refused(exc) from None
+            self._up()
+            if live:
+                self._fences.confirmed(token, asked)
+                return True
+            self._mine.pop(token, None)  # the heartbeat must not write it back
+            self._fences.forget(token)
+        if self._freed is not None:
+            self._freed.set()  # a slot may have come free for a local waiter
+        return False
+
     async def _leave(self, token: str, slot: Slot) -> None:
+        self._fences.forget(token)
         if self._freed is not None:
             self._freed.set()
         if slot.discarded:
@@ -363,7 +402,7 @@ class RedisSlidingWindowLimiter(_LimiterBase):
         """
         async with self._write_lock:
             known = self._epoch if epoch is None else epoch
-            now = time.monotonic()
+            now = sent = time.monotonic()
             self._prune(now)
             renew = [token for token, release in self._mine.items() if release is None]
             releases = self._mine.keys() - set(renew) if everything else set(self._unsynced)
@@ -383,6 +422,9 @@ class RedisSlidingWindowLimiter(_LimiterBase):
             except self._refusals as exc:
                 raise refused(exc) from None
             self._up()
+            for token in renew:
+                if self._mine.get(token, 0.0) is None:  # still in flight
+                    self._fences.confirmed(token, sent, lapsed=token.encode() in reply[2])
             self._unsynced -= releases
             if penalties == self._penalties:  # no 40001 arrived while this was written
                 self._penalty_due = False
@@ -461,12 +503,28 @@ class _RedisAdmission:
 
     async def __aenter__(self) -> Slot:
         self._token, admitted = await self._limiter._admit()
-        self._slot = Slot(admitted)
+        self._slot = Slot(admitted, fence=self._fence)
         return self._slot
+
+    async def _fence(self) -> None:
+        """:meth:`Slot.fence`: return once the reservation is live (renewed) or taken anew.
+
+        Not covered: a pause past the lease between this and the bytes leaving the socket.
+        """
+        limiter, slot = self._limiter, self._slot
+        assert slot is not None
+        live = await limiter._check(self._token)
+        while live is None:  # Redis unreachable: wait, never guess
+            await anyio.sleep(redis_timeout(limiter._span))
+            live = await limiter._check(self._token)
+        if not live:
+            self._token = ""  # no reservation until the new one: a cancelled wait frees none
+            self._token, slot.admitted_at = await limiter._admit()
 
     async def __aexit__(self, *exc_info: object) -> None:
         assert self._slot is not None
-        await self._limiter._leave(self._token, self._slot)
+        if self._token:
+            await self._limiter._leave(self._token, self._slot)
 
 
 class RedisRateLimiter:
@@ -577,6 +635,16 @@ class RedisRateLimiter:
         if self._redis is None:
             raise RuntimeError("RedisRateLimiter.token_store() needs open() first")
         return RedisTokenStore(self._redis, f"{{{self._prefix}:{app_id}}}:token")
+
+    def attempt_store(self, app_id: str) -> RedisAttemptStore:
+        """Where the processes of ``app_id`` share their create attempts (after :meth:`open`).
+
+        So that a task one process created is never adopted by another's job, and a create of
+        one counts as a rival when another explains a task by its time.
+        """
+        if self._redis is None:
+            raise RuntimeError("RedisRateLimiter.attempt_store() needs open() first")
+        return RedisAttemptStore(self._redis, f"{{{self._prefix}:{app_id}}}")
 
     async def aclose(self) -> None:
         """Stop the heartbeats, write what is pending, close a connection we opened."""
