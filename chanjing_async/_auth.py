@@ -41,6 +41,8 @@ class TokenProvider:
         refresh_early: seconds before ``expire_in`` at which the token is renewed.
         clock: wall clock in Unix seconds (``expire_in`` is an absolute Unix time).
         store: shares the token with other processes of the same app id; None keeps it here.
+        skew: seconds the server's clock is ahead of ``clock`` (``expire_in`` is read on the
+            server's clock); 0 when unknown.
     """
 
     def __init__(
@@ -50,8 +52,10 @@ class TokenProvider:
         refresh_early: float,
         clock: Callable[[], float] = time.time,
         store: TokenStore | None = None,
+        skew: Callable[[], float] = lambda: 0.0,
     ) -> None:
         self._fetch = fetch
+        self._skew = skew
         self._store = store
         self._refresh_early = refresh_early
         self._clock = clock
@@ -96,7 +100,7 @@ class TokenProvider:
         """Fetch a new token; return it with the Unix time at which to renew it."""
         issued = await self._fetch()
         now = self._clock()
-        expires = float(issued.expire_in)
+        expires = float(issued.expire_in) - self._skew()  # on our clock
         if expires < now:
             # Documented as an absolute Unix time (reference §3.1); a value in the past can only
             # be a lifetime in seconds. Taken literally it would refresh on every call, and each

@@ -21,6 +21,7 @@ instead of leaving an empty (or stale) interval.
 from __future__ import annotations
 
 import math
+import time
 from collections import deque
 from email.utils import parsedate_to_datetime
 
@@ -61,6 +62,13 @@ class ServerClock:
         of it may write from another clock.
         """
         return _newest_consistent(self._tasks or self._dates)
+
+    def skew(self) -> float:
+        """Seconds the server's wall clock is ahead of ours (best estimate; 0 when unknown)."""
+        low, high = self.offset()
+        if not (math.isfinite(low) and math.isfinite(high)):
+            return 0.0
+        return (low + high) / 2 - (time.time() - time.monotonic())
 
     def to_server(self, monotonic: float) -> tuple[float, float]:
         """The server times a monotonic moment may correspond to, as ``(earliest, latest)``."""

@@ -161,7 +161,12 @@ class AsyncChanjingClient:
             self.lip_sync.ledger.store = self.rate_limiter.attempt_store(self.app_id)
         self._api = Api(
             transport,
-            TokenProvider(self._fetch_token, refresh_early=self._token_refresh_early, store=store),
+            TokenProvider(
+                self._fetch_token,
+                refresh_early=self._token_refresh_early,
+                store=store,
+                skew=self._server_clock.skew,
+            ),
         )
         self._state = "open"
         return self

@@ -85,6 +85,23 @@ async def test_a_token_is_renewed_early_without_ever_being_refused() -> None:
         assert stats(emulator)["voice_errors"] == 0
 
 
+@pytest.mark.parametrize("offset", [-600.0, 600.0])
+async def test_expire_in_is_read_on_the_server_clock(offset: float) -> None:
+    # The server's clock is ten minutes off: expire_in (absolute, server time) is turned into
+    # our time with the offset its Date headers show, so the token is renewed early, as with
+    # agreeing clocks, instead of being taken for a lifetime (behind) or kept too long (ahead).
+    settings = emulator_settings(token_ttl_seconds=120, clock_offset_seconds=offset)
+    async with (
+        EmulatorServer(settings) as emulator,
+        make_client(emulator.base_url, token_refresh_early=0.9) as client,
+    ):
+        await client.voices.list()
+        await anyio.sleep(1.15)
+        await client.voices.list()
+        assert stats(emulator)["tokens"] == 2
+        assert stats(emulator)["voice_errors"] == 0
+
+
 async def test_an_expired_token_is_replaced_before_sending() -> None:
     # refresh_early=0: the client trusts expire_in to the second (an absolute Unix time).
     async with (
