@@ -98,6 +98,8 @@ class Attempt:
         rival: adopted on a callback's proof while an earlier attempt of the same job, sent
             again after its horizon, may have made the task instead: watched like a settled
             attempt, since whichever did not make it may still make one.
+        late: tasks that appeared past its horizon and that it may have made (duplicates).
+        resumed: an earlier process's attempt, found in a journal.
     """
 
     id: int
@@ -109,6 +111,8 @@ class Attempt:
     candidates: tuple[str, ...] = ()
     answered_at: float = math.nan
     rival: bool = False
+    late: list[str] = field(default_factory=list)
+    resumed: bool = False
 
     @property
     def open(self) -> bool:
@@ -130,7 +134,8 @@ class Judgement:
         empty: attempts whose horizon passed with no task they could explain.
         contested: attempts whose candidates several attempts could explain.
         late: unowned tasks that appeared past the horizon of an empty or contested attempt,
-            with that attempt (the most recent sent before the task).
+            with the most recent such attempt sent before it (each such attempt lists it in
+            ``Attempt.late``).
     """
 
     adopted: list[Attempt] = field(default_factory=list)
@@ -215,7 +220,9 @@ class CreateLedger:
 
     def resumed(self, key: str, sent: float, horizon: float) -> Attempt:
         """An attempt of an earlier process found in a journal, outcome unknown."""
-        attempt = Attempt(next(self._ids), key, sent=sent, horizon=horizon, state="unknown")
+        attempt = Attempt(
+            next(self._ids), key, sent=sent, horizon=horizon, state="unknown", resumed=True
+        )
         self._attempts[attempt.id] = attempt
         return attempt
 
@@ -239,6 +246,11 @@ class CreateLedger:
         attempt = self._sampling.pop(task_id, None)
         if attempt is not None and create_time > 0:
             self.clock.observe_task(create_time, attempt.sent, attempt.answered_at)
+
+    def expect(self, task_id: str, sent: float, answered: float) -> None:
+        """A task an earlier run created, sent and answered then (monotonic): when it is read,
+        its ``create_time`` dates our clock as if this process had created it."""
+        self._sampling[task_id] = Attempt(0, None, sent=sent, answered_at=answered)
 
     @property
     def in_flight(self) -> int:
@@ -320,8 +332,13 @@ class CreateLedger:
                 may have made is never adopted on time alone.
         """
         verdict = Judgement()
+        if not self.clock.bounded:
+            # No task of ours read back yet: the server's clock is unknown, so time can tell
+            # nothing (an old task of another program would fit any window). Wait for one;
+            # a callback's proof needs no clock.
+            return verdict
         feasible: dict[str, set[Attempt]] = {}
-        late: dict[str, Attempt] = {}  # task -> the latest settled attempt that may have made it
+        late: dict[str, list[Attempt]] = {}  # task -> the settled attempts that may have made it
         shared: set[str] = set()  # tasks another process's attempt may have made
         open_attempts = self.open_attempts
         settled = [a for a in self._attempts.values() if self._watched(a, listed_at)]
@@ -334,7 +351,7 @@ class CreateLedger:
             # A settled attempt may still have made it, past its horizon.
             too_late = [a for a in settled if self._explains_late(a, create_time, margin)]
             if too_late:
-                late[task_id] = max(too_late, key=lambda a: a.sent)
+                late[task_id] = too_late
             if any(
                 low - margin < create_time + 1 and create_time <= high + margin
                 for low, high in rivals
@@ -345,10 +362,10 @@ class CreateLedger:
         self._close(feasible, listed_at, waiting, verdict)
         self._ended = set() if ended is None else set(ended & feasible.keys())
         contested = {task for a in verdict.contested for task in a.candidates}
-        for task_id, attempt in late.items():
+        for task_id, attempts in late.items():
             # Explained by nothing open, or contested now: report it (it is adopted by nobody).
             if task_id not in feasible or task_id in contested:
-                self._report_late(task_id, attempt, verdict)
+                self._report_late(task_id, attempts, verdict)
         return verdict
 
     def _watched(self, attempt: Attempt, now: float) -> bool:
@@ -422,15 +439,19 @@ class CreateLedger:
                     member.candidates = tuple(sorted(set(candidates[member])))
                     verdict.contested.append(member)
 
-    def _report_late(self, task_id: str, attempt: Attempt, verdict: Judgement) -> None:
-        """A task that appeared past the horizon of ``attempt``: reported, adopted by nobody."""
+    def _report_late(self, task_id: str, attempts: list[Attempt], verdict: Judgement) -> None:
+        """A task that appeared past the horizon of ``attempts``: each of them may have made
+        it (``Attempt.late``); it is adopted by nobody."""
         self._excluded.add(task_id)
-        verdict.late.append((task_id, attempt))
+        for attempt in attempts:
+            attempt.late.append(task_id)
+        likely = max(attempts, key=lambda a: a.sent)
+        verdict.late.append((task_id, likely))
         logger.warning(
             "task %s appeared after the processing horizon of the create of %s: "
             "it may have been created twice; it is adopted by no job",
             task_id,
-            f"job {attempt.key}" if attempt.key is not None else "a direct create",
+            f"job {likely.key}" if likely.key is not None else "a direct create",
         )
 
     def disown(self, task_id: str) -> None:

@@ -7,15 +7,15 @@ read at some moment between the send of a request and the arrival of its answer:
 
 * the ``create_time`` of a task this process created (the origin's own clock, read while it
   handled our create), and
-* the HTTP ``Date`` header of any answer (possibly a gateway's clock, so it only counts until a
-  ``create_time`` is known).
+* the HTTP ``Date`` header of an API answer (possibly a proxy's clock: it bounds the offset,
+  widened by ``DATE_SLACK``, only until a ``create_time`` of ours is known, and then reveals
+  clock steps).
 
 A server reading ``r`` of whole-second resolution says the server time lay in ``[r, r + 1)``;
 made between monotonic ``sent`` and ``answered``, it bounds the offset to
 ``(r - answered, r + 1 - sent)``. Every sample holds the true offset, so their intersection
 does too, and it narrows as samples accumulate. Only the latest samples count, and if they
-disagree (a clock was stepped) the newest consistent run wins: a step is then taken up at once
-instead of leaving an empty (or stale) interval.
+disagree (a clock was stepped) the newest consistent run wins.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from email.utils import parsedate_to_datetime
 
 # Samples kept per source: enough to narrow the bounds, few enough to follow a stepped clock.
 _SAMPLES = 32
+DATE_SLACK = 2.0
+"""Seconds a ``Date`` header's clock may differ from the one that writes ``create_time``."""
 
 
 class ServerClock:
@@ -35,33 +37,68 @@ class ServerClock:
     def __init__(self) -> None:
         self._tasks: deque[tuple[float, float]] = deque(maxlen=_SAMPLES)
         self._dates: deque[tuple[float, float]] = deque(maxlen=_SAMPLES)
+        # Bounds on (Date clock - create_time clock): constant unless one of them steps.
+        self._gap = (-math.inf, math.inf)
+        self.steps = 0
+        """Clock steps noticed (the create_time samples were dropped each time)."""
 
     def __repr__(self) -> str:
         low, high = self.offset()
-        return f"<ServerClock offset in [{low:.3f}, {high:.3f}] s>"
+        return f"<ServerClock offset in [{low:.3f}, {high:.3f}] s steps={self.steps}>"
 
     def observe_date(self, header: str | None, sent: float, answered: float) -> None:
-        """Learn from an answer's ``Date`` header (RFC 7231, whole seconds)."""
+        """Learn from the ``Date`` header (RFC 7231, whole seconds) of an API answer.
+
+        A ``Date`` may come from a proxy's clock, so it never bounds the offset used to match
+        tasks. It serves to estimate the skew of ``expire_in`` when nothing better is known,
+        and to notice a clock step: the difference between the ``Date`` clock and the
+        ``create_time`` clock is constant, so samples that contradict each other mean that one
+        of them stepped, and the ``create_time`` samples are dropped until new ones come.
+        """
         if not header:
             return
         try:
             stamp = parsedate_to_datetime(header).timestamp()
         except (TypeError, ValueError, IndexError, OverflowError):
             return  # a header we cannot read says nothing
-        if math.isfinite(stamp):
-            self._dates.append((stamp - answered, stamp + 1 - sent))
+        if not math.isfinite(stamp):
+            return
+        low, high = stamp - answered, stamp + 1 - sent
+        self._dates.append((low, high))
+        task_low, task_high = self.offset()
+        if not math.isfinite(task_low - task_high):
+            return
+        gap = (max(self._gap[0], low - task_high), min(self._gap[1], high - task_low))
+        if gap[0] > gap[1]:
+            self.steps += 1
+            self._tasks.clear()
+            self._gap = (-math.inf, math.inf)
+        else:
+            self._gap = gap
 
     def observe_task(self, create_time: int, sent: float, answered: float) -> None:
         """Learn from the ``create_time`` of a task whose create was sent and answered then."""
         self._tasks.append((create_time - answered, create_time + 1 - sent))
 
     def offset(self) -> tuple[float, float]:
-        """``(low, high)`` bounds on the offset; infinite when the server has said nothing.
+        """``(low, high)`` bounds on the offset of the clock that writes ``create_time``.
 
-        The origin's ``create_time`` samples win over ``Date`` headers, which a gateway in front
-        of it may write from another clock.
+        From the ``create_time`` of our own tasks once one has been read back. Until then (and
+        after a step) from ``Date`` headers, widened by ``DATE_SLACK`` on each side: the header
+        may be written by a proxy in front of the origin, from its own clock (a documented
+        limit: a proxy clock further off than that shifts the window). Infinite when the
+        server has said nothing.
         """
-        return _newest_consistent(self._tasks or self._dates)
+        if self._tasks:
+            return _newest_consistent(self._tasks)
+        low, high = _newest_consistent(self._dates)
+        return low - DATE_SLACK, high + DATE_SLACK
+
+    @property
+    def bounded(self) -> bool:
+        """True once the server has said what time it is (see :meth:`offset`)."""
+        low, high = self.offset()
+        return math.isfinite(low) and math.isfinite(high)
 
     def skew(self) -> float:
         """Seconds the server's wall clock is ahead of ours (best estimate; 0 when unknown)."""

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
     from anyio.abc import TaskGroup
 
-    from ._attempts import Attempt, Judgement
+    from ._attempts import Attempt
     from ._handle import JobHandle
     from ._resources import LipSync
     from ._submit import SubmitStats
@@ -51,7 +51,8 @@ logger = logging.getLogger("chanjing_async")
 # A whole reading: create times, ended tasks, other processes' attempt windows, tasks they own.
 _Reading = tuple[dict[str, int], frozenset[str], list[tuple[float, float]], frozenset[str]]
 
-# Readings in a row that were not whole before jobs past their horizon fail (no candidates).
+# Readings in a row that were not whole, or could not be judged (the server's clock unknown),
+# before jobs past their horizon fail (no candidates).
 _FAILED_READS = 5
 # Seconds between checks that no create is in flight.
 _QUIET_POLL = 0.005
@@ -110,6 +111,7 @@ class Reconciler:
         self._proof = proof
         self._pending: dict[int, _Pending] = {}
         self._watched: dict[int, Attempt] = {}  # decided, watched for late tasks
+        self._told: set[str] = set()  # late tasks handed over
         self._running = False
         self._wake = anyio.Event()
         self._failed_reads = 0  # in a row
@@ -184,16 +186,19 @@ class Reconciler:
                         rivals=rivals,
                     )
                     await self._publish(verdict.adopted)
-                    self._failed_reads = 0
+                    # Whole readings that could decide nothing: the server's clock is unknown.
+                    self._failed_reads = 0 if ledger.clock.bounded else self._failed_reads + 1
+                    if self._failed_reads >= _FAILED_READS:
+                        self._give_up(listed_at, "no create of this client has been read back")
                     self._settle_pending()
-                    self._report(verdict)
+                    self._report()
                     # Only a reading started after its watch ended covers all it may make.
                     self._unwatch(listed_at)
                     interval = min(2 * interval, max(self._settle, ledger.horizon / 4))
                 else:
                     self._failed_reads += 1
                     if self._failed_reads >= _FAILED_READS:
-                        self._unreadable(listed_at)
+                        self._give_up(listed_at, "the task list could not be read whole")
                         self._unwatch(listed_at)
                     interval = self._settle
                 await self._sleep(listed_at, interval)
@@ -243,8 +248,8 @@ class Reconciler:
             else:
                 self._unresolved(pending, pending.error.reason, attempt.candidates)
 
-    def _unreadable(self, now: float) -> None:
-        """The list cannot be read whole: fail the jobs whose horizon has passed.
+    def _give_up(self, now: float, reason: str) -> None:
+        """Readings keep deciding nothing: fail the jobs whose horizon has passed.
 
         Their error has no candidates, so a journal keeps them unfinished for a later run;
         their attempts stay open in the ledger, so no other job adopts what they made.
@@ -253,7 +258,7 @@ class Reconciler:
             if now < pending.attempt.horizon:
                 continue
             del self._pending[number]
-            self._unresolved(pending, "the task list could not be read whole", ())
+            self._unresolved(pending, reason, ())
 
     def _unresolved(self, pending: _Pending, reason: str, candidates: tuple[str, ...]) -> None:
         """Fail a job whose create stays unexplained, with the tasks it may have made."""
@@ -271,10 +276,20 @@ class Reconciler:
             ),
         )
 
-    def _report(self, verdict: Judgement) -> None:
-        for task_id, attempt in verdict.late:
-            if attempt.id in self._watched and attempt.key is not None:
-                self._outcomes.duplicate(attempt.key, task_id)
+    def _report(self) -> None:
+        """Hand over the late tasks the ledger found for this manager's settled creates,
+        whichever manager's reading found them: each on the job most likely to have made it
+        (the latest sent of those that may have)."""
+        likely: dict[str, Attempt] = {}
+        for attempt in self._watched.values():
+            for task_id in attempt.late:
+                if task_id not in self._told and attempt.key is not None:
+                    if task_id not in likely or likely[task_id].sent < attempt.sent:
+                        likely[task_id] = attempt
+        for task_id, attempt in likely.items():
+            assert attempt.key is not None
+            self._told.add(task_id)
+            self._outcomes.duplicate(attempt.key, task_id)
 
     def _unwatch(self, now: float) -> None:
         """Stop watching settled attempts whose watch (one more horizon) ended before ``now``."""
@@ -285,9 +300,16 @@ class Reconciler:
 
     @asynccontextmanager
     async def sending(self) -> AsyncIterator[None]:
-        """Around one create of the manager: waits while the list is being read."""
-        while self._listing:
-            await self._listed.wait()
+        """Around one create of the manager: waits while the list is being read, and while a
+        create of an earlier run (from a journal) is unexplained: explained first, it cannot
+        overlap with this run's creates if this run stops too."""
+        while True:
+            if self._listing:
+                await self._listed.wait()
+            elif any(pending.attempt.resumed for pending in self._pending.values()):
+                await anyio.sleep(_QUIET_POLL)
+            else:
+                break
         self._sending += 1
         try:
             yield

@@ -242,8 +242,9 @@ class Transport:
                     headers=headers,
                     fresh_connection=create,
                 )
-                self.server_clock.observe_date(date, sent, time.monotonic())
                 envelope = _decode(endpoint.path, status, body)
+                # An envelope: the API answered (a gateway page's Date says nothing of it).
+                self.server_clock.observe_date(date, sent, time.monotonic())
                 answered = envelope.code not in _UNKNOWN_CODES or not create
             except TransportError as exc:
                 if not exc.sent:

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 
     from anyio.abc import TaskGroup
 
+    from ._attempts import CreateLedger
     from .callbacks import CallbackReceiver, Verdict
     from .client import AsyncChanjingClient
     from .journal import JournalRow
@@ -243,6 +244,7 @@ class JobManager:
             self._rows = {row.key: row for row in rows}
             self._journal_tasks = {row.task_id for row in rows if row.task_id is not None}
             _seed(limiter, rows, _doubt(self._client))
+            _expect(self._client.lip_sync.ledger, rows)
         settle, margin = self._reconcile
         group = anyio.create_task_group()
         await group.__aenter__()
@@ -864,8 +866,8 @@ def _retryable(row: JournalRow) -> bool:
 
 def _doubt(client: AsyncChanjingClient) -> float:
     """Seconds after its journaled send that a create of an earlier run may still be handled:
-    the horizon, plus the request timeout for the moments between the write and the send."""
-    return client.timeouts.create_horizon + client.timeouts.total
+    the horizon, plus a second for the moments between the write and the send."""
+    return client.timeouts.create_horizon + 1.0
 
 
 def _seed(limiter: object, rows: list[JournalRow], doubt: float) -> None:
@@ -885,6 +887,16 @@ def _seed(limiter: object, rows: list[JournalRow], doubt: float) -> None:
         if row.sent_at is not None and row.task_id is None and not JobStage(row.stage).is_final
     ]
     limiter.seed(at - wall + mono for at in times if at > horizon)
+
+
+def _expect(ledger: CreateLedger, rows: list[JournalRow]) -> None:
+    """The tasks of earlier runs date the server's clock once read (when their send and answer
+    times are known; the local wall clock is taken not to have stepped between runs, as the
+    limiter's seeding takes it)."""
+    shift = time.monotonic() - time.time()
+    for row in rows:
+        if row.task_id is not None and row.sent_at is not None and row.answered_at is not None:
+            ledger.expect(row.task_id, row.sent_at + shift, row.answered_at + shift)
 
 
 def _request_callback(request: LipSyncRequest | LipSyncJob) -> str | None:
