@@ -498,4 +498,4 @@ class _Relay:
 async def _close(pubsub: PubSub) -> None:
     """Close a subscription, even while its task is being cancelled."""
     with anyio.CancelScope(shield=True):
-        await pubsub.aclose()  # type: ignore[no-untyped-call]  # unannotated in redis-py
+        await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]  # redis-py < 8
