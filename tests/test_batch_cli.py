@@ -197,7 +197,10 @@ def test_killed_runs_resume_with_one_task_per_row_and_every_output(
             assert process.stderr is not None
             process.stderr.close()
     final = run(emulator_process, argv)
-    assert final.returncode == 0, final.stderr
+    assert final.returncode == 0, (
+        final.stderr,
+        [row["error"] for row in journal(path) if row["error"]],
+    )
     stats = emulator_process.stats()
     assert stats["tasks_created"] == rows
     assert stats["endpoints"]["create"]["rejected_40001"] == 0, stats
@@ -350,7 +353,10 @@ def test_five_random_kills_then_resume(emulator_process: EmulatorProcess, tmp_pa
         )
         kill_when(process, due, what=f"kill {index + 1} ({delay:.2f} s)")
     final = run(emulator_process, argv)
-    assert final.returncode == 0, final.stderr
+    assert final.returncode == 0, (
+        final.stderr,
+        [row["error"] for row in journal(path) if row["error"]],
+    )
     stats = emulator_process.stats()
     assert stats["tasks_created"] == rows, (moments, stats)
     assert stats["endpoints"]["create"]["rejected_40001"] == 0, stats
