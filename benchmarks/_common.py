@@ -6,7 +6,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from chanjing_async import AsyncChanjingClient, RateLimits, RetryPolicy
+from chanjing_async import AsyncChanjingClient, RateLimits, RetryPolicy, Timeouts
 from chanjing_async.emulator import EmulatorSettings
 
 APP_ID = "bench-app"
@@ -90,11 +90,19 @@ def emulator_settings(
 
 
 def make_client(base_url: str, time_scale: float, **overrides: Any) -> AsyncChanjingClient:
-    """A client paced for an emulator running ``time_scale`` times faster."""
+    """A client paced for an emulator running ``time_scale`` times faster.
+
+    Its limits and its processing horizon (``Timeouts.create_horizon``, 300 s) are scaled: a
+    create whose answer is lost keeps its limiter slot for 300 real-scale seconds, not 300
+    wall seconds (minutes of a run). The request timeouts keep their wall defaults: a loopback
+    round trip does not shrink with the scale, and a timeout is a fault only the late-creates
+    scenario injects (with its own scaled ``Timeouts``).
+    """
     options: dict[str, Any] = {
         "base_url": base_url,
         "limits": RateLimits().scaled(time_scale),
         "retry": RetryPolicy(max_retries=5, initial=0.01, maximum=0.1),
+        "timeouts": Timeouts(create_horizon=Timeouts().create_horizon / time_scale),
     }
     options.update(overrides)
     return AsyncChanjingClient(APP_ID, SECRET_KEY, **options)

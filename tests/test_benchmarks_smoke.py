@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from benchmarks import late_creates
 from benchmarks.__main__ import SCENARIOS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,3 +35,10 @@ def test_every_scenario_runs_and_reports(tmp_path: Path) -> None:
         assert figure["ours"] is not None, figure
     table = (tmp_path / "latest.md").read_text(encoding="utf-8")
     assert table.count("\n") == len(report["figures"]) + 2  # header, rule, one row each
+    # Late creates: safety holds at any size (its smoke run meets creates in doubt on purpose).
+    late = [figure for figure in report["figures"] if figure["scenario"] == late_creates.NAME]
+    assert late
+    for figure in late:
+        extra = figure["extra"]
+        assert extra["ambiguous"] > 0, extra
+        assert (extra["40001"], extra["wrong_adoptions"], extra["duplicates"]) == (0, 0, 0), extra
