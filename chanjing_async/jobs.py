@@ -142,9 +142,11 @@ class JobManager:
         job_timeout: seconds a created task may take before its job ends with
             JobTimeoutError (the task itself is not cancelled; ``attach`` finds it again).
         upload_concurrency: local files uploaded at once.
-        reconcile_settle: seconds to wait before a second look at the task list when an
-            ambiguous create seems to have created nothing.
-        reconcile_margin: seconds of clock difference allowed when matching ``create_time``.
+        reconcile_settle: seconds before the task list is read again while an ambiguous
+            create awaits its processing horizon (the interval then doubles, up to a quarter
+            of the horizon).
+        reconcile_margin: seconds of slack on the server-clock bounds when matching
+            ``create_time`` (whole seconds, so at least 1).
         max_create_attempts: creates refused (40001, no connection) before a job fails.
         journal: a :class:`~chanjing_async.journal.Journal` or the path of its SQLite file.
             Each job is then written down before its create is sent, and a manager opened
