@@ -7,6 +7,7 @@ URL may carry a password: it is never logged or shown, only :func:`redacted` for
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 __all__ = [
+    "Outages",
     "check_url",
     "connect",
     "ping",
@@ -24,6 +26,8 @@ __all__ = [
     "refusal_errors",
     "refused",
 ]
+
+logger = logging.getLogger("chanjing_async")
 
 _SCHEMES = ("redis", "rediss", "unix")
 _CREDENTIALS = ("password", "username")
@@ -111,6 +115,30 @@ def refusal_errors() -> tuple[type[BaseException], ...]:
 def refused(exc: BaseException) -> ConfigurationError:
     """A Redis refusal that will not heal (e.g. WRONGTYPE, NOPERM) as a ConfigurationError."""
     return ConfigurationError(f"Redis refused: {type(exc).__name__}: {exc}")
+
+
+class Outages:
+    """What a Redis user does with a failed call: wait out an outage, warned once, or raise.
+
+    ``catch`` is every redis-py error; :meth:`failed` raises :func:`refused` for those that
+    never heal and logs one WARNING per outage for the others (until :meth:`ok`).
+    """
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+        self._healing = redis_errors()
+        self.catch = refusal_errors() + self._healing
+        self._warned = False
+
+    def failed(self, exc: BaseException) -> None:
+        if not isinstance(exc, self._healing):
+            raise refused(exc) from None
+        if not self._warned:
+            logger.warning("%s: Redis unreachable (%s)", self._what, type(exc).__name__)
+            self._warned = True
+
+    def ok(self) -> None:
+        self._warned = False
 
 
 async def ping(redis: Redis, url: str, *, field: str) -> None:

@@ -27,14 +27,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import math
 import secrets
 from typing import TYPE_CHECKING
 
 import anyio
 
-from ._redis import redis_errors, refusal_errors, refused
+from ._redis import Outages, redis_errors
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
@@ -44,7 +43,6 @@ if TYPE_CHECKING:
 
     _Call = Callable[[], Awaitable[Any]]
 
-logger = logging.getLogger("chanjing_async")
 
 # Owned task ids are kept this long (ms): only tasks around an open attempt ever matter.
 _OWNED_MS = 3_600_000
@@ -117,7 +115,7 @@ class RedisAttemptStore:
         self._snapshot = redis.register_script(_SNAPSHOT)
         self._ungate = redis.register_script(_UNGATE)
         self._errors = redis_errors()
-        self._refusals = refusal_errors()
+        self._outages = Outages("shared attempts")
 
     def __repr__(self) -> str:
         return f"<RedisAttemptStore key={self._keys[0]!r}>"
@@ -199,17 +197,13 @@ class RedisAttemptStore:
 
     async def _until(self, call: _Call) -> object:
         """Run a Redis call until it succeeds (and returns something true), through outages."""
-        outage = False
         while True:
             try:
                 result = await call()
-            except self._refusals as exc:
-                if not isinstance(exc, self._errors):
-                    raise refused(exc) from None
-                if not outage:
-                    logger.warning("shared attempts: Redis unreachable (%s)", type(exc).__name__)
-                    outage = True
+            except self._outages.catch as exc:
+                self._outages.failed(exc)
             else:
+                self._outages.ok()
                 if result:
                     return result
             await anyio.sleep(_POLL)

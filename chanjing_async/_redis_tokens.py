@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import secrets
 import time
 from typing import TYPE_CHECKING
 
 import anyio
 
-from ._redis import redis_errors, refusal_errors, refused
+from ._redis import Outages, redis_errors
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -31,7 +30,6 @@ if TYPE_CHECKING:
 
 __all__ = ["RedisTokenStore"]
 
-logger = logging.getLogger("chanjing_async")
 
 # Longer than any token request with its retries; a holder that died frees it after this.
 LOCK_SECONDS = 60.0
@@ -59,7 +57,7 @@ class RedisTokenStore:
         self._owner = secrets.token_hex(8)
         self._unlock = redis.register_script(_UNLOCK)
         self._errors = redis_errors()
-        self._refusals = refusal_errors()
+        self._outages = Outages("access token")
 
     def __repr__(self) -> str:
         return f"<RedisTokenStore key={self._key!r}>"
@@ -68,7 +66,6 @@ class RedisTokenStore:
         self, issue: Callable[[], Awaitable[tuple[str, float]]], stale: str | None
     ) -> tuple[str, float]:
         """The stored token unless it is ``stale`` or due; else one from ``issue``, stored."""
-        outage = False
         while True:
             try:
                 found = await self._usable(stale)
@@ -78,12 +75,10 @@ class RedisTokenStore:
                     self._lock_key, self._owner, nx=True, px=int(LOCK_SECONDS * 1000)
                 ):
                     return await self._issue_locked(issue, stale)
-            except self._refusals as exc:
-                if not isinstance(exc, self._errors):
-                    raise refused(exc) from None
-                if not outage:
-                    logger.warning("access token: Redis unreachable (%s)", type(exc).__name__)
-                    outage = True
+            except self._outages.catch as exc:
+                self._outages.failed(exc)
+            else:
+                self._outages.ok()
             await anyio.sleep(POLL_SECONDS)  # another process is fetching, or Redis is down
 
     async def _issue_locked(

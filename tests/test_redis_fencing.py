@@ -67,6 +67,12 @@ async def redis_now(server: RedisServer) -> float:
     return seconds + micros / 1e6
 
 
+async def rescore(server: RedisServer, member: bytes, ahead: float) -> None:
+    """Move a member's score to ``ahead`` seconds from Redis's now (negative: lapsed)."""
+    async with redis.asyncio.Redis.from_url(server.url) as inspect:
+        await inspect.zadd(LOG, {member: await redis_now(server) + ahead})
+
+
 def freeze(seconds: float) -> None:
     """Stop this whole process's event loop (heartbeat included), as SIGSTOP would."""
     time.sleep(seconds)
@@ -131,8 +137,7 @@ async def test_a_lapse_seen_only_by_redis_is_not_trusted_after_a_renewal(
     lease = 0.4
     async with opened(redis_server, 2, 0.5, lease=lease) as limiter, limiter.slot() as slot:
         [old] = await members(redis_server)
-        async with redis.asyncio.Redis.from_url(redis_server.url) as inspect:
-            await inspect.zadd(LOG, {old: await redis_now(redis_server) - 0.01})
+        await rescore(redis_server, old, -0.01)
         await anyio.sleep(lease / 4 + 0.05)  # a heartbeat renewal
         assert (await members(redis_server))[old] > await redis_now(redis_server)
         await slot.fence()
@@ -148,8 +153,7 @@ async def test_a_pause_the_local_clock_saw_is_a_lapse_even_if_redis_did_not_see_
     lease = 0.2
     async with opened(redis_server, 2, 0.5, lease=lease) as limiter, limiter.slot() as slot:
         [old] = await members(redis_server)
-        async with redis.asyncio.Redis.from_url(redis_server.url) as inspect:
-            await inspect.zadd(LOG, {old: await redis_now(redis_server) + 100})
+        await rescore(redis_server, old, 100)
         freeze(2 * lease)
         await slot.fence()
         assert old not in await members(redis_server)
