@@ -27,10 +27,12 @@ from .errors import JobCancelledError as JobCancelledError
 from .errors import JobError as JobError
 from .errors import JobFailedError as JobFailedError
 from .errors import JobTimeoutError as JobTimeoutError
+from .errors import JournalError as JournalError
 from .errors import RateLimitError as RateLimitError
 from .errors import RequestTimeoutError as RequestTimeoutError
 from .errors import ResponseValidationError as ResponseValidationError
 from .errors import ServerError as ServerError
+from .errors import TaskNotFoundError as TaskNotFoundError
 from .errors import TransportError as TransportError
 from .errors import UploadError as UploadError
 from .jobs import Job as Job
@@ -83,6 +85,7 @@ __all__ = [
     "JobManagerStats",
     "JobStage",
     "JobTimeoutError",
+    "JournalError",
     "LipSyncJob",
     "LipSyncRequest",
     "LipSyncTask",
@@ -100,6 +103,7 @@ __all__ = [
     "RetryPolicy",
     "ServerError",
     "SlidingWindowLimiter",
+    "TaskNotFoundError",
     "TaskStatus",
     "Timeouts",
     "TokenBucketLimiter",

@@ -17,12 +17,14 @@
     │   └── ServerError                                  50000 / 51000
     ├── CreateOutcomeUnknown                             create sent, outcome unknown; not resent
     ├── UploadError                                      file status 98/99/100 or not ready in time
+    ├── JournalError                                     a journal write failed; nothing was sent
     ├── ResponseValidationError                          a success body we could not parse
     └── JobError                                         a managed job did not succeed (job key)
         ├── JobFailedError                               task ended in status 30 (server msg)
         │   └── InsufficientBalanceError                 status 30 for billing (蝉豆不足 ...)
         ├── JobTimeoutError(JobError, TimeoutError)      a wait or the job deadline passed
-        └── JobCancelledError                            cancelled, or its manager closed
+        ├── JobCancelledError                            cancelled, or its manager closed
+        └── TaskNotFoundError                            the server no longer knows the task
 
 Messages show code, msg and trace_id and never a secret (app secret, token, signed URL).
 """
@@ -49,10 +51,12 @@ __all__ = [
     "JobError",
     "JobFailedError",
     "JobTimeoutError",
+    "JournalError",
     "RateLimitError",
     "RequestTimeoutError",
     "ResponseValidationError",
     "ServerError",
+    "TaskNotFoundError",
     "TransportError",
     "UploadError",
     "error_for_code",
@@ -215,6 +219,22 @@ class UploadError(ChanjingError):
         super().__init__(f"file {file_id}: {reason} (status={status})")
 
 
+class JournalError(ChanjingError):
+    """A journal write failed (a full disk, a read-only file, a lost lock).
+
+    The job it was for was not submitted and nothing was sent for it: the same call may be
+    made again once the cause is fixed. The message names the journal file and the cause's
+    type and text (SQLite's, which never holds a secret).
+
+    Attributes:
+        path: the journal file.
+    """
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        super().__init__(f"journal {path}: {reason}")
+
+
 class ResponseValidationError(ChanjingError):
     """A response did not match the documented shape.
 
@@ -274,6 +294,11 @@ class JobTimeoutError(JobError, TimeoutError):
     def __init__(self, message: str, *, job_key: str, task_id: str | None, tracked: bool) -> None:
         self.tracked = tracked
         super().__init__(message, job_key=job_key, task_id=task_id)
+
+
+class TaskNotFoundError(JobError):
+    """The server says it does not know the job's task (``40000 任务不存在`` on ``detail``,
+    absent from the list), confirmed on several reads: it will never end there."""
 
 
 class JobCancelledError(JobError):
