@@ -20,9 +20,10 @@ the server's time (``_clock``): an attempt sent at monotonic ``s`` can explain a
 the whole-second ``create_time``). A task that no attempt of ours owns is adopted only when
 exactly one open attempt can explain it and it is the only task that attempt alone explains;
 each adoption removes that attempt from the other tasks' explanations, and the rule is applied
-again. An attempt is ``empty`` only on a reading started after its horizon, with no task it
-could explain. When every attempt that shares candidate tasks with it has passed its horizon
-and some task is still explained by several, they are ``contested``: the jobs fail with their
+again. An attempt is ``empty`` only on a reading started after it closed (its horizon plus the
+width of the clock bounds, the margin and a second: :meth:`CreateLedger.closes_at`), with no
+task it could explain. When every attempt that shares candidate tasks with it has closed and
+some task is still explained by several, they are ``contested``: the jobs fail with their
 candidates and those tasks are never adopted by anyone. We never guess.
 
 A task that no open attempt explains but that appeared after an ``empty`` or ``contested``
@@ -285,6 +286,18 @@ class CreateLedger:
             and create_time <= attempt.horizon + high + margin
         )
 
+    def closes_at(self, attempt: Attempt, margin: float) -> float:
+        """The monotonic moment after which a reading of the list holds every task ``attempt``
+        can explain (:meth:`explains`): only a reading started later may find it ``empty``.
+
+        A task made at monotonic ``m`` reads ``c = floor(m + offset)``, so ``m < c + 1 - low``;
+        the last ``c`` it can explain is ``horizon + high + margin``: ``m`` lies before its
+        horizon plus the width of the clock bounds, the margin and one second.
+        """
+        low, high = self.clock.offset()
+        width = high - low if math.isfinite(high - low) else 0.0
+        return attempt.horizon + width + margin + 1.0
+
     def prove(self, attempt: Attempt, task_id: str, create_time: int, margin: float) -> bool:
         """Adopt ``task_id`` for ``attempt`` on proof (its callback named the job).
 
@@ -341,7 +354,7 @@ class CreateLedger:
         late: dict[str, list[Attempt]] = {}  # task -> the settled attempts that may have made it
         shared: set[str] = set()  # tasks another process's attempt may have made
         open_attempts = self.open_attempts
-        settled = [a for a in self._attempts.values() if self._watched(a, listed_at)]
+        settled = [a for a in self._attempts.values() if self._watched(a, listed_at, margin)]
         for task_id, create_time in tasks.items():
             if task_id in self._excluded or self.owns(task_id) or owned(task_id):
                 continue
@@ -359,7 +372,7 @@ class CreateLedger:
                 shared.add(task_id)
         self._propagate(feasible, set(late) | shared, verdict)
         waiting = None if ended is None else set(feasible) - self._ended
-        self._close(feasible, listed_at, waiting, verdict)
+        self._close(feasible, listed_at, margin, waiting, verdict)
         self._ended = set() if ended is None else set(ended & feasible.keys())
         contested = {task for a in verdict.contested for task in a.candidates}
         for task_id, attempts in late.items():
@@ -368,10 +381,10 @@ class CreateLedger:
                 self._report_late(task_id, attempts, verdict)
         return verdict
 
-    def _watched(self, attempt: Attempt, now: float) -> bool:
-        """Empty, contested or a rival, and within one more horizon after its own."""
+    def _watched(self, attempt: Attempt, now: float, margin: float) -> bool:
+        """Empty, contested or a rival, and within one more horizon after it closed."""
         settled = attempt.state in ("empty", "contested") or attempt.rival
-        return settled and now <= attempt.horizon + self.horizon
+        return settled and now <= self.closes_at(attempt, margin) + self.horizon
 
     def _explains_late(self, attempt: Attempt, create_time: int, margin: float) -> bool:
         low, high = self.clock.offset()
@@ -412,16 +425,17 @@ class CreateLedger:
         self,
         feasible: dict[str, set[Attempt]],
         listed_at: float,
+        margin: float,
         waiting: set[str] | None,
         verdict: Judgement,
     ) -> None:
-        """Decide the unknown attempts whose horizon passed before the reading started."""
+        """Decide the unknown attempts that closed (:meth:`closes_at`) before the reading."""
         candidates: dict[Attempt, list[str]] = defaultdict(list)
         for task_id, explaining in feasible.items():
             for attempt in explaining:
                 candidates[attempt].append(task_id)
         for attempt in self.open_attempts:
-            if attempt.state != "unknown" or listed_at < attempt.horizon:
+            if attempt.state != "unknown" or listed_at < self.closes_at(attempt, margin):
                 continue
             if not candidates[attempt]:
                 attempt.state = "empty"
@@ -430,7 +444,9 @@ class CreateLedger:
             component, tasks = _component(attempt, candidates, feasible)
             if waiting and tasks & waiting:
                 continue  # a callback may still name the job of a candidate
-            if all(a.state == "unknown" and listed_at >= a.horizon for a in component):
+            if all(
+                a.state == "unknown" and listed_at >= self.closes_at(a, margin) for a in component
+            ):
                 # Nothing more can come: every attempt that could share a task is past its
                 # horizon, and the tasks left are each explained by several of them.
                 self._excluded.update(tasks)

@@ -4,13 +4,14 @@ A create that timed out, lost its connection, met a gateway page or 50000 may ha
 task, now or at any moment until its processing horizon (``Timeouts.create_horizon``). Its job
 waits here while every other job goes on being created. The task list is read whole (every
 page, as many distinct tasks as it says it holds; its order plays no part) soon after the
-ambiguity, then at growing intervals and right after each horizon, and the client's ledger
+ambiguity, then at growing intervals and right after each attempt closes, and the client's ledger
 (``_attempts``) decides:
 
 * **adopted**: exactly one open attempt of the whole client explains an unowned task: the job
   takes it (often at the first look: a connection dropped after the server answered);
-* **empty**: a reading started after the horizon found nothing it could have made: the job goes
-  back to the head of the queue and is sent again;
+* **empty**: a reading started after the attempt closed (its horizon, plus the uncertainty of
+  the server's clock, the margin and a second: ``CreateLedger.closes_at``) found nothing it
+  could have made: the job goes back to the head of the queue and is sent again;
 * **contested**: tasks appeared that several attempts could have made, and every one of those
   attempts has passed its horizon: the jobs fail with ``CreateOutcomeUnknown(candidates=...)``.
 
@@ -208,9 +209,9 @@ class Reconciler:
     async def _sleep(self, listed_at: float, interval: float) -> None:
         """Until the next look: ``interval``, just after the next horizon or watch end, or soon
         after a new unknown create."""
-        horizon = self._lip_sync.ledger.horizon
-        horizons = [p.attempt.horizon for p in self._pending.values()]
-        horizons += [attempt.horizon + horizon for attempt in self._watched.values()]
+        ledger = self._lip_sync.ledger
+        horizons = [ledger.closes_at(p.attempt, self._margin) for p in self._pending.values()]
+        horizons += [self._watch_end(attempt) for attempt in self._watched.values()]
         upcoming = [h for h in horizons if h > listed_at]
         wake = time.monotonic() + interval
         if upcoming:
@@ -293,10 +294,13 @@ class Reconciler:
 
     def _unwatch(self, now: float) -> None:
         """Stop watching settled attempts whose watch (one more horizon) ended before ``now``."""
-        horizon = self._lip_sync.ledger.horizon
         for number, attempt in list(self._watched.items()):
-            if now > attempt.horizon + horizon:
+            if now > self._watch_end(attempt):
                 del self._watched[number]
+
+    def _watch_end(self, attempt: Attempt) -> float:
+        ledger = self._lip_sync.ledger
+        return ledger.closes_at(attempt, self._margin) + ledger.horizon
 
     @asynccontextmanager
     async def sending(self) -> AsyncIterator[None]:

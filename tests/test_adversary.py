@@ -58,11 +58,13 @@ def job_number(request: Any) -> int:
     return int(request["tts_config"]["text"][0].split()[1])
 
 
-def client_for(emulator: EmulatorServer, **overrides: Any) -> AsyncChanjingClient:
+def client_for(
+    emulator: EmulatorServer, horizon: float = HORIZON, **overrides: Any
+) -> AsyncChanjingClient:
     options: dict[str, Any] = {
         "limits": RateLimits().scaled(SCALE),
         "retry": RetryPolicy(max_retries=4, initial=0.005, maximum=0.05),
-        "timeouts": Timeouts(total=TIMEOUT, connect=TIMEOUT, create_horizon=HORIZON),
+        "timeouts": Timeouts(total=TIMEOUT, connect=TIMEOUT, create_horizon=horizon),
     }
     options.update(overrides)
     return make_client(emulator.base_url, **options)
@@ -136,13 +138,14 @@ async def run_jobs(
     seed: int,
     callbacks: bool = False,
     journal: Path | None = None,
+    horizon: float = HORIZON,
     **settings: Any,
 ) -> Run:
     """Submit ``jobs`` numbered jobs through one manager and wait until each has ended."""
     emulated = emulator_settings(
         time_scale=SCALE, task_seconds=120.0, fault_rates=rates, seed=seed, **settings
     )
-    async with EmulatorServer(emulated) as emulator, client_for(emulator) as client:
+    async with EmulatorServer(emulated) as emulator, client_for(emulator, horizon) as client:
         video = await client.files.upload(media, service="lip_sync_video", poll_interval=0.01)
         receiver = CallbackReceiver() if callbacks else None
         async with job_manager(
@@ -194,10 +197,13 @@ async def test_late_creates_and_gateway_pages_never_misattribute_nor_duplicate(
         assert run.failed == 0, run.report
 
 
-PAST_THE_HORIZON = (
-    # Handled after the horizon: by then the job was sent again.
-    FaultRate("create", "latency", 0.10, seconds=HORIZON * 1.05, seconds_max=HORIZON * 1.5),
-)
+# Past the horizon: a create handled at `d` after its arrival makes a task that no reading can
+# take for its own (whatever the moment of the reading) once `d` exceeds the moment the
+# attempt closes: horizon + clock-bound width (about 1 s: whole-second create_time) + margin
+# (1 s) + 1 s. It is reported only if made within one more horizon (d + trip <= 2 horizons +
+# margin). Both need a horizon well above those seconds, so this test has its own.
+PAST_HORIZON = 5.0
+PAST_THE_HORIZON = (FaultRate("create", "latency", 0.10, seconds=9.0, seconds_max=10.0),)
 
 
 @pytest.mark.parametrize("callbacks", [False, True])
@@ -210,7 +216,13 @@ async def test_tasks_made_past_the_horizon_are_reported_and_adopted_by_no_job(
     caplog.set_level(logging.WARNING, logger="chanjing_async")
     journal = tmp_path / "jobs.sqlite"
     run = await run_jobs(
-        media[0], PAST_THE_HORIZON, jobs=40, seed=7, callbacks=callbacks, journal=journal
+        media[0],
+        PAST_THE_HORIZON,
+        jobs=40,
+        seed=7,
+        callbacks=callbacks,
+        journal=journal,
+        horizon=PAST_HORIZON,
     )
     reported = run.check_nothing_silent()
     assert run.stats.submit.late == len(reported) > 0, run.report  # late tasks were made
