@@ -16,7 +16,16 @@ from ._common import Figure, Options
 from ._report import markdown
 
 # Scenario modules, in report order; each has NAME and `async def run(options) -> list[Figure]`.
-SCENARIOS = ("limiter", "late_creates", "polling", "latency", "overhead", "memory", "batch_e2e")
+SCENARIOS = (
+    "limiter",
+    "late_creates",
+    "polling",
+    "latency",
+    "overhead",
+    "memory",
+    "upload",
+    "batch_e2e",
+)
 RESULTS = Path(__file__).resolve().parent / "results"
 
 

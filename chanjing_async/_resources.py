@@ -15,12 +15,14 @@ from . import _transport as ep
 from .errors import (
     ChanjingError,
     CreateOutcomeUnknown,
+    FileNotReadyError,
     InvalidInputError,
     ResponseValidationError,
     UploadError,
 )
 from .models import (
     FileDetail,
+    FileStatus,
     LipSyncRequest,
     LipSyncTask,
     Page,
@@ -84,6 +86,12 @@ class _Resource:
         self._api = api
 
 
+def unreadable(path: Path, exc: OSError) -> InvalidInputError:
+    """The error for a local file that cannot be read (gone, a folder, no permission)."""
+    reason = exc.strerror or type(exc).__name__
+    return InvalidInputError("path", str(path), f"must be a readable file ({reason})")
+
+
 def require_id(field: str, value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise InvalidInputError(field, value, "must be a non-empty string")
@@ -103,6 +111,9 @@ class Files(_Resource):
     ) -> FileDetail:
         """Upload a local file and wait until it is ready.
 
+        The file is streamed from disk (and again from its start if the PUT is retried):
+        memory does not grow with its size.
+
         Args:
             path: the local file.
             service: the bucket; lip-sync uses ``lip_sync_video`` and ``lip_sync_audio``.
@@ -110,10 +121,12 @@ class Files(_Resource):
             poll_interval: first delay between readiness checks (grows ×1.5 up to 5 s).
 
         Returns:
-            The file detail with status 1 (ready); its ``id`` goes into a create request.
+            The file detail with status 1 (ready), or 2 (see ``FileStatus.READY_LEGACY``);
+            its ``id`` goes into a create request.
 
         Raises:
-            InvalidInputError: missing file, empty service or a format the bucket refuses.
+            InvalidInputError: missing or unreadable file, empty service or a format the
+                bucket refuses.
             UploadError: the file was rejected (98), deleted (99/100) or not ready in time.
         """
         local = Path(path)
@@ -124,17 +137,26 @@ class Files(_Resource):
             raise InvalidInputError("path", str(local), f"{service} accepts {allowed} files")
         if not await anyio.Path(local).is_file():
             raise InvalidInputError("path", str(local), "must be an existing file")
-        content = await anyio.Path(local).read_bytes()
+        try:
+            async with await anyio.open_file(local, "rb"):
+                pass  # readable: checked before anything is sent
+        except OSError as exc:
+            raise unreadable(local, exc) from None
         target = await self._api().call(
             ep.UPLOAD_URL, UploadUrl, params={"service": service, "name": local.name}
         )
-        await self._api().transport.put(
-            target.sign_url.get_secret_value(), content, target.mime_type
-        )
+        try:
+            # Streamed from disk: memory does not grow with the file (see Transport.put).
+            await self._api().transport.put(
+                target.sign_url.get_secret_value(), local, target.mime_type
+            )
+        except OSError as exc:  # gone or unreadable since it was checked
+            raise unreadable(local, exc) from None
         return await self.wait_ready(target.file_id, timeout=timeout, poll_interval=poll_interval)
 
     async def get(self, file_id: str) -> FileDetail:
-        """The detail of an uploaded file (``status`` 0 pending, 1 ready, 98/99/100 failed)."""
+        """The detail of an uploaded file (``status`` 0 pending, 1 ready, 98/99/100 failed;
+        2 counts as ready, see ``FileStatus.READY_LEGACY``)."""
         require_id("file_id", file_id)
         return await self._api().call(ep.FILE_DETAIL, FileDetail, params={"id": file_id})
 
@@ -200,6 +222,10 @@ class LipSync(_Resource):
                 connection, gateway page, 50000); it was not resent. Its ``attempt`` stays
                 open in :attr:`ledger` until the processing horizon, and a JobManager on this
                 client never adopts the task it may have made.
+            UploadError: the server refused it for a file that reported status 2 (read as
+                ready, which this server does not share) or 98/99/100: the error names the
+                file, its status and the server's message (the FileNotReadyError is its
+                ``__cause__``). Never retried: the same file would be refused again.
             FileNotReadyError, InvalidRequestError, APIError: the server refused it.
         """
         # Validated again even when given a model: model_copy(update=...) skips validation.
@@ -220,6 +246,12 @@ class LipSync(_Resource):
             await self._ended(attempt, closed=False)
             exc.attempt = attempt.id
             raise
+        except FileNotReadyError as exc:
+            await self._ended(attempt, closed=True)
+            blamed = await self._blame_file(body, exc)
+            if blamed is None:
+                raise
+            raise blamed from exc
         except ChanjingError:
             await self._ended(attempt, closed=True)  # answered without a task, or never sent
             raise
@@ -231,6 +263,32 @@ class LipSync(_Resource):
         if ledger.store is not None:
             await ledger.store.ended(attempt.id, closed=True, task_id=task_id)
         return task_id
+
+    async def _blame_file(
+        self, body: dict[str, Any], refusal: FileNotReadyError
+    ) -> UploadError | None:
+        """The file a refused create names, if it reported a status the SDK took as final.
+
+        Status 2 is ready for the SDK (``FileStatus.READY_LEGACY``), failed for some readings
+        of the docs: a refusal is then this server's verdict on the file. A file still at 0
+        leaves the refusal as it is (wait for it and send again), as does a failed lookup.
+        """
+        for field in ("video_file_id", "audio_file_id"):
+            file_id = body.get(field)
+            if not isinstance(file_id, str):
+                continue
+            try:
+                detail = await self._api().call(ep.FILE_DETAIL, FileDetail, params={"id": file_id})
+            except ChanjingError:
+                return None
+            if detail.status == FileStatus.READY_LEGACY:
+                reason = f"{field} refused by create ({refusal.msg}): status 2 means failed here"
+            elif detail.is_failed:
+                reason = f"{field} refused by create ({refusal.msg})"
+            else:
+                continue
+            return UploadError(file_id, detail.status, reason)
+        return None
 
     async def _ended(self, attempt: Attempt, *, closed: bool) -> None:
         """Record a create that got no task id: refused (``closed``) or of unknown outcome."""

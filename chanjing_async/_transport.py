@@ -29,7 +29,7 @@ import random
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -54,6 +54,7 @@ from .models import Envelope
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
+    from pathlib import Path
 
     from ._clock import ServerClock
     from ._config import RetryPolicy, Timeouts
@@ -304,7 +305,7 @@ class Transport:
         label: str,
         params: dict[str, str] | None = None,
         json: dict[str, Any] | None = None,
-        data: bytes | None = None,
+        data: BinaryIO | None = None,
         headers: dict[str, str],
         timeout: aiohttp.ClientTimeout | None = None,
         fresh_connection: bool = False,
@@ -337,18 +338,29 @@ class Transport:
             message = f"connection failed ({type(exc).__name__})"
             raise TransportError(message, endpoint=label, sent=True) from None
 
-    async def put(self, url: str, data: bytes, content_type: str) -> None:
-        """PUT ``data`` to a signed URL, retrying transport and gateway failures (idempotent)."""
+    async def put(self, url: str, path: Path, content_type: str) -> None:
+        """PUT the file at ``path`` to a signed URL, streamed from disk (never held whole).
+
+        aiohttp reads the file in chunks in a worker thread and sets ``Content-Length`` from
+        its size (a signed PUT URL may require it; no chunked encoding). Transport and gateway
+        failures are retried (the PUT is idempotent), each attempt on the file opened afresh,
+        so a retry sends every byte from the start.
+
+        Raises:
+            OSError: the file cannot be opened.
+            TransportError, HTTPStatusError: the PUT failed, after the retries.
+        """
         shown = redact_url(url)
         attempt = 0
         while True:
+            stream = await anyio.to_thread.run_sync(path.open, "rb")
             try:
                 status, _, body = await self._exchange(
                     "PUT",
                     # encoded=True: the signature covers the query exactly as the server wrote it.
                     yarl.URL(url, encoded=True),
                     label=shown,
-                    data=data,
+                    data=stream,
                     headers={"Content-Type": content_type},
                     timeout=aiohttp.ClientTimeout(
                         total=self._timeouts.upload, connect=self._timeouts.connect
@@ -362,7 +374,9 @@ class Transport:
                 attempt += 1
                 if not retryable or attempt > self._retry.max_retries:
                     raise
-                await anyio.sleep(self._retry.delay(attempt, random.random()))
+            finally:
+                stream.close()
+            await anyio.sleep(self._retry.delay(attempt, random.random()))
 
     async def download(self, url: str) -> bytes:
         """GET a result file (video or preview) in one piece."""

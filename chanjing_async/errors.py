@@ -332,9 +332,16 @@ _CODE_TO_ERROR: dict[int, type[APIError]] = {
 }
 
 # "视频文件还未完成上传" / "音频文件还未完成上传" (reference §4.3): the server reports a file
-# that is not uploaded, not ready or in the wrong bucket as 50000; it is the caller's input,
-# not an outage.
-_FILE_NOT_READY_MARKERS = ("还未完成上传", "文件不存在")
+# that is not uploaded, not ready, failed, deleted or purged, or in another bucket as 50000; it
+# is the caller's input, not an outage, and proves nothing was created.
+_FILE_NOT_READY_MARKERS = (
+    "还未完成上传",
+    "文件不存在",
+    "文件上传失败",
+    "文件内容安全检测失败",
+    "文件已删除",
+    "文件已清理",
+)
 
 
 def error_for_code(code: int, msg: str, *, trace_id: str, endpoint: str) -> APIError:

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 
 from .server import serve
-from .settings import LIST_ORDERS, RATE_WINDOWS, EmulatorSettings
+from .settings import FILE_STATUS_TWO, LIST_ORDERS, RATE_WINDOWS, EmulatorSettings
 
 _DEFAULTS = EmulatorSettings()
 
@@ -41,6 +41,12 @@ def build_parser(prog: str = "python -m chanjing_async.emulator") -> argparse.Ar
         type=float,
         default=_DEFAULTS.file_ready_seconds,
         help="real-scale delay between upload and file readiness",
+    )
+    parser.add_argument(
+        "--file-status-two",
+        choices=FILE_STATUS_TWO,
+        default=_DEFAULTS.file_status_two,
+        help="file processing ends in status 2, read as ready or as failed (None: in 1)",
     )
     parser.add_argument(
         "--fail-rate",
@@ -138,6 +144,7 @@ def settings_from_args(ns: argparse.Namespace) -> EmulatorSettings:
         time_scale=ns.time_scale,
         task_seconds=ns.task_seconds,
         file_ready_seconds=ns.file_ready_seconds,
+        file_status_two=ns.file_status_two,
         fail_rate=ns.fail_rate,
         billing_fail_rate=ns.billing_fail_rate,
         result_url_ttl_seconds=ns.result_url_ttl,

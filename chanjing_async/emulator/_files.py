@@ -25,6 +25,8 @@ AUDIO_SERVICE = "lip_sync_audio"
 FILE_READY = (1, 2)  # 2 is the historic "ready" some clients still accept (reference §4.3)
 # Failed statuses (reference §4.3); file_detail says "文件<reason>", create "视频文件<reason>".
 FILE_FAILURES = {98: "内容安全检测失败", 99: "已删除", 100: "已清理"}
+# Status 2 read as failed (``file_status_two="failed"``: "0 上传中, 1 已完成, 2 失败").
+STATUS_TWO_FAILURE = "上传失败"
 
 # The start of an upload is kept for the decode check; the rest is only counted.
 HEAD_BYTES = 16
@@ -144,13 +146,29 @@ class FileStore:
         record.uploaded_at = time.monotonic()
 
     def status(self, record: FileRecord) -> int:
-        """0 until the PUT plus the readiness delay has passed, then 1, unless forced."""
+        """0 until the PUT plus the readiness delay has passed, then 1, unless forced.
+
+        With ``file_status_two`` set, processing ends in 2 instead of 1: a ready file under
+        ``"ready"``, a failed one under ``"failed"``.
+        """
         if record.forced_status is not None:
             return record.forced_status
         if record.uploaded_at is None:
             return 0
         ready_at = record.uploaded_at + self.settings.scaled(self.settings.file_ready_seconds)
-        return 1 if time.monotonic() >= ready_at else 0
+        if time.monotonic() < ready_at:
+            return 0
+        return 1 if self.settings.file_status_two is None else 2
+
+    def failure(self, status: int) -> str | None:
+        """Why a file in ``status`` can never be used (``"已删除"`` ...), None if it may be.
+
+        Status 2 is a failure only under ``file_status_two="failed"``; otherwise it is the
+        historic "ready" (reference §4.3).
+        """
+        if status == 2 and self.settings.file_status_two == "failed":
+            return STATUS_TWO_FAILURE
+        return FILE_FAILURES.get(status)
 
     def view(self, file_id: str) -> dict[str, Any]:
         """The ``file_detail`` data of ``file_id``.
@@ -162,6 +180,7 @@ class FileStore:
         if record is None:
             raise ApiError(CODE_PARAM, "文件不存在")
         status = self.status(record)
+        failure = self.failure(status)
         return {
             "id": record.id,
             "service": record.service,
@@ -170,21 +189,24 @@ class FileStore:
             "create_time": record.create_time,
             "file_path": record.full_path,
             "status": status,
-            "msg": f"文件{FILE_FAILURES[status]}" if status in FILE_FAILURES else "",
+            "msg": "" if failure is None else f"文件{failure}",
         }
 
     def ready(self, file_id: str, service: str) -> FileRecord:
         """The file a create refers to, which must be ready in the lip-sync ``service`` bucket.
 
         Raises:
-            ApiError: 50000 naming the video or audio file as not uploaded, or as failed.
+            ApiError: 50000 naming the video or audio file as not uploaded, or as failed
+                (``视频文件已删除``; ``视频文件上传失败`` for status 2 read as failed): a
+                refusal that proves nothing was created, as a careful server would give.
         """
         label = "视频" if service == VIDEO_SERVICE else "音频"
         record = self.records.get(file_id)
         # A file in another bucket is as good as absent for lip-sync (reference §4.1).
         status = None if record is None or record.service != service else self.status(record)
-        if status in FILE_FAILURES:
-            raise ApiError(CODE_INTERNAL, f"{label}文件{FILE_FAILURES[status]}")
+        failure = None if status is None else self.failure(status)
+        if failure is not None:
+            raise ApiError(CODE_INTERNAL, f"{label}文件{failure}")
         if record is None or status not in FILE_READY:
             # Reference §4.3: the live API answers 50000 "...文件还未完成上传" (inferred here).
             raise ApiError(CODE_INTERNAL, f"{label}文件还未完成上传")

@@ -12,6 +12,8 @@ RateWindow = Literal["sliding", "fixed"]
 RATE_WINDOWS: tuple[RateWindow, ...] = ("sliding", "fixed")
 ListOrder = Literal["newest", "oldest", "random"]
 LIST_ORDERS: tuple[ListOrder, ...] = ("newest", "oldest", "random")
+FileStatusTwo = Literal["ready", "failed"]
+FILE_STATUS_TWO: tuple[FileStatusTwo, ...] = ("ready", "failed")
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,14 @@ class EmulatorSettings:
         task_seconds: Time from create to a terminal status: queued for the first 10 %, then
             generating with progress rising linearly from 0 to 99.
         file_ready_seconds: Delay between the upload PUT and ``file_detail`` reporting status 1.
+        file_status_two: How the emulator reads file status 2, on which the evidence
+            disagrees (reference §11): the vendor's scripts accept 1 or 2 as ready (2 "kept
+            for an older definition"), third-party code quoting the OpenAPI file reads
+            "0 uploading, 1 done, 2 failed". None (the default): processing ends in 1, and a
+            2 forced with ``set_file_status`` counts as ready. ``"ready"``: processing ends in
+            2, and a create accepts it. ``"failed"``: processing ends in 2 with ``msg``
+            "文件上传失败", and a create naming the file is refused with 50000
+            "视频文件上传失败" (or 音频...), as it is for a file in 98, 99 or 100.
         token_ttl_seconds: Lifetime of an access token (reference §3.1: about one day).
         upload_url_ttl_seconds: Validity of a signed upload URL (reference §4.2: 15 minutes).
         result_url_ttl_seconds: Validity of a result URL (``video_url``, ``preview_url``),
@@ -92,6 +102,7 @@ class EmulatorSettings:
     time_scale: float = 1.0
     task_seconds: float = 30.0
     file_ready_seconds: float = 3.0
+    file_status_two: FileStatusTwo | None = None
     token_ttl_seconds: float = 86400.0
     upload_url_ttl_seconds: float = 900.0
     result_url_ttl_seconds: float | None = None
@@ -146,6 +157,9 @@ class EmulatorSettings:
             raise ValueError("fail_rate + billing_fail_rate must not exceed 1")
         if self.rate_window not in RATE_WINDOWS:
             raise ValueError(f"rate_window must be 'sliding' or 'fixed', got {self.rate_window!r}")
+        two = self.file_status_two
+        if two is not None and two not in FILE_STATUS_TWO:
+            raise ValueError(f"file_status_two must be None, 'ready' or 'failed', got {two!r}")
         if self.list_order not in LIST_ORDERS:
             allowed = ", ".join(repr(order) for order in LIST_ORDERS)
             raise ValueError(f"list_order must be one of {allowed}, got {self.list_order!r}")
