@@ -1,12 +1,18 @@
-"""Defaults in one place, and the credential / base-URL resolution from the environment."""
+"""Defaults in one place, the one check every numeric setting goes through, and the
+credential / base-URL resolution from the environment."""
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypedDict
 from urllib.parse import urlsplit
 
 from .errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 DEFAULT_BASE_URL = "https://open-api.chanjing.cc"
 ENV_APP_ID = "CHANJING_APP_ID"
@@ -15,6 +21,81 @@ ENV_BASE_URL = "CHANJING_BASE_URL"
 
 TOKEN_REFRESH_EARLY = 300.0
 """Seconds before ``expire_in`` at which a token is renewed (the vendor clients use 300 s)."""
+
+
+class NumberRule(TypedDict, total=False):
+    """What a number must be (every key optional).
+
+    Attributes:
+        integer: an ``int`` (default: an ``int`` or a finite ``float``).
+        minimum: the lowest value allowed (default 0).
+        above: greater than ``minimum``, not equal to it (default False).
+        maximum: the highest value allowed (default: none).
+        unit: a word for the message, e.g. ``"seconds"``.
+    """
+
+    integer: bool
+    minimum: float
+    above: bool
+    maximum: float | None
+    unit: str
+
+
+def check_setting(field: str, value: object, **rule: Unpack[NumberRule]) -> None:
+    """Refuse a numeric setting that is not what it must be, naming it, its value and the rule.
+
+    Every numeric setting is checked here when it is made, so that a bad one fails at once
+    rather than as a TypeError, an OverflowError or a hang on first use.
+
+    Args:
+        field: the name shown, e.g. ``Timeouts.total``.
+        value: the value given.
+        rule: what is allowed (:class:`NumberRule`); by default a finite number >= 0.
+
+    Raises:
+        ConfigurationError: e.g. ``Timeouts.total='5': must be a finite number of seconds > 0``.
+    """
+    problem = number_problem(value, **rule)
+    if problem is not None:
+        raise ConfigurationError(f"{field}={value!r}: {problem}")
+
+
+def check_type(field: str, value: object, *kinds: type, optional: bool = True) -> None:
+    """Refuse a setting that is none of ``kinds`` (nor None, when ``optional``).
+
+    Raises:
+        ConfigurationError: e.g. ``timeouts={'total': 5}: must be a Timeouts, or None``.
+    """
+    if (value is None and optional) or isinstance(value, kinds):
+        return
+    allowed = " or ".join(kind.__name__ for kind in kinds)
+    raise ConfigurationError(f"{field}={value!r}: must be a {allowed}{', or None' * optional}")
+
+
+def number_problem(value: object, **rule: Unpack[NumberRule]) -> str | None:
+    """What is wrong with a number given as a setting or an argument (None if nothing).
+
+    ``True`` is no number here (``bool`` is an ``int`` subclass, but ``max_retries=True`` is a
+    mistake, not 1), nor is a string, NaN or an infinity.
+
+    Returns:
+        None, or the rule broken: ``"must be a finite number of seconds > 0"``.
+    """
+    integer = rule.get("integer", False)
+    minimum = rule.get("minimum", 0)
+    above = rule.get("above", False)
+    maximum = rule.get("maximum")
+    unit = rule.get("unit", "")
+    if not isinstance(value, bool) and isinstance(value, int if integer else (int, float)):
+        if (
+            (isinstance(value, int) or math.isfinite(value))  # isfinite(10**400) overflows
+            and (value > minimum if above else value >= minimum)
+            and (maximum is None or value <= maximum)
+        ):
+            return None
+    kind = "an integer" if integer else "a finite number"
+    allowed = f"must be {kind}{f' of {unit}' if unit else ''} {'>' if above else '>='} {minimum:g}"
+    return allowed if maximum is None else f"{allowed} and <= {maximum:g}"
 
 
 @dataclass(frozen=True)
@@ -42,9 +123,7 @@ class Timeouts:
 
     def __post_init__(self) -> None:
         for name in ("total", "connect", "upload", "create_horizon"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and value > 0 and value != float("inf")):
-                raise ConfigurationError(f"Timeouts.{name}={value!r}: must be > 0 seconds")
+            check_setting(f"Timeouts.{name}", getattr(self, name), above=True, unit="seconds")
 
 
 @dataclass(frozen=True)
@@ -54,7 +133,10 @@ class RetryPolicy:
     Attributes:
         max_retries: retries after the first attempt (0 disables retrying).
         initial: delay before the first retry, seconds.
-        maximum: cap of one delay, seconds.
+        maximum: cap of one delay, seconds (at least ``initial``).
+
+    Raises:
+        ConfigurationError: a value that is not a finite number in range (or not an integer).
     """
 
     max_retries: int = 2
@@ -62,17 +144,14 @@ class RetryPolicy:
     maximum: float = 8.0
 
     def __post_init__(self) -> None:
-        if self.max_retries < 0:
-            raise ConfigurationError(f"RetryPolicy.max_retries={self.max_retries}: must be >= 0")
-        if not 0 < self.initial <= self.maximum:
-            raise ConfigurationError(
-                f"RetryPolicy.initial={self.initial}, maximum={self.maximum}: "
-                "must satisfy 0 < initial <= maximum"
-            )
+        check_setting("RetryPolicy.max_retries", self.max_retries, integer=True)
+        check_setting("RetryPolicy.initial", self.initial, above=True, unit="seconds")
+        check_setting("RetryPolicy.maximum", self.maximum, minimum=self.initial, unit="seconds")
 
     def delay(self, attempt: int, draw: float) -> float:
         """Delay before retry number ``attempt`` (1-based), given a uniform draw in [0, 1)."""
-        ceiling = min(self.maximum, self.initial * 2.0 ** (attempt - 1))
+        # 2.0 ** 1024 overflows; long before that the delay has reached ``maximum``.
+        ceiling = min(self.maximum, self.initial * 2.0 ** min(attempt - 1, 1023))
         # Half fixed, half jittered: spreads retries out yet never retries at once.
         return ceiling / 2 + ceiling / 2 * draw
 

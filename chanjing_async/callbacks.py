@@ -3,6 +3,9 @@
 Chanjing POSTs the task object to a task's ``callback`` URL when it ends, unsigned and with no
 documented retry (reference §5.6). So the URL itself carries the proof: each job gets
 ``<public_url>/<job key>?sig=<HMAC-SHA256(secret, job key)>``, minted before the create is sent.
+The key is percent-encoded whole in the URL (``/``, ``?``, ``#``, spaces, non-ASCII) and decoded
+on receipt; the signature is over the key itself. Only ``.`` and ``..`` cannot be carried (HTTP
+clients resolve such path segments away, escaped or not): a manager with callbacks refuses them.
 A request with a wrong signature gets a bare 404, exactly like an unknown path. A valid callback
 is only a hint: it makes the manager read the task through ``detail`` at once, and the handle
 resolves from that answer, so even a forged body with a stolen URL cannot fake a result.
@@ -34,21 +37,21 @@ import logging
 import secrets
 from collections import Counter
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, unquote_to_bytes, urlsplit
 
-import anyio
 from aiohttp import web
 from pydantic import ValidationError
 
 from . import _redis
-from .errors import ConfigurationError
+from ._callback_relay import Relay, relayed
+from ._config import check_setting
+from .errors import ConfigurationError, InvalidInputError
 from .models import Envelope, LipSyncTask
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, MutableMapping
 
-    from anyio.abc import TaskGroup, TaskStatus
-    from redis.asyncio.client import PubSub
+    from anyio.abc import TaskGroup
 
 __all__ = ["CallbackReceiver", "Verdict"]
 
@@ -74,13 +77,8 @@ _OUTCOME_OF_RELAYED: dict[Verdict, str] = {
     "mismatch": "relay_ignored",
 }
 
-# Seconds between attempts to subscribe again while Redis is down: doubling up to the cap.
-_RELAY_BACKOFF = 0.1
-_RELAY_BACKOFF_CAP = 5.0
-# Seconds one read of the subscription waits for a message. Short reads, not a blocking one:
-# some redis-py versions bound a blocking read by the socket timeout (5 s), which would end
-# every idle subscription as an error.
-_RELAY_READ = 1.0
+# Keys no URL path segment can carry: HTTP clients resolve them away, even escaped (%2E).
+_DOT_SEGMENTS = frozenset({".", ".."})
 
 
 class CallbackReceiver:
@@ -144,12 +142,10 @@ class CallbackReceiver:
                 )
         elif not serve:
             raise ConfigurationError("public_url is required when serve=False (mounted receiver)")
-        if type(port) is not int or not 0 <= port <= 65535:
-            raise ConfigurationError(f"port={port!r}: must be an integer 0..65535")
+        check_setting("port", port, integer=True, maximum=65535)
         if secret is not None and not _strong(secret):
             raise ConfigurationError("secret: must be bytes, at least 16 of them")
-        if type(max_body) is not int or max_body < 1024:
-            raise ConfigurationError(f"max_body={max_body!r}: must be an integer >= 1024")
+        check_setting("max_body", max_body, integer=True, minimum=1024)
         if relay is not None:
             _redis.check_url(relay, field="relay")
             if secret is None:
@@ -168,7 +164,7 @@ class CallbackReceiver:
         self._max_body = max_body
         self._deliver: Callable[[str, LipSyncTask], Verdict] | None = None
         self._runner: web.AppRunner | None = None
-        self._relay = None if relay is None else _Relay(relay, relay_channel)
+        self._relay = None if relay is None else Relay(relay, relay_channel)
         self.outcomes: Counter[str] = Counter()
         """Requests by outcome: a verdict (accepted, duplicate, unknown, mismatch), forged,
         bad_method, too_large, bad_type, bad_body; with a relay, relayed (published for the
@@ -189,8 +185,32 @@ class CallbackReceiver:
         return self._public_url
 
     def url_for(self, key: str) -> str:
-        """The callback URL of the job ``key``: ``<public_url>/<key>?sig=<hmac>``."""
-        return f"{self.public_url}/{key}?sig={self._sign(key)}"
+        """The callback URL of the job ``key``: ``<public_url>/<key>?sig=<hmac>``.
+
+        The key is percent-encoded (every character but ASCII letters, digits and ``_.-~``),
+        the signature is over the key itself.
+
+        Raises:
+            InvalidInputError: a key no URL can carry (see :meth:`check_key`).
+        """
+        self.check_key(key)
+        return f"{self.public_url}/{quote(key, safe='')}?sig={self._sign(key)}"
+
+    @staticmethod
+    def check_key(key: str) -> None:
+        """Refuse a job key that no callback URL can carry (a manager checks it at submit).
+
+        Raises:
+            InvalidInputError: ``.`` or ``..``: HTTP clients resolve such path segments away
+                (``%2E`` too), so the callback would reach another path.
+        """
+        if key in _DOT_SEGMENTS:
+            raise InvalidInputError(
+                "key",
+                key,
+                "cannot be '.' or '..' with callbacks (URL path segments that HTTP clients "
+                "resolve away): choose another key",
+            )
 
     def bind(self, deliver: Callable[[str, LipSyncTask], Verdict]) -> None:
         """Route verified callbacks to ``deliver`` (done by the JobManager that uses it)."""
@@ -240,7 +260,11 @@ class CallbackReceiver:
                 await self._relay.close()
 
     def _sign(self, key: str) -> str:
-        return hmac.new(self._secret, key.encode(), hashlib.sha256).hexdigest()
+        # surrogatepass: a key decoded from a hostile URL may hold lone surrogates; their bytes
+        # are no strict UTF-8, so they never sign like a real key (which is valid text).
+        return hmac.new(
+            self._secret, key.encode("utf-8", "surrogatepass"), hashlib.sha256
+        ).hexdigest()
 
     # -- the one decision, shared by the aiohttp and ASGI front ends -------------------------
 
@@ -283,12 +307,12 @@ class CallbackReceiver:
     def _take_relayed(self, data: bytes) -> None:
         """Hand a message of the relay channel to the manager, unless this receiver sent it."""
         assert self._relay is not None  # only the relay calls this
-        relayed = _relayed(data)
-        if relayed is None:
+        message = relayed(data)
+        if message is None:
             self.outcomes["relay_bad"] += 1
             logger.info("callback relay: a message on the channel is not a relayed callback")
             return
-        origin, key, task = relayed
+        origin, key, task = message
         if origin == self._relay.origin or self._deliver is None:
             return
         self.outcomes[_OUTCOME_OF_RELAYED[self._deliver(key, task)]] += 1
@@ -296,9 +320,13 @@ class CallbackReceiver:
     # -- aiohttp -----------------------------------------------------------------------------
 
     def aiohttp_app(self) -> web.Application:
-        """An aiohttp sub-application with the route ``/{key}``, to mount under a prefix."""
+        """An aiohttp sub-application with the route ``/{key}``, to mount under a prefix.
+
+        The key is the rest of the path, percent-decoded: escaped (``a%2Fb``) or, as URLs
+        minted before keys were escaped carry it, not (``a/b``).
+        """
         app = web.Application(client_max_size=self._max_body)
-        app.router.add_route("*", "/{key}", self._handle)
+        app.router.add_route("*", "/{key:.+}", self._handle)
         return app
 
     async def _handle(self, request: web.Request) -> web.Response:
@@ -365,7 +393,7 @@ class CallbackReceiver:
             more = message.get("more_body", False)
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         status = await self.receive(
-            scope["path"].rstrip("/").rsplit("/", 1)[-1],
+            _last_segment(scope),
             query.get("sig", [""])[0],
             scope["method"],
             headers.get("content-type", b"").decode("latin-1"),
@@ -375,127 +403,20 @@ class CallbackReceiver:
         await send({"type": "http.response.body", "body": b""})
 
 
-def _relayed(data: bytes) -> tuple[str, str, LipSyncTask] | None:
-    """The origin, job key and task of a relay message; None if it is not one."""
-    try:
-        message = json.loads(data)
-        origin, key = message["origin"], message["key"]
-        task = LipSyncTask.model_validate(message["task"])
-    except (ValueError, TypeError, KeyError, ValidationError):
-        return None
-    if not isinstance(origin, str) or not isinstance(key, str):
-        return None
-    return origin, key, task
+def _last_segment(scope: MutableMapping[str, Any]) -> str:
+    """The job key of an ASGI request: the last segment of its path, percent-decoded.
+
+    From ``raw_path`` (the path as sent) when the server gives it, so that an escaped ``/`` in
+    a key is not taken for a separator; otherwise from the decoded ``path``, where a key with
+    ``/`` cannot be told apart.
+    """
+    raw = scope.get("raw_path")
+    if isinstance(raw, bytes):
+        segment = raw.split(b"?", 1)[0].rstrip(b"/").rsplit(b"/", 1)[-1]
+        return unquote_to_bytes(segment).decode("utf-8", "surrogateescape")
+    path: str = scope["path"]
+    return path.rstrip("/").rsplit("/", 1)[-1]
 
 
 def _strong(secret: object) -> bool:
     return isinstance(secret, bytes) and len(secret) >= 16
-
-
-class _Relay:
-    """The Redis side of a receiver: publishes callbacks for the other replicas, hears theirs.
-
-    Args:
-        url: the Redis URL (checked); its password stays in the redis-py client only.
-        channel: the pub/sub channel shared by the replicas.
-
-    Raises:
-        ConfigurationError: redis-py is missing or refuses the URL.
-    """
-
-    def __init__(self, url: str, channel: str) -> None:
-        self._client = _redis.connect(url)
-        self._errors = _redis.redis_errors()
-        self._channel = channel
-        self._down = False
-        self.where = _redis.redacted(url)
-        self.origin = secrets.token_hex(8)
-        """This receiver's id in its messages, so it skips its own."""
-
-    async def publish(self, key: str, task: LipSyncTask) -> bool:
-        """Publish the callback of job ``key`` for the other replicas; False if Redis is down.
-
-        Tried twice: a connection pooled before a Redis restart fails once, and is replaced.
-        """
-        task_json = task.model_dump(mode="json", by_alias=True)
-        message = json.dumps({"origin": self.origin, "key": key, "task": task_json})
-        return await self._publish(message) or await self._publish(message)
-
-    async def _publish(self, message: str) -> bool:
-        try:
-            await self._client.publish(self._channel, message)
-        except self._errors:
-            return False
-        return True
-
-    async def listen(
-        self,
-        take: Callable[[bytes], None],
-        *,
-        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
-    ) -> None:
-        """Hand every message of the channel to ``take`` until cancelled, across Redis outages.
-
-        Started once the first subscription is made or has failed; after a failure or a lost
-        connection, subscribes again with a backoff doubling up to ``_RELAY_BACKOFF_CAP``.
-        """
-        pubsub = await self._subscribe()
-        task_status.started()
-        backoff = _RELAY_BACKOFF
-        while True:
-            if pubsub is None:
-                await anyio.sleep(backoff)
-                backoff = min(2 * backoff, _RELAY_BACKOFF_CAP)
-            else:
-                backoff = _RELAY_BACKOFF
-                await self._pump(pubsub, take)
-            pubsub = await self._subscribe()
-
-    async def close(self) -> None:
-        """Close the connections (the client connects again if the receiver is reopened)."""
-        await self._client.aclose()
-
-    async def _subscribe(self) -> PubSub | None:
-        """A subscription to the channel, or None if Redis is unreachable."""
-        pubsub = self._client.pubsub()
-        try:
-            await pubsub.subscribe(self._channel)
-        except self._errors as exc:
-            await _close(pubsub)
-            self._lost(exc)
-            return None
-        if self._down:
-            self._down = False
-            logger.info("callback relay: Redis %s is back, subscribed again", self.where)
-        return pubsub
-
-    async def _pump(self, pubsub: PubSub, take: Callable[[bytes], None]) -> None:
-        """Hand messages to ``take`` until the connection fails, then close ``pubsub``."""
-        try:
-            while True:
-                message = await pubsub.get_message(
-                    ignore_subscribe_messages=True, timeout=_RELAY_READ
-                )
-                if message is not None and message["type"] == "message":
-                    take(message["data"])
-        except self._errors as exc:
-            self._lost(exc)
-        finally:
-            await _close(pubsub)
-
-    def _lost(self, exc: BaseException) -> None:
-        """Log the start of an outage (once: not every failed attempt to end it)."""
-        if not self._down:
-            self._down = True
-            logger.warning(
-                "callback relay: Redis %s unreachable (%s); callbacks of other replicas' jobs"
-                " are lost until it is back, polling still ends those jobs",
-                self.where,
-                exc,
-            )
-
-
-async def _close(pubsub: PubSub) -> None:
-    """Close a subscription, even while its task is being cancelled."""
-    with anyio.CancelScope(shield=True):
-        await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]  # redis-py < 8

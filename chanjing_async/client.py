@@ -14,6 +14,8 @@ from ._config import (
     TOKEN_REFRESH_EARLY,
     RetryPolicy,
     Timeouts,
+    check_setting,
+    check_type,
     resolve_base_url,
     resolve_credentials,
 )
@@ -61,11 +63,13 @@ class AsyncChanjingClient:
             account through Redis: a Redis URL or a :class:`~chanjing_async.RedisRateLimiter`.
             None (the default) keeps both in this client.
         session: an aiohttp session to use; it stays open when the client closes.
-        token_refresh_early: seconds before expiry at which the token is renewed.
+        token_refresh_early: seconds before expiry at which the token is renewed (never
+            later than half-way through the token's life).
 
     Raises:
-        ConfigurationError: missing credentials, an invalid base URL or Redis URL, or a Redis
-            URL without redis-py installed.
+        ConfigurationError: missing credentials, an invalid base URL or Redis URL, a Redis
+            URL without redis-py installed, or a setting of the wrong type or out of range
+            (``timeouts`` that is no :class:`Timeouts`, ``token_refresh_early=inf``, ...).
     """
 
     def __init__(
@@ -81,10 +85,11 @@ class AsyncChanjingClient:
         session: aiohttp.ClientSession | None = None,
         token_refresh_early: float = TOKEN_REFRESH_EARLY,
     ) -> None:
-        if not token_refresh_early >= 0:
-            raise ConfigurationError(
-                f"token_refresh_early={token_refresh_early!r}: must be >= 0 seconds"
-            )
+        check_setting("token_refresh_early", token_refresh_early, unit="seconds")
+        check_type("timeouts", timeouts, Timeouts)
+        check_type("retry", retry, RetryPolicy)
+        check_type("limits", limits, RateLimits)
+        check_type("rate_limiter", rate_limiter, str, RedisRateLimiter)
         app, secret = resolve_credentials(app_id, secret_key)
         self.app_id = app
         self._secret_key = SecretStr(secret)

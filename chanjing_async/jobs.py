@@ -9,11 +9,9 @@ poller when Chanjing reports a task's end. Leaving the ``async with`` block stop
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-import hashlib
-import json
 import logging
-import math
 import os
 import random
 import time
@@ -21,38 +19,36 @@ import uuid
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import anyio
 
+from ._config import check_setting, check_type, number_problem
 from ._handle import JobHandle, JobStage
+from ._job_journal import ManagerJournal, doubt, fingerprint, job_of, spec
 from ._jobspec import LipSyncJob
 from ._poller import Poller, PollPolicy, PollStats
 from ._resources import require_id
 from ._submit import SubmitStats, Submitter
 from ._uploads import Uploads
+from .callbacks import CallbackReceiver
 from .errors import (
-    ConfigurationError,
     CreateOutcomeUnknown,
     InvalidInputError,
-    JobCancelledError,
     JobError,
-    JobTimeoutError,
-    job_failure,
+    JournalError,
 )
 from .journal import Journal
-from .limits import SlidingWindowLimiter
 from .models import LipSyncRequest, LipSyncTask
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterable
+    from pathlib import Path
     from types import TracebackType
 
     from anyio.abc import TaskGroup
 
-    from ._attempts import CreateLedger
-    from .callbacks import CallbackReceiver, Verdict
+    from .callbacks import Verdict
     from .client import AsyncChanjingClient
     from .journal import JournalRow
 
@@ -82,6 +78,14 @@ class JobManagerStats:
     poll: PollStats
     uploads: int = 0
     callbacks: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The counters as plain data, nested stats included: ready for ``json.dumps``.
+
+        Example: ``{"submit": {"sent": 12, ...}, "poll": {"list_calls": 3, ...},
+        "uploads": 2, "callbacks": {"accepted": 12}}``.
+        """
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)
@@ -165,11 +169,16 @@ class JobManager:
     uploads the journal remembers. ``resume()`` does the same for every unfinished row.
     Creates then go out one at a time, so a crash leaves at most one create unexplained and
     the task list can tell which task it made; the limiter learns the creates of the last
-    window from the journal, so a restart is not answered 40001. A job that reached its
-    deadline or was left unfinished when the manager closed stays unfinished in the journal.
+    window from the journal, so a restart is not answered 40001. A job whose deadline passed,
+    whose create's outcome stayed unknown without candidates, or that was left unfinished
+    when the manager closed stays unfinished in the journal: its key, submitted again (in
+    this run too), resumes the row with a new handle (``_job_journal`` has the rules). A
+    journal write that fails (a full disk) raises ``JournalError`` from the call that needed
+    it (``submit``: nothing was submitted; the same call can be made again) or fails the one
+    job whose create it was to precede (nothing was sent); it never stops the manager.
 
     Raises:
-        ConfigurationError: a setting out of range.
+        ConfigurationError: a setting of the wrong type or out of range, named with its value.
     """
 
     def __init__(
@@ -186,18 +195,16 @@ class JobManager:
         journal: Journal | str | os.PathLike[str] | None = None,
         retry_failed: bool = False,
     ) -> None:
-        _check_seconds("job_timeout", job_timeout, allow_zero=False)
-        _check_seconds("reconcile_settle", reconcile_settle, allow_zero=True)
-        _check_seconds("reconcile_margin", reconcile_margin, allow_zero=True)
-        if reconcile_margin < 1:
-            # create_time is whole server seconds: less than 1 s could miss our own task.
-            raise ConfigurationError(f"reconcile_margin={reconcile_margin!r}: must be >= 1")
-        for name, count in (
-            ("upload_concurrency", upload_concurrency),
-            ("max_create_attempts", max_create_attempts),
-        ):
-            if type(count) is not int or count < 1:
-                raise ConfigurationError(f"{name}={count!r}: must be an integer >= 1")
+        check_setting("job_timeout", job_timeout, above=True, unit="seconds")
+        check_setting("reconcile_settle", reconcile_settle, unit="seconds")
+        # create_time is whole server seconds: less than 1 s could miss our own task.
+        check_setting("reconcile_margin", reconcile_margin, minimum=1, unit="seconds")
+        check_setting("upload_concurrency", upload_concurrency, integer=True, minimum=1)
+        check_setting("max_create_attempts", max_create_attempts, integer=True, minimum=1)
+        check_type("poll", poll, PollPolicy)
+        check_type("callbacks", callbacks, CallbackReceiver)
+        check_type("journal", journal, Journal, str, os.PathLike)
+        check_type("retry_failed", retry_failed, bool, optional=False)
         self._client = client
         self._policy = poll or PollPolicy()
         self._callbacks = callbacks
@@ -213,18 +220,14 @@ class JobManager:
         self._prepared: dict[str, LipSyncRequest] = {}
         self._uploading: dict[str, anyio.CancelScope] = {}
         self._fingerprints: dict[str, str] = {}
-        if journal is None or isinstance(journal, Journal):
-            self._journal = journal
-        else:
-            self._journal = Journal(journal)
-        self._retry_failed = retry_failed
-        self._rows: dict[str, JournalRow] = {}  # journaled in an earlier run, not resumed yet
-        self._journaled: dict[str, JobStage] = {}
-        # Journaled jobs that ended (in this run or an earlier one): a repeated submit of the
-        # same key gets the done handle back, never a second task.
-        self._finished: dict[str, tuple[JobHandle, str]] = {}
-        # Every task id the journal knows: owned for good, not just for the ownership horizon.
-        self._journal_tasks: set[str] = set()
+        self._records = (
+            None
+            if journal is None
+            else ManagerJournal(
+                journal if isinstance(journal, Journal) else Journal(journal),
+                retry_failed=retry_failed,
+            )
+        )
 
     def __repr__(self) -> str:
         return f"<JobManager {self._state} jobs={len(self._handles)}>"
@@ -235,18 +238,9 @@ class JobManager:
         if self._state != "unopened":
             raise RuntimeError(f"JobManager cannot be reopened (it is {self._state})")
         limiter = self._client.limiters.create  # raises if the client is not open
-        if self._journal is not None:
-            await self._journal.open()
-            try:
-                await self._journal.claim(self._client.app_id, self._client.base_url)
-                rows = await self._journal.rows()
-            except BaseException:
-                await self._journal.close()
-                raise
-            self._rows = {row.key: row for row in rows}
-            self._journal_tasks = {row.task_id for row in rows if row.task_id is not None}
-            _seed(limiter, rows, _doubt(self._client))
-            _expect(self._client.lip_sync.ledger, rows)
+        records = self._records
+        if records is not None:
+            await records.open(self._client)
         settle, margin = self._reconcile
         group = anyio.create_task_group()
         await group.__aenter__()
@@ -261,7 +255,7 @@ class JobManager:
             before_send=self._before_send,
             on_requeued=self._requeued,
             group=group,
-            serial=self._journal is not None,
+            serial=records is not None,
             proof=self._callbacks is not None,
             settle=settle,
             margin=margin,
@@ -274,21 +268,21 @@ class JobManager:
             group,
             concurrency=self._upload_concurrency,
             poll_interval=self._policy.file_interval,
-            journal=self._journal,
+            journal=self.journal,
         )
         try:
             if self._callbacks is not None:
                 await self._callbacks.open(self._on_callback, group)
-        except BaseException:
+        except BaseException as exc:
             group.cancel_scope.cancel()
             await group.__aexit__(None, None, None)
-            if self._journal is not None:
-                await self._journal.close()
+            if records is not None:
+                await _close_journal(records.journal, exc)
             raise
         group.start_soon(submitter.run)
         group.start_soon(poller.run)
-        if self._journal is not None:
-            group.start_soon(self._journal.autoflush)
+        if records is not None:
+            group.start_soon(records.journal.autoflush)
         self._running = _Running(group, submitter, poller, uploads)
         self._state = "open"
         return self
@@ -303,8 +297,15 @@ class JobManager:
 
         Creates already in flight finish first (at most one request timeout), so a task they
         create is recorded on its handle (``task_id``) instead of being lost.
+
+        Raises:
+            JournalError: the journal's last writes could not be committed (only when the
+                block itself raised nothing; otherwise it is logged): the journal holds what
+                a crash at that moment would have left, which the next run picks up.
         """
         self._state = "closed"
+        if self._records is not None:
+            self._records.closing = True
         for handle in list(self._handles.values()):
             handle.cancelled("the JobManager closed before the job finished")
         running, self._running = self._running, None
@@ -320,13 +321,13 @@ class JobManager:
                 if self._callbacks is not None:
                     await self._callbacks.close()
             finally:
-                if self._journal is not None:
-                    await self._journal.close()
+                if self._records is not None:
+                    await _close_journal(self._records.journal, exc)
 
     @property
     def journal(self) -> Journal | None:
         """The journal of this manager, if it has one."""
-        return self._journal
+        return None if self._records is None else self._records.journal
 
     def _require_open(self) -> _Running:
         if self._running is None:
@@ -352,6 +353,8 @@ class JobManager:
 
         Raises:
             InvalidInputError: the job or key is invalid; nothing was queued or sent.
+            JournalError: the journal could not write the job down (a full disk); nothing
+                was queued or sent, and the same submit can be made again.
             RuntimeError: the manager is not open.
         """
         keys = None if key is None else [key]
@@ -374,6 +377,7 @@ class JobManager:
         Raises:
             InvalidInputError: a job or key is invalid (its index is in the field name);
                 nothing was queued.
+            JournalError: as for :meth:`submit`; none of the jobs was queued.
         """
         return await self._submit_all(list(jobs), keys, timeout, indexed=True)
 
@@ -390,6 +394,9 @@ class JobManager:
         if len(names) != len(jobs):
             raise InvalidInputError("keys", len(names), f"must give one key per job ({len(jobs)})")
         _check_timeout(timeout)
+        if self._records is not None:
+            # Rows this run left unfinished are read back: a repeated key resumes its row.
+            await self._records.recall(names)
         plans: list[_Plan] = []
         seen: set[str] = set()
         for index, (job, key) in enumerate(zip(jobs, names, strict=True)):
@@ -402,35 +409,56 @@ class JobManager:
                 field = f"{prefix}[{index}]" + ("" if exc.field == "key" else f".{exc.field}")
                 raise InvalidInputError(field, exc.value, exc.allowed) from None
             seen.add(key)
-        started = [self._start(running, plan, timeout) for plan in plans]
-        if self._journal is not None:
-            try:
-                # Written down before anything is sent; shielded, so that a cancelled caller
-                # cannot leave jobs half submitted.
-                with anyio.CancelScope(shield=True):
-                    await self._journal.flush()
-            except BaseException:
-                for handle, _ in started:
-                    self._forget(handle)
-                raise
-        for _, go in started:
-            if go is not None:
-                go()
-        return [handle for handle, _ in started]
+        return await self._launch(running, plans, timeout)
 
     async def resume(self, *, timeout: float | None = None) -> list[JobHandle]:
-        """Pick up every unfinished job of the journal not resumed yet (by ``submit``).
+        """Pick up every unfinished job of the journal that is not live in this manager.
+
+        Those are the rows of earlier runs not taken up yet by ``submit``, and the rows this
+        run left unfinished (a job past its deadline, a create whose outcome stayed unknown
+        without candidates, a job whose "sending" write failed): each gets a new handle, as a
+        later run would give it.
 
         Returns:
             Their handles, in submission order; [] without a journal.
+
+        Raises:
+            JournalError: the journal could not be written; no job was taken up.
         """
         running = self._require_open()
         _check_timeout(timeout)
-        rows = [row for row in self._rows.values() if not JobStage(row.stage).is_final]
-        started = [
-            self._start(running, _Plan(row.key, _job_of(row.spec), row.fingerprint, row), timeout)
-            for row in rows
+        if self._records is None:
+            return []
+        await self._records.recall()
+        plans = [
+            _Plan(row.key, job_of(row.spec), row.fingerprint, row)
+            for row in self._records.unfinished()
         ]
+        return await self._launch(running, plans, timeout)
+
+    async def _launch(
+        self, running: _Running, plans: list[_Plan], timeout: float | None
+    ) -> list[JobHandle]:
+        """Start checked jobs: written down (and committed) first, then set going.
+
+        Raises:
+            JournalError: the journal could not commit them: their writes are withdrawn and
+                the jobs forgotten, so the same call can be made again.
+        """
+        records = self._records
+        if records is None:
+            started = [self._start(running, plan, timeout) for plan in plans]
+        else:
+            with records.journal.recording() as mine:
+                started = [self._start(running, plan, timeout) for plan in plans]
+            try:
+                # Shielded, so that a cancelled caller cannot leave jobs half submitted.
+                with anyio.CancelScope(shield=True):
+                    await records.journal.flush(mine)
+            except BaseException:
+                for plan, (handle, _) in zip(plans, started, strict=True):
+                    self._undo(plan, handle)
+                raise
         for _, go in started:
             if go is not None:
                 go()
@@ -452,8 +480,9 @@ class JobManager:
             InvalidInputError: when the iterator yields an invalid job; jobs already
                 submitted go on.
         """
-        if type(window) is not int or window < 1:
-            raise InvalidInputError("window", window, "must be an integer >= 1")
+        problem = number_problem(window, integer=True, minimum=1)
+        if problem is not None:
+            raise InvalidInputError("window", window, problem)
         source = _aiter(jobs)
         completions = _Completions()
         unfinished = 0
@@ -508,6 +537,20 @@ class JobManager:
         self._track(running, handle, task_id, delay=0.0)
         return handle
 
+    def get(self, key: str) -> JobHandle | None:
+        """The handle of job ``key``, or None if this manager has none.
+
+        A manager knows its live jobs, the last 4,096 that ended, and, with a journal, every
+        job whose row says it ended once a submit or ``resume`` took that row up. A journal
+        row not taken up yet (an earlier run's, or one this run left unfinished: see
+        :meth:`resume`) has no live handle: ``submit(job, key=key)`` or ``resume()`` gives
+        it one; ``attach(task_id)`` tracks a task without its row.
+        """
+        handle = self._handles.get(key) or self._recent.get(key)
+        if handle is None and self._records is not None:
+            handle = self._records.finished.get(key, (None, ""))[0]
+        return handle
+
     @property
     def stats(self) -> JobManagerStats:
         """Live counters (see :class:`JobManagerStats`)."""
@@ -536,22 +579,29 @@ class JobManager:
     def _plan(self, job: LipSyncRequest | LipSyncJob, key: str, seen: set[str]) -> _Plan:
         """Check a job and its key; nothing changes yet."""
         require_id("key", key)
-        spec = _spec(job)
-        fingerprint = _fingerprint(spec)
+        if _unencodable(key):
+            raise InvalidInputError("key", key, "must be text UTF-8 can encode (no lone surrogate)")
+        if self._callbacks is not None:
+            self._callbacks.check_key(key)
+        digest = fingerprint(spec(job))
         if key in seen:
             raise InvalidInputError("key", key, "is given to two jobs of this call")
+        records = self._records
         current = self._handles.get(key)
-        known = (current, self._fingerprints.get(key)) if current else self._finished.get(key)
+        if current is not None:
+            known: tuple[JobHandle, str] | None = (current, self._fingerprints[key])
+        else:
+            known = None if records is None else records.finished.get(key)
         if known is not None:
-            if known[1] == fingerprint:
-                return _Plan(key, job, fingerprint, None, known[0])
+            if known[1] == digest:
+                return _Plan(key, job, digest, None, known[0])
             raise InvalidInputError("key", key, "is already used by another job of this manager")
-        row = self._rows.get(key)
-        if row is not None and row.fingerprint != fingerprint:
+        row = None if records is None else records.rows.get(key)
+        if row is not None and row.fingerprint != digest:
             raise InvalidInputError(
                 "key", key, "was journaled for a different job: use another key or journal"
             )
-        return _Plan(key, job, fingerprint, row)
+        return _Plan(key, job, digest, row)
 
     def _start(
         self, running: _Running, plan: _Plan, timeout: float | None
@@ -562,25 +612,15 @@ class JobManager:
         """
         if plan.handle is not None:
             return plan.handle, None
-        key, job, row = plan.key, plan.job, plan.row
+        key, job = plan.key, plan.job
         uploads = job.uploads() if isinstance(job, LipSyncJob) else []
         stage = JobStage.UPLOADING if uploads else JobStage.QUEUED
         handle = JobHandle(key, job, stage=stage, cancel=self._cancel)
-        if row is not None:
-            handle.duplicates = row.duplicates
-            del self._rows[key]
-            if self._retry_failed and _retryable(row):
-                self._journal_reset(key, stage)
-                row = None
-            elif JobStage(row.stage).is_final:
-                _finish_from(handle, row)
-                self._finished[key] = (handle, plan.fingerprint)
+        row = None
+        if self._records is not None:
+            row = self._records.begin(handle, job, plan.row, plan.fingerprint)
+            if handle.done:  # its row says it ended
                 return handle, None
-        if plan.row is None and self._journal is not None:
-            self._journal.add(key, _spec(job), plan.fingerprint, stage.value)
-        if self._journal is not None:
-            self._journaled[key] = handle.stage
-            handle.watch(self._journal_change)
         self._handles[key] = handle
         self._fingerprints[key] = plan.fingerprint
         if timeout is not None:
@@ -591,23 +631,11 @@ class JobManager:
             handle.advance(JobStage(row.stage))
             return handle, functools.partial(self._track, running, handle, task_id, delay=0.0)
         if row is not None and row.sent_at is not None and row.request is not None:
-            # The process stopped while this create was on the wire: explain it before
-            # anything else; the request sent is in the row, so no file is needed.
+            # A create of it was sent and its outcome never learnt: explain it before anything
+            # else; the request sent is in the row, so no file is needed.
             self._prepared[key] = LipSyncRequest.model_validate(row.request)
             handle.advance(JobStage.QUEUED)
-            unknown = CreateOutcomeUnknown(
-                "the process stopped while the create was in flight",
-                endpoint="/open/v1/video_lip_sync/create",
-                sent_at=row.sent_at,
-                gave_up_at=time.time(),
-                request={},
-            )
-            # Written down right before it left: it left then, within the request timeout.
-            sent = row.sent_at - time.time() + time.monotonic()
-            attempt = self._client.lip_sync.ledger.resumed(key, sent, sent + _doubt(self._client))
-            return handle, functools.partial(
-                running.submitter.unexplained, handle, attempt, unknown
-            )
+            return handle, functools.partial(self._unexplained, running, handle, row.sent_at)
         if isinstance(job, LipSyncJob) and uploads:
             scope = anyio.CancelScope()
             self._uploading[key] = scope
@@ -619,6 +647,45 @@ class JobManager:
         self._prepared[key] = job.template if isinstance(job, LipSyncJob) else job
         handle.advance(JobStage.QUEUED)
         return handle, functools.partial(running.submitter.push, handle)
+
+    def _undo(self, plan: _Plan, handle: JobHandle) -> None:
+        """Forget a job whose writes the journal withdrew: as if it had never been submitted."""
+        if handle is plan.handle:
+            return  # known before this call
+        key = handle.key
+        self._handles.pop(key, None)
+        self._fingerprints.pop(key, None)
+        self._timeouts.pop(key, None)
+        self._prepared.pop(key, None)
+        self._uploading.pop(key, None)
+        assert self._records is not None  # only a journal withdraws
+        self._records.undo(handle, plan.row)
+
+    def _unexplained(self, running: _Running, handle: JobHandle, sent_at: float) -> None:
+        """Reconcile the create of a job taken up from its row, sent at ``sent_at`` (wall time)
+        with an outcome never learnt.
+
+        It was sent by an earlier run, or by this one: the job then ended CreateOutcomeUnknown
+        without candidates and its key was submitted again, and its attempt, still open in the
+        ledger, is reconciled again (a second attempt for the same create would be a rival).
+        """
+        ledger = self._client.lip_sync.ledger
+        attempts = [a for a in ledger.open_attempts if a.key == handle.key and a.state == "unknown"]
+        if attempts:
+            attempt = attempts[0]
+        else:
+            # Written down right before it left: it left then, within the request timeout.
+            sent = sent_at - time.time() + time.monotonic()
+            attempt = ledger.resumed(handle.key, sent, sent + doubt(self._client))
+        unknown = CreateOutcomeUnknown(
+            "journaled as sent, its outcome never learnt (the process stopped, or the task "
+            "list could not tell)",
+            endpoint="/open/v1/video_lip_sync/create",
+            sent_at=sent_at,
+            gave_up_at=time.time(),
+            request={},
+        )
+        running.submitter.unexplained(handle, attempt, unknown)
 
     async def _prepare(
         self,
@@ -651,57 +718,26 @@ class JobManager:
     def _owns(self, task_id: str) -> bool:
         # The client's ledger knows the tasks of this run (any manager's, or a direct
         # create's); the journal knows those of earlier runs.
-        return task_id in self._journal_tasks
+        return self._records is not None and self._records.owns(task_id)
 
     async def _before_send(self, handle: JobHandle) -> None:
-        """With a journal: write down that the create is going out, before it does."""
-        if self._journal is not None:
-            request = self._prepared[handle.key].model_dump(mode="json")
-            self._journal.update(handle.key, sent_at=time.time(), request=request)
-            await self._journal.flush()
+        """With a journal: commit that the create is going out, before it does.
 
-    def _journal_reset(self, key: str, stage: JobStage) -> None:
-        """A failed row submitted again (retry_failed): it starts over."""
-        assert self._journal is not None
-        self._journal.update(
-            key, stage=stage.value, task_id=None, sent_at=None, task=None, error=None
-        )
+        A JournalError stops the create (nothing is sent) and fails this job only; its row
+        stays unfinished, so its key can be submitted again.
+        """
+        if self._records is not None:
+            request = self._prepared[handle.key].model_dump(mode="json")
+            await self._records.going_out(handle.key, request)
 
     def _requeued(self, handle: JobHandle) -> None:
         """Its create was refused, or created nothing: no create of it is pending."""
-        if self._journal is not None:
-            self._journal.update(handle.key, sent_at=None)
-
-    def _journal_change(self, handle: JobHandle) -> None:
-        """Write a job's new stage (or its end) to the journal."""
-        assert self._journal is not None
-        if not handle.done:
-            if self._journaled.get(handle.key) is not handle.stage:
-                self._journaled[handle.key] = handle.stage
-                self._journal.update(handle.key, stage=handle.stage.value)
-            return
-        self._journaled.pop(handle.key, None)
-        error = handle.error
-        if (
-            isinstance(error, JobTimeoutError)
-            or (isinstance(error, JobCancelledError) and self._state != "open")
-            or (isinstance(error, CreateOutcomeUnknown) and not error.candidates)
-        ):
-            # Still running; left unfinished by a closing manager; or a create whose outcome
-            # the task list could not tell (its sent_at stays): a later run picks it up.
-            return
-        self._finished[handle.key] = (handle, self._fingerprints[handle.key])
-        self._journal.update(
-            handle.key,
-            stage=handle.stage.value,
-            task=_task_record(handle.last),
-            error=None if error is None else f"{type(error).__name__}: {error}",
-        )
+        if self._records is not None:
+            self._records.requeued(handle.key)
 
     def _created(self, handle: JobHandle, task_id: str) -> None:
-        if self._journal is not None:
-            self._journal_tasks.add(task_id)
-            self._journal.update(handle.key, task_id=task_id, answered_at=time.time())
+        if self._records is not None:
+            self._records.created(handle.key, task_id)
         self._prepared.pop(handle.key, None)
         handle.task_id = task_id
         if handle.done:
@@ -790,8 +826,8 @@ class JobManager:
         handle.duplicates += (task_id,)
         if self._running is not None:
             self._running.submitter.stats.late += 1
-        if self._journal is not None:
-            self._journal.update(key, duplicates=json.dumps(sorted(handle.duplicates)))
+        if self._records is not None:
+            self._records.duplicates(key, handle.duplicates)
 
 
 @dataclass(frozen=True)
@@ -803,102 +839,6 @@ class _Plan:
     fingerprint: str
     row: JournalRow | None
     handle: JobHandle | None = None
-
-
-def _spec(job: LipSyncRequest | LipSyncJob) -> dict[str, Any]:
-    """The job as journaled (JSON-ready); local paths made absolute."""
-    if isinstance(job, LipSyncRequest):
-        return {"request": job.model_dump(mode="json")}
-    return {
-        "template": job.template.model_dump(mode="json"),
-        "video_path": None if job.video_path is None else os.path.abspath(job.video_path),
-        "audio_path": None if job.audio_path is None else os.path.abspath(job.audio_path),
-    }
-
-
-def _fingerprint(spec: dict[str, Any]) -> str:
-    canonical = json.dumps(spec, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def _job_of(spec: dict[str, Any]) -> LipSyncRequest | LipSyncJob:
-    """The job a journal row was made from (the inverse of ``_spec``)."""
-    if "request" in spec:
-        return LipSyncRequest.model_validate(spec["request"])
-    video, audio = spec["video_path"], spec["audio_path"]
-    return LipSyncJob(
-        LipSyncRequest.model_validate(spec["template"]),
-        None if video is None else Path(video),
-        None if audio is None else Path(audio),
-    )
-
-
-def _task_record(task: LipSyncTask | None) -> dict[str, Any] | None:
-    """A task object for the journal: result URLs expire, so they are not kept."""
-    if task is None:
-        return None
-    return task.model_dump(mode="json", exclude={"video_url", "preview_url"})
-
-
-def _finish_from(handle: JobHandle, row: JournalRow) -> None:
-    """End a handle the way its journal row says the job ended."""
-    task = None if row.task is None else LipSyncTask.model_validate(row.task)
-    handle.task_id = row.task_id
-    handle.last = task
-    stage = JobStage(row.stage)
-    if stage is JobStage.SUCCEEDED and task is not None:
-        handle.progress = task.progress
-        handle.finish(stage)
-    elif stage is JobStage.FAILED and task is not None and task.failed:
-        handle.finish(stage, job_failure(task, job_key=row.key))
-    else:
-        reason = row.error or "ended in an earlier run"
-        if stage is JobStage.CANCELLED:
-            handle.finish(stage, JobCancelledError(reason, job_key=row.key, task_id=row.task_id))
-        else:
-            handle.finish(stage, JobError(reason, job_key=row.key, task_id=row.task_id))
-
-
-def _retryable(row: JournalRow) -> bool:
-    """A failed row that may be created again: its create did not end unexplained."""
-    return row.stage == JobStage.FAILED.value and not (row.error or "").startswith(
-        CreateOutcomeUnknown.__name__
-    )
-
-
-def _doubt(client: AsyncChanjingClient) -> float:
-    """Seconds after its journaled send that a create of an earlier run may still be handled:
-    the horizon, plus a second for the moments between the write and the send."""
-    return client.timeouts.create_horizon + 1.0
-
-
-def _seed(limiter: object, rows: list[JournalRow], doubt: float) -> None:
-    """Tell the create limiter about the creates of earlier runs still inside its window.
-
-    A create whose outcome a run never learnt (on the wire when it stopped, or unknown) counts
-    until ``doubt`` after the journal wrote it down (right before it left).
-    """
-    if not isinstance(limiter, SlidingWindowLimiter):
-        return
-    wall, mono = time.time(), time.monotonic()
-    horizon = wall - limiter.window - limiter.margin
-    times = [row.answered_at for row in rows if row.answered_at is not None]
-    times += [
-        row.sent_at + doubt
-        for row in rows
-        if row.sent_at is not None and row.task_id is None and not JobStage(row.stage).is_final
-    ]
-    limiter.seed(at - wall + mono for at in times if at > horizon)
-
-
-def _expect(ledger: CreateLedger, rows: list[JournalRow]) -> None:
-    """The tasks of earlier runs date the server's clock once read (when their send and answer
-    times are known; the local wall clock is taken not to have stepped between runs, as the
-    limiter's seeding takes it)."""
-    shift = time.monotonic() - time.time()
-    for row in rows:
-        if row.task_id is not None and row.sent_at is not None and row.answered_at is not None:
-            ledger.expect(row.task_id, row.sent_at + shift, row.answered_at + shift)
 
 
 def _request_callback(request: LipSyncRequest | LipSyncJob) -> str | None:
@@ -915,29 +855,31 @@ def _checked(job: object) -> LipSyncRequest | LipSyncJob:
     )
 
 
-def _check_seconds(name: str, value: object, *, allow_zero: bool) -> None:
-    """Raise ConfigurationError unless ``value`` is a finite number of seconds (> 0 or >= 0)."""
-    problem = _seconds_problem(value, allow_zero=allow_zero)
-    if problem:
-        raise ConfigurationError(f"{name}={value!r}: {problem}")
+def _unencodable(text: str) -> bool:
+    """True for text UTF-8 cannot encode (a lone surrogate): no journal, URL or HMAC takes it."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _check_timeout(value: float | None) -> None:
     """A per-job ``timeout`` argument: None, or a finite number of seconds > 0."""
-    problem = None if value is None else _seconds_problem(value, allow_zero=False)
-    if problem:
+    problem = None if value is None else number_problem(value, above=True, unit="seconds")
+    if problem is not None:
         raise InvalidInputError("timeout", value, problem)
 
 
-def _seconds_problem(value: object, *, allow_zero: bool) -> str | None:
-    if (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and (value >= 0 if allow_zero else value > 0)
-    ):
-        return None
-    return f"must be a finite number of seconds {'>= 0' if allow_zero else '> 0'}"
+async def _close_journal(journal: Journal, raised: BaseException | None) -> None:
+    """Close a manager's journal; a failure to commit its last writes is raised, unless the
+    manager's block raised already (that exception is the one to see: this one is logged)."""
+    try:
+        await journal.close()
+    except JournalError as exc:
+        if raised is None:
+            raise
+        logger.warning("%s (while closing after an error)", exc)
 
 
 async def _aiter(jobs: Iterable[Job] | AsyncIterable[Job]) -> AsyncIterator[Job]:

@@ -14,14 +14,17 @@ only (0600).
 sqlite3 blocks, so every statement runs in a worker thread (``anyio.to_thread``), one batch at
 a time under a lock. Writes queue up in memory and are committed in order, many per
 transaction: :meth:`flush` commits everything queued so far (``synchronous=FULL``: a committed
-write survives a crash of the process or of the machine).
+write survives a crash of the process or of the machine). A commit that fails (a full disk)
+raises ``JournalError`` and keeps its writes queued, or withdraws those of the caller that
+recorded them (``_journal_writes`` tells how).
+
+One journal file is open for writing by one :class:`Journal` at a time: in another process
+(a lock file next to it) or in this one.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,45 +32,26 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from .errors import ConfigurationError
+from ._journal_file import Opened, open_readonly, open_writable, refusal
+from ._journal_writes import Write, WriteQueue
+from .errors import JournalError
 
 if TYPE_CHECKING:
+    import os
+    import sqlite3
+    from collections.abc import Collection, Iterator
+    from contextlib import AbstractContextManager
     from types import TracebackType
 
 __all__ = ["Journal", "JournalRow"]
 
-_SCHEMA_VERSION = "1"
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS jobs (
-    key TEXT PRIMARY KEY,
-    seq INTEGER NOT NULL,
-    spec TEXT NOT NULL,
-    fingerprint TEXT NOT NULL,
-    stage TEXT NOT NULL,
-    task_id TEXT,
-    sent_at REAL,
-    request TEXT,
-    answered_at REAL,
-    task TEXT,
-    error TEXT,
-    delivered_at REAL,
-    updated_at REAL NOT NULL,
-    duplicates TEXT
-);
-CREATE TABLE IF NOT EXISTS uploads (
-    digest TEXT NOT NULL,
-    service TEXT NOT NULL,
-    file_id TEXT NOT NULL,
-    uploaded_at REAL NOT NULL,
-    PRIMARY KEY (digest, service)
-);
-"""
 _COLUMNS = (
     "key, seq, spec, fingerprint, stage, task_id, sent_at, request, answered_at, task, error, "
     "delivered_at, updated_at, duplicates"
 )
 # Columns a stage update may set (whitelisted: they are interpolated into the statement).
+# Rows read per statement when reading some keys only.
+_KEYS_PER_READ = 500
 _UPDATABLE = frozenset(
     {
         "stage",
@@ -136,25 +120,25 @@ class Journal:
         path: the database file; created (0600) with its folder if missing.
 
     Raises:
-        ConfigurationError: on open, when the file is not a journal of this version or
-            cannot be opened.
+        ConfigurationError: on open, when the file is not a journal of this version, cannot
+            be opened, or is open for writing already (in this process or another).
+        JournalError: a commit failed (a full disk, a read-only file): see :meth:`flush`.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False) -> None:
         self.path = Path(path)
         self.readonly = readonly
         self._db: sqlite3.Connection | None = None
-        self._lock_file: int | None = None
+        self._opened: Opened | None = None  # a writer's claim on the file
         self._lock = anyio.Lock()
-        self._queued: list[tuple[str, tuple[Any, ...]]] = []
-        self._dirty = anyio.Event()
+        self._writes = WriteQueue(str(self.path))
         self._next_seq = 0
         self.uploads: dict[tuple[str, str], tuple[str, float]] = {}
         """Files uploaded by any run: (sha256, service) -> (file id, upload wall time)."""
 
     def __repr__(self) -> str:
         state = "open" if self._db is not None else "closed"
-        return f"<Journal {str(self.path)!r} {state} queued={len(self._queued)}>"
+        return f"<Journal {str(self.path)!r} {state} queued={len(self._writes)}>"
 
     async def __aenter__(self) -> Journal:
         await self.open()
@@ -173,95 +157,40 @@ class Journal:
 
         Raises:
             ConfigurationError: not a journal, a journal of another version, or a journal
-                another process has open for writing.
+                open for writing already (by another process, or in this one).
         """
         async with self._lock:
-            if self._db is None:
-                connect = self._connect_readonly if self.readonly else self._connect
-                self._db = await anyio.to_thread.run_sync(connect)
-
-    def _fail(self, reason: str) -> ConfigurationError:
-        return ConfigurationError(f"journal {str(self.path)!r}: {reason}")
-
-    def _connect_readonly(self) -> sqlite3.Connection:
-        try:
-            db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
-            tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
-        except (OSError, sqlite3.Error) as exc:
-            raise self._fail(f"cannot be read ({exc})") from None
-        if "meta" not in tables or "jobs" not in tables:
-            db.close()
-            raise self._fail("not a journal database")
-        return db
-
-    def _connect(self) -> sqlite3.Connection:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # Created 0600 before SQLite opens it; SQLite gives -wal and -shm the same mode.
-            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
-            self._lock_file = _exclusive(self.path.with_name(f"{self.path.name}.lock"))
-            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        except BlockingIOError:
-            raise self._fail(
-                "another process has it open (a run of the same batch?); wait for it to end"
-            ) from None
-        except (OSError, sqlite3.Error) as exc:
-            self._unlock()
-            raise self._fail(f"cannot be opened ({exc})") from None
-        try:
-            tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
-            if tables and "meta" not in tables:
-                raise self._fail("not a journal database (it holds other tables)")
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            db.execute("PRAGMA busy_timeout=5000")
-            db.executescript(_SCHEMA)
-            columns = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
-            if "duplicates" not in columns:  # a journal written before the column existed
-                db.execute("ALTER TABLE jobs ADD COLUMN duplicates TEXT")
-            version = db.execute("SELECT value FROM meta WHERE name='schema'").fetchone()
-            if version is None:
-                db.execute("INSERT INTO meta VALUES ('schema', ?)", (_SCHEMA_VERSION,))
-            elif version[0] != _SCHEMA_VERSION:
-                raise self._fail(
-                    f"schema version {version[0]}, this SDK reads version {_SCHEMA_VERSION}"
-                )
-            self._next_seq = db.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM jobs").fetchone()[0]
-            self.uploads = {
-                (digest, service): (file_id, at)
-                for digest, service, file_id, at in db.execute(
-                    "SELECT digest, service, file_id, uploaded_at FROM uploads"
-                )
-            }
-        except sqlite3.DatabaseError as exc:
-            db.close()
-            self._unlock()
-            raise self._fail(f"not a journal database ({exc})") from None
-        except BaseException:
-            db.close()
-            self._unlock()
-            raise
-        return db
-
-    def _unlock(self) -> None:
-        if self._lock_file is not None:
-            os.close(self._lock_file)  # closing the descriptor releases the lock
-            self._lock_file = None
+            if self._db is not None:
+                return
+            if self.readonly:
+                self._db = await anyio.to_thread.run_sync(open_readonly, self.path)
+                return
+            opened = await anyio.to_thread.run_sync(open_writable, self.path)
+            self._opened, self._db = opened, opened.db
+            self._next_seq, self.uploads = opened.next_seq, opened.uploads
 
     async def close(self) -> None:
-        """Commit what is queued and close the file; idempotent."""
+        """Commit what is queued and close the file; idempotent.
+
+        Raises:
+            JournalError: the writes still queued could not be committed. The file is closed
+                and released all the same; it holds what a crash at that moment would have
+                left, which a later run picks up.
+        """
         with anyio.CancelScope(shield=True):
             async with self._lock:
                 db, self._db = self._db, None
                 if db is None:
                     return
                 try:
-                    batch, self._queued = self._queued, []
-                    if batch and not self.readonly:
-                        await anyio.to_thread.run_sync(_commit, db, batch)
+                    if not self.readonly:
+                        await self._writes.commit(db)
                 finally:
+                    self._writes.clear()
                     await anyio.to_thread.run_sync(db.close)
-                    self._unlock()
+                    opened, self._opened = self._opened, None
+                    if opened is not None:
+                        opened.release()
 
     async def claim(self, app_id: str, base_url: str) -> None:
         """Tie the journal to one account and server; refuse it for another.
@@ -277,9 +206,9 @@ class Journal:
             db = self._require()
             found = await anyio.to_thread.run_sync(_meta, db, "owner")
             if found is None:
-                self._queued.insert(0, ("INSERT INTO meta VALUES ('owner', ?)", (owner,)))
+                self._queue("INSERT INTO meta VALUES ('owner', ?)", (owner,))
             elif found != owner:
-                raise self._fail(f"it belongs to {found}, not to this client ({owner})")
+                raise refusal(self.path, f"it belongs to {found}, not to this client ({owner})")
 
     def _require(self) -> sqlite3.Connection:
         if self._db is None:
@@ -324,72 +253,68 @@ class Journal:
         self._require()
         if self.readonly:
             raise RuntimeError(f"journal {str(self.path)!r} is open read-only")
-        self._queued.append((sql, params))
-        self._dirty.set()
+        self._writes.put(sql, params)
+
+    def recording(self) -> AbstractContextManager[list[Write]]:
+        """Collect the writes queued inside the block (which must not await), for
+        :meth:`flush`: ``with journal.recording() as mine: journal.add(...)``."""
+        return self._writes.recording()
 
     @property
     def queued(self) -> int:
         """Writes waiting for :meth:`flush`."""
-        return len(self._queued)
+        return len(self._writes)
 
-    async def flush(self) -> None:
+    async def flush(self, writes: list[Write] | None = None) -> None:
         """Commit every write queued so far, in one transaction.
 
-        Once started, the commit runs to its end even if the caller is cancelled. A commit
-        that fails puts its writes back at the head of the queue and raises, so no write is
-        dropped and no waiting caller is told it succeeded.
+        Once started, the commit runs to its end even if the caller is cancelled.
+
+        Args:
+            writes: the caller's own writes (from :meth:`recording`). If the commit fails,
+                they are withdrawn, as if never made, so that the call that made them can be
+                made again; if an earlier commit took them, their fate was decided then and
+                this returns.
+
+        Raises:
+            JournalError: the commit failed (a full disk, a read-only file). Nothing of it
+                was committed; its writes stay queued, first, except ``writes``.
         """
         async with self._lock:
-            await self._commit_queued()
+            try:
+                await self._commit_queued()
+            except JournalError:
+                if writes is None or self._writes.withdraw(writes):
+                    raise
 
     async def _commit_queued(self) -> None:
         """Commit the queue; the caller holds the lock."""
-        with anyio.CancelScope(shield=True):
-            batch, self._queued = self._queued, []
-            if not batch or self._db is None:
-                return
-            try:
-                await anyio.to_thread.run_sync(_commit, self._db, batch)
-            except BaseException:
-                self._queued[:0] = batch
-                raise
+        if self._db is not None:
+            await self._writes.commit(self._db)
 
     async def autoflush(self, delay: float = 0.05) -> None:
-        """Commit queued writes within ``delay`` seconds of the first, until cancelled."""
-        while True:
-            await self._dirty.wait()
-            self._dirty = anyio.Event()
-            await anyio.sleep(delay)
-            await self.flush()
+        """Commit queued writes within ``delay`` seconds of the first, until cancelled.
+
+        It never raises for a failed commit: it logs a warning (once per outage) and tries
+        again, the pause doubling up to 5 s.
+        """
+        await self._writes.autoflush(self.flush, delay)
 
     # -- reads -------------------------------------------------------------------------------
 
-    async def rows(self) -> list[JournalRow]:
-        """Every job row, in submission order (queued writes are committed first)."""
+    async def rows(self, keys: Collection[str] | None = None) -> list[JournalRow]:
+        """Every job row (or those of ``keys``), in submission order.
+
+        Queued writes are committed first.
+
+        Raises:
+            JournalError: they could not be.
+        """
         async with self._lock:
             db = self._require()
             await self._commit_queued()
-            found = await anyio.to_thread.run_sync(_select_rows, db)
+            found = await anyio.to_thread.run_sync(_select_rows, db, keys)
         return found
-
-
-def _exclusive(path: Path) -> int | None:
-    """Hold an exclusive lock on ``path`` (created 0600); None where flock does not exist.
-
-    Raises:
-        BlockingIOError: another process holds it.
-    """
-    try:
-        import fcntl  # POSIX only
-    except ImportError:  # pragma: no cover - Windows: no lock, documented
-        return None
-    handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BaseException:
-        os.close(handle)
-        raise
-    return handle
 
 
 def _meta(db: sqlite3.Connection, name: str) -> str | None:
@@ -397,19 +322,15 @@ def _meta(db: sqlite3.Connection, name: str) -> str | None:
     return None if row is None else str(row[0])
 
 
-def _commit(db: sqlite3.Connection, batch: list[tuple[str, tuple[Any, ...]]]) -> None:
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        for sql, params in batch:
-            db.execute(sql, params)
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
-
-
-def _select_rows(db: sqlite3.Connection) -> list[JournalRow]:
-    rows = db.execute(f"SELECT {_COLUMNS} FROM jobs ORDER BY seq").fetchall()
+def _select_rows(db: sqlite3.Connection, keys: Collection[str] | None) -> list[JournalRow]:
+    if keys is None:
+        rows = db.execute(f"SELECT {_COLUMNS} FROM jobs ORDER BY seq").fetchall()
+    else:
+        rows = []
+        for chunk in _chunks(list(keys), _KEYS_PER_READ):
+            marks = ", ".join("?" * len(chunk))
+            rows += db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE key IN ({marks})", chunk)
+        rows.sort(key=lambda row: row[1])  # seq
     return [
         JournalRow(
             key=key,
@@ -444,3 +365,8 @@ def _select_rows(db: sqlite3.Connection) -> list[JournalRow]:
             duplicates,
         ) in rows
     ]
+
+
+def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -12,11 +12,12 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import socket
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlsplit, urlunsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit, urlunsplit
 
 import aiohttp
 import anyio
@@ -28,6 +29,7 @@ from chanjing_async import (
     CallbackReceiver,
     ConfigurationError,
     CreateOutcomeUnknown,
+    InvalidInputError,
     JobHandle,
     JobManager,
     JobStage,
@@ -236,6 +238,54 @@ async def test_a_mounted_aiohttp_receiver_finishes_a_job(
     assert (stats.poll.detail_calls, stats.poll.list_calls) == (1, 0)
     assert after_close == 404
     assert receiver.outcomes == {"accepted": 1, "unknown": 1}
+
+
+# Keys a URL path cannot carry as they are (issue 14, defect 4): each is percent-encoded.
+ODD_KEYS = ["a/b", "a#b", "a?b=c&sig=x", "a b", "订单-17", "a%2Fb", "a+b;c", "..."]
+
+
+async def test_keys_needing_escapes_get_their_callbacks(
+    client: AsyncChanjingClient, emulator: EmulatorServer, files: tuple[str, str]
+) -> None:
+    secret = b"k" * 32
+    receiver = CallbackReceiver(secret=secret)
+    async with JobManager(client, callbacks=receiver, poll=SLOW) as jobs:
+        handles = await jobs.submit_many([tts(files[0]) for _ in ODD_KEYS], keys=ODD_KEYS)
+        with anyio.fail_after(3):  # the first poll would come after 10 s: callbacks end them
+            tasks = [await handle.wait() for handle in handles]
+        stats = jobs.stats
+    assert stats.callbacks == {"accepted": len(ODD_KEYS)}
+    for key, task in zip(ODD_KEYS, tasks, strict=True):
+        url = emulator.state.tasks[task.id].callback
+        assert url is not None
+        assert url == f"{receiver.public_url}/{quote(key, safe='')}?sig={sig_of(url)}"
+        # The signature is over the key itself, not its escaped form.
+        assert sig_of(url) == hmac.new(secret, key.encode(), hashlib.sha256).hexdigest()
+    assert (stats.poll.detail_calls, stats.poll.list_calls) == (len(ODD_KEYS), 0)
+
+
+async def test_dot_keys_are_refused_with_callbacks(client: AsyncChanjingClient) -> None:
+    # "." and ".." are resolved away by HTTP clients, escaped (%2E) or not.
+    async with JobManager(client, callbacks=CallbackReceiver(), poll=SLOW) as jobs:
+        for key in (".", ".."):
+            with pytest.raises(InvalidInputError, match=re.escape("'.' or '..'")) as caught:
+                await jobs.submit(tts("e284db4d95de4220afe78132158156b5"), key=key)
+            assert (caught.value.field, caught.value.value) == ("key", key)
+        assert jobs.unfinished == 0
+
+
+async def test_an_escaped_key_through_the_asgi_front_end(quiet: Quiet) -> None:
+    receiver = CallbackReceiver("https://app.example/hooks", serve=False)
+    key = "orders/17?x#y 订单"
+    async with JobManager(quiet.client, callbacks=receiver, poll=SLOW) as jobs:
+        handle = await jobs.submit(tts(quiet.video_id), key=key)
+        task = await ended_on_server(quiet.client, await created(handle))
+        body = json.dumps(envelope(task)).encode()
+        sent = await asgi_call(receiver, receiver.url_for(key), chunks=(body,))
+        with anyio.fail_after(2):
+            assert (await handle.wait()).id == task.id
+    assert status_of(sent) == 200
+    assert receiver.outcomes == {"accepted": 1}
 
 
 async def test_one_receiver_serves_one_manager(client: AsyncChanjingClient) -> None:
@@ -486,7 +536,7 @@ async def asgi_call(
         "http_version": "1.1",
         "method": method,
         "scheme": parts.scheme,
-        "path": parts.path,
+        "path": unquote(parts.path),  # ASGI servers decode the path, and keep it in raw_path
         "raw_path": parts.path.encode(),
         "query_string": parts.query.encode(),
         "root_path": "",

@@ -6,6 +6,7 @@ Polling is covered in test_polling.py and callbacks in test_callbacks.py.
 from __future__ import annotations
 
 import contextlib
+import json
 from typing import TYPE_CHECKING
 
 import anyio
@@ -200,7 +201,9 @@ async def test_an_unowned_task_in_the_window_is_never_guessed(
     async with job_manager(client) as jobs:
         handle = await jobs.submit(numbered(files[0], 0))
         with pytest.raises(CreateOutcomeUnknown) as caught:
-            await handle.wait(timeout=10)
+            # Contested once the attempt closes: its horizon (5 s here) plus the width of the
+            # clock bounds (only Date headers so far: about 5 s), the margin and a second.
+            await handle.wait(timeout=30)
     assert handle.stage is JobStage.FAILED
     assert other in caught.value.candidates
     assert len(caught.value.candidates) == 2
@@ -510,3 +513,28 @@ async def test_creates_that_never_connect_back_off_and_cost_no_window(
     assert emulator.state.stats()["tasks_created"] == 10
     arrivals = [arrival.at for arrival in emulator.state.arrivals("create")]
     assert arrivals[-1] - arrivals[0] < 0.5 * 60 / TIME_SCALE  # no window was spent waiting
+
+
+# -- looking jobs up, stats as data ----------------------------------------------------------------
+
+
+async def test_get_returns_the_handle_of_a_key_live_or_ended(
+    jobs: JobManager, files: tuple[str, str]
+) -> None:
+    assert jobs.get("nope") is None
+    handle = await jobs.submit(numbered(files[0], 1), key="order-17")
+    assert jobs.get("order-17") is handle
+    await handle.wait(timeout=10)
+    assert jobs.get("order-17") is handle  # still known once it ended
+    cancelled = await jobs.submit(numbered(files[0], 2))
+    cancelled.cancel()
+    assert jobs.get(cancelled.key) is cancelled
+
+
+async def test_stats_serialise_to_json(jobs: JobManager, files: tuple[str, str]) -> None:
+    await (await jobs.submit(numbered(files[0], 1))).wait(timeout=10)
+    data = jobs.stats.as_dict()
+    assert json.loads(json.dumps(data)) == data
+    assert data["submit"]["sent"] == data["submit"]["created"] == 1
+    assert data["poll"]["detail_calls"] + data["poll"]["list_calls"] >= 1
+    assert (data["uploads"], data["callbacks"]) == (0, {})

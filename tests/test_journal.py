@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import stat
+import sys
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -53,14 +54,14 @@ def creates(emulator: EmulatorServer) -> int:
 
 async def staged(path: Path, video_id: str, n: int, **values: Any) -> None:
     """Write the row a crashed run would have left for job ``n`` (key ``job-n``)."""
-    from chanjing_async.jobs import _fingerprint, _spec
+    from chanjing_async._job_journal import fingerprint, spec
 
     job = numbered(video_id, n)
-    spec = _spec(job)
+    row_spec = spec(job)
     if "sent_at" in values:  # written together, before a create goes out
         values["request"] = job.model_dump(mode="json")
     async with Journal(path) as journal:
-        journal.add(f"job-{n}", spec, _fingerprint(spec), JobStage.QUEUED.value)
+        journal.add(f"job-{n}", row_spec, fingerprint(row_spec), JobStage.QUEUED.value)
         if values:
             journal.update(f"job-{n}", **values)
 
@@ -271,16 +272,39 @@ async def test_a_finished_key_submitted_again_never_makes_a_second_task(
     assert creates(emulator) == 1
 
 
-async def test_one_journal_serves_one_process_at_a_time(tmp_path: Path) -> None:
+# Holds a journal open in another process until its stdin closes.
+_HOLDER = """
+import sys, anyio
+from chanjing_async.journal import Journal
+async def main():
+    async with Journal(sys.argv[1]):
+        print("open", flush=True)
+        await anyio.to_thread.run_sync(sys.stdin.read)
+anyio.run(main)
+"""
+
+
+async def test_one_journal_has_one_writer_at_a_time(tmp_path: Path) -> None:
     path = tmp_path / "jobs.sqlite"
     async with Journal(path) as journal:
         journal.add("a", {}, "fp", "queued")
-        with pytest.raises(ConfigurationError, match="another process has it open"):
+        # The same process (issue 14, defect 6: this was reported as "another process").
+        with pytest.raises(ConfigurationError, match="open already in this process") as caught:
             await Journal(path).open()
+        assert "another process" not in str(caught.value)
         async with Journal(path, readonly=True) as reader:  # batch status still reads it
             assert await reader.rows() == []  # the add is not committed yet
     async with Journal(path, readonly=True) as reader:
         assert [row.key for row in await reader.rows()] == ["a"]
+    async with await anyio.open_process([sys.executable, "-c", _HOLDER, str(path)]) as holder:
+        assert holder.stdout is not None
+        assert holder.stdin is not None
+        assert (await holder.stdout.receive()).startswith(b"open")
+        with pytest.raises(ConfigurationError, match="another process has it open"):
+            await Journal(path).open()
+        await holder.stdin.aclose()
+    async with Journal(path):  # free again
+        pass
 
 
 async def test_a_journal_is_tied_to_its_app_and_server(
@@ -312,7 +336,7 @@ async def test_other_sqlite_files_are_left_alone(tmp_path: Path) -> None:
 async def test_a_crashed_create_is_adopted_even_if_its_files_are_gone(
     emulator: EmulatorServer, client: AsyncChanjingClient, media: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    from chanjing_async.jobs import _fingerprint, _spec
+    from chanjing_async._job_journal import fingerprint, spec
 
     path = tmp_path / "jobs.sqlite"
     video, audio = media
@@ -324,8 +348,8 @@ async def test_a_crashed_create_is_adopted_even_if_its_files_are_gone(
         }
         sent = job.to_request(ids)
         async with Journal(path) as journal:
-            spec = _spec(job)
-            journal.add("row", spec, _fingerprint(spec), JobStage.QUEUED.value)
+            row_spec = spec(job)
+            journal.add("row", row_spec, fingerprint(row_spec), JobStage.QUEUED.value)
             journal.update("row", sent_at=time.time(), request=sent.model_dump(mode="json"))
         lost = await dead_process.lip_sync.create(sent)
     await anyio.Path(video).unlink()
