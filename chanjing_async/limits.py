@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Literal, Protocol, get_args, runtime_checkable
 import anyio
 from aiolimiter import AsyncLimiter
 
+from ._config import check_setting
 from .errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -52,27 +53,10 @@ __all__ = [
 LimiterKind = Literal["sliding", "token_bucket"]
 
 
-def _check_count(name: str, value: object) -> None:
-    # bool is an int subclass, but limit=True is a bug, not a limit of one.
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(f"{name}={value!r}: must be an integer >= 1")
-
-
-def check_number(name: str, value: object, *, allow_zero: bool) -> None:
-    if not (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and (value >= 0 if allow_zero else value > 0)
-    ):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ConfigurationError(f"{name}={value!r}: must be a finite number {bound}")
-
-
 def check_rate(limit: object, window: object, margin: object) -> None:
-    _check_count("limit", limit)
-    check_number("window", window, allow_zero=False)
-    check_number("margin", margin, allow_zero=True)
+    check_setting("limit", limit, integer=True, minimum=1)
+    check_setting("window", window, above=True)
+    check_setting("margin", margin)
 
 
 class Slot:
@@ -421,7 +405,7 @@ class TokenBucketLimiter(_LimiterBase):
 
     def __init__(self, limit: int, window: float, *, burst: int = 1, name: str = "") -> None:
         check_rate(limit, window, 0.0)
-        _check_count("burst", burst)
+        check_setting("burst", burst, integer=True, minimum=1)
         super().__init__(limit, window, float(window), time.monotonic, name)
         self._burst = burst
         self._period = self._window * burst / limit
@@ -549,7 +533,7 @@ class RateLimits:
         Raises:
             ConfigurationError: if ``time_scale`` is not a finite number > 0.
         """
-        check_number("time_scale", time_scale, allow_zero=False)
+        check_setting("time_scale", time_scale, above=True)
 
         def shrink(rate: Rate) -> Rate:
             return Rate(rate.limit, rate.window / time_scale, rate.margin / time_scale)

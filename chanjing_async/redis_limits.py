@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
+from ._config import check_setting
 from ._redis import (
     check_url,
     connect,
@@ -66,7 +67,7 @@ from ._redis_attempts import RedisAttemptStore
 from ._redis_fence import FENCE, FenceLog
 from ._redis_tokens import RedisTokenStore
 from .errors import ConfigurationError
-from .limits import Limiters, RateLimits, Slot, _LimiterBase, check_number
+from .limits import Limiters, RateLimits, Slot, _LimiterBase
 
 if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
@@ -568,7 +569,7 @@ class RedisRateLimiter:
             raise ConfigurationError(
                 f"prefix={prefix!r}: must be a non-empty string without braces"
             )
-        check_number("lease", lease, allow_zero=False)
+        check_setting("lease", lease, above=True)
         self._url = url
         self._given = redis
         self._redis: Redis | None = None
