@@ -165,6 +165,7 @@ class CreateLedger:
         self._sampling: dict[str, Attempt] = {}  # answered, create_time not seen yet
         self._excluded: set[str] = set()  # contested candidates and reported late tasks
         self._ended: set[str] = set()  # unowned tasks seen ended at the last reading
+        self._pruned_at = -math.inf
 
     def __repr__(self) -> str:
         states: dict[str, int] = defaultdict(int)
@@ -264,6 +265,11 @@ class CreateLedger:
         return [attempt for attempt in self._attempts.values() if attempt.open]
 
     def _prune(self, now: float) -> None:
+        """Forget what is older than the retention, at most once a second (a scan of every
+        attempt on every create would make N creates cost N squared)."""
+        if now - self._pruned_at < 1.0:
+            return
+        self._pruned_at = now
         old = now - _RETENTION
         while self._owned and next(iter(self._owned.values())) < old:
             task_id, _ = self._owned.popitem(last=False)
