@@ -20,7 +20,13 @@ time, two runs on fresh emulators:
   sent, through the emulator's own window rule for the documented limit (sliding, rejected
   calls counted): one pass is a burst, and only 10 of it get through each second.
 
-In both runs the create limit is lifted on both sides, so the N tasks exist within moments.
+A third case runs ours twice with 2,000 tasks in flight and the client's default retry policy
+(two retries, backoff scaled): once with healthy lists, once with 30 % of list calls answered
+50000 (``FaultRate("list", "code", 0.3)``). A failed page is read again rather than sending the
+rest of the pass to ``detail``; the goal is at most 1.5x the healthy reads per job, and no
+read 40001.
+
+In every run the create limit is lifted on both sides, so the N tasks exist within moments.
 Read calls are the emulator's own counts (list plus detail requests, retries included); a job
 counts as completed once the poller (ours) or the loop (baseline) has seen it end. The lag is
 the time from the emulator ending a task to that moment, in real seconds.
@@ -37,8 +43,8 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from chanjing_async import JobManager, LipSyncRequest, PollPolicy, Rate, RateLimits
-from chanjing_async.emulator import EmulatorServer
+from chanjing_async import JobManager, LipSyncRequest, PollPolicy, Rate, RateLimits, RetryPolicy
+from chanjing_async.emulator import EmulatorServer, FaultRate
 from chanjing_async.emulator._ratelimit import WindowLimiter
 
 from ._common import Figure, Options, emulator_settings, make_client, percentile
@@ -62,6 +68,10 @@ LIFTED = 1_000_000  # an emulator read limit nothing reaches
 # A client limit nothing reaches, whose log of releases stays short (1,000 per millisecond).
 LIFTED_READS = Rate(1000, 0.001, 0.0)
 READ_LIMIT, READ_WINDOW = 10, 1.0  # documented: 10 detail (and 10 list) calls a second
+# The failing-list case: tasks in flight, time scale, share of list calls answered 50000.
+FAILING_SIZE, FAILING_SCALE, SMOKE_FAILING = 2000, 60.0, (100, 600.0)
+LIST_FAILURES = 0.3
+FAILING_GOAL = 1.5
 VOICE = "C-f2429d07554749839849497589199916"
 
 
@@ -102,7 +112,9 @@ def _reads(state: EmulatorState) -> tuple[int, int, int]:
     return listing["requests"], detail["requests"], rejected
 
 
-def _settings(n: int, scale: float, seed: int, *, baseline: bool) -> EmulatorSettings:
+def _settings(
+    n: int, scale: float, seed: int, *, baseline: bool, fault_rates: tuple[FaultRate, ...] = ()
+) -> EmulatorSettings:
     return emulator_settings(
         scale,
         seed,
@@ -110,13 +122,24 @@ def _settings(n: int, scale: float, seed: int, *, baseline: bool) -> EmulatorSet
         task_seconds=TASK_SECONDS,
         create_limit=n,
         read_limit=LIFTED if baseline else READ_LIMIT,
+        fault_rates=fault_rates,
     )
 
 
-async def _ours(n: int, scale: float, seed: int, folder: Path) -> _Run:
+async def _ours(
+    n: int,
+    scale: float,
+    seed: int,
+    folder: Path,
+    *,
+    fault_rates: tuple[FaultRate, ...] = (),
+    retry: RetryPolicy | None = None,
+) -> _Run:
     limits = RateLimits(create=Rate(n, 60.0, 1.0)).scaled(scale)
-    async with EmulatorServer(_settings(n, scale, seed, baseline=False)) as emulator:
-        async with make_client(emulator.base_url, scale, limits=limits) as client:
+    settings = _settings(n, scale, seed, baseline=False, fault_rates=fault_rates)
+    client_options = {} if retry is None else {"retry": retry}
+    async with EmulatorServer(settings) as emulator:
+        async with make_client(emulator.base_url, scale, limits=limits, **client_options) as client:
             request = await _request(client, folder)
             started = time.monotonic()
             async with JobManager(client, poll=PollPolicy().scaled(scale)) as jobs:
@@ -225,6 +248,54 @@ def _figure(n: int, ours: _Run, baseline: _Run) -> Figure:
     )
 
 
+async def _failing_lists(options: Options, folder: Path) -> Figure:
+    """Ours with healthy lists against ours with 30 % of list calls answered 50000."""
+    n, scale = SMOKE_FAILING if options.smoke else (FAILING_SIZE, FAILING_SCALE)
+    default = RetryPolicy()
+    retry = RetryPolicy(
+        max_retries=default.max_retries,
+        initial=default.initial / scale,
+        maximum=default.maximum / scale,
+    )
+    healthy = await _ours(n, scale, options.seed, folder, retry=retry)
+    failing = await _ours(
+        n,
+        scale,
+        options.seed,
+        folder,
+        retry=retry,
+        fault_rates=(FaultRate("list", "code", LIST_FAILURES, code=50000),),
+    )
+    ratio = failing.per_job / healthy.per_job
+    return Figure(
+        scenario=NAME,
+        case=f"{n:,} tasks in flight, {LIST_FAILURES:.0%} of list calls answer 50000",
+        metric="read calls per completed job",
+        ours=failing.per_job,
+        baseline_name="the same with healthy lists",
+        baseline=healthy.per_job,
+        ratio=ratio,
+        ratio_label="failing / healthy",
+        goal=f"<= {FAILING_GOAL:g}x healthy, 0 read 40001",
+        met=ratio <= FAILING_GOAL and failing.rejected == 0 and failing.completed == n,
+        extra={
+            "tasks": n,
+            "client_retries": retry.max_retries,
+            "failing_list_calls": failing.list_calls,
+            "failing_detail_calls": failing.detail_calls,
+            "failing_read_40001": failing.rejected,
+            "failing_completed": failing.completed,
+            "failing_lag_p95_s": round(percentile(failing.lag, 0.95), 1),
+            "healthy_list_calls": healthy.list_calls,
+            "healthy_detail_calls": healthy.detail_calls,
+            "healthy_read_40001": healthy.rejected,
+            "healthy_completed": healthy.completed,
+            "healthy_lag_p95_s": round(percentile(healthy.lag, 0.95), 1),
+            "time_scale": scale,
+        },
+    )
+
+
 async def run(options: Options) -> list[Figure]:
     scales = SMOKE_SCALES if options.smoke else SCALES
     figures: list[Figure] = []
@@ -233,4 +304,5 @@ async def run(options: Options) -> list[Figure]:
             ours = await _ours(n, ours_scale, options.seed, Path(folder))
             baseline = await _baseline(n, baseline_scale, options.seed, Path(folder))
             figures.append(_figure(n, ours, baseline))
+        figures.append(await _failing_lists(options, Path(folder)))
     return figures

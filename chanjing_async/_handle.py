@@ -36,7 +36,7 @@ class JobStage(str, Enum):
     SUCCEEDED = "succeeded"
     """Task status 20: the result URLs are in the task."""
     FAILED = "failed"
-    """Task status 30, or the job could not be created (the error says why)."""
+    """A failure status (30, 40, 41, 50, 1101), or the job could not be created (see error)."""
     CANCELLED = "cancelled"
     """Cancelled by the caller, or its manager closed first."""
 
@@ -46,11 +46,14 @@ class JobStage(str, Enum):
         return self in (JobStage.SUCCEEDED, JobStage.FAILED, JobStage.CANCELLED)
 
 
-_STAGE_OF_STATUS = {
+# The stage a task status moves the job to. A status missing here (1100, manual review, and
+# any the docs do not list) keeps the stage: the job waits, bounded by its deadline, and the
+# status shows on the handle (``status``) and on its events (``task``).
+_STAGE_OF_STATUS: dict[int, JobStage] = {
     TaskStatus.QUEUED: JobStage.SUBMITTED,
     TaskStatus.GENERATING: JobStage.GENERATING,
     TaskStatus.SUCCEEDED: JobStage.SUCCEEDED,
-    TaskStatus.FAILED: JobStage.FAILED,
+    **{status: JobStage.FAILED for status in TaskStatus if status.is_failure},
 }
 
 
@@ -123,6 +126,7 @@ class JobHandle:
         stage: the current :class:`JobStage`.
         last: the latest task object read from the server (None before the first read).
         progress: 0-100, from the latest task object.
+        status: the latest task status (e.g. 1100 while held for manual review), or None.
         eta: estimated seconds until the task ends (from its progress rate), or None.
         error: why the job did not succeed, once it is done; None otherwise.
         duplicates: tasks that this job's create may also have made (they appeared after the
@@ -179,6 +183,11 @@ class JobHandle:
         )
 
     @property
+    def status(self) -> int | None:
+        """The task status last read (see :class:`TaskStatus`; 1100 is manual review), or None."""
+        return None if self.last is None else self.last.status
+
+    @property
     def done(self) -> bool:
         """True once the job has ended (succeeded, failed, cancelled or past its deadline)."""
         return self.stage.is_final or self.error is not None
@@ -208,7 +217,9 @@ class JobHandle:
         Raises:
             JobTimeoutError: ``timeout`` passed (``tracked`` is True: the job goes on), or the
                 job's deadline passed (``tracked`` is False). Also a ``TimeoutError``.
-            JobFailedError: the task ended in status 30 (InsufficientBalanceError for billing).
+            JobFailedError: the task ended in a failure status, 30, 40, 41, 50 or 1101
+                (InsufficientBalanceError for billing); ``task.status`` tells which.
+            TaskNotFoundError: the server no longer knows the task.
             JobCancelledError: the job was cancelled or its manager closed.
             ChanjingError: the job could not be created or its files uploaded.
         """
@@ -276,8 +287,12 @@ class JobHandle:
         """Take a task object read from the server; a final status finishes the job."""
         if self.done:
             return
-        stage = _STAGE_OF_STATUS.get(TaskStatus(task.status)) if _known(task.status) else None
-        changed = task.progress != self.progress or (stage is not None and stage is not self.stage)
+        stage = _STAGE_OF_STATUS.get(task.status)
+        changed = (
+            task.progress != self.progress
+            or task.status != self.status
+            or (stage is not None and stage is not self.stage)
+        )
         self.last = task
         self.progress = task.progress
         self.eta = eta
@@ -287,7 +302,7 @@ class JobHandle:
         elif stage is JobStage.FAILED:
             self.finish(JobStage.FAILED, job_failure(task, job_key=self.key))
         else:
-            # An undocumented status keeps the stage and is polled further (models.TaskStatus).
+            # 1100 or an undocumented status keeps the stage and is polled further.
             if stage is not None:
                 self.stage = stage
             if changed:
@@ -342,7 +357,3 @@ class JobHandle:
         for subscriber in self._subscribers:
             subscriber.events.append(event)
             subscriber.wake.set()
-
-
-def _known(status: int) -> bool:
-    return status in TaskStatus._value2member_map_

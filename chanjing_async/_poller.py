@@ -4,11 +4,24 @@ Each task has its own next-read time (adaptive, see :class:`PollPolicy`). On eve
 poller takes the tasks that are due (and those due within half ``min_interval``). When more
 are due than the tasks in flight fill pages, it reads ``list`` pages (``page_size`` tasks per
 call) until it has seen them all or read as many pages as the tasks in flight could fill, plus
-one; every tracked task seen on a page is refreshed, due or not. Tasks the pages did not show
-are read one by one through ``detail``. The list's order is undocumented (reference §5.3), so
-it only decides how fast the pages find the tasks, never whether a task is refreshed. Every
-read goes through the client's read limiter, so polling is never answered 40001 by a server
-that counts 10 reads a second.
+one; every tracked task seen on a page is refreshed, due or not. A page that fails (after the
+client's own retries) is read again, up to three times in all, before the pass gives up on the
+list. Tasks the pages did not show are read one by one through ``detail``. The list's order is
+undocumented (reference §5.3), so it only decides how fast the pages find the tasks, never
+whether a task is refreshed. Every read goes through the client's read limiter, so polling is
+never answered 40001 by a server that counts 10 reads a second.
+
+A task the server no longer knows (it restarted and forgot its tasks, say) answers ``detail``
+with 40000. Such a task is read again ``missing_reads`` times in all, spread over
+``missing_window``; if it is still unknown, a census reads the task list whole (at most
+``CENSUS_PAGES`` pages; one census serves every such task of the moment) and a task it does
+not show ends its job with TaskNotFoundError. Any reading that shows the task clears the
+count. So a vanished task costs at most ``missing_reads`` detail reads and its share of one
+census.
+
+The schedule is a heap with lazy deletion: rescheduling pushes a new entry and leaves the old
+one behind. The stale entries are swept once they outnumber the live ones, so the heap holds
+at most about two entries per tracked task however often tasks are refreshed.
 """
 
 from __future__ import annotations
@@ -19,13 +32,15 @@ import logging
 import math
 import random
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import anyio
 
-from .errors import ChanjingError, ConfigurationError, InvalidRequestError
-from .models import MAX_PAGE_SIZE, TaskStatus
+from ._handle import JobStage
+from ._poll_policy import PollPolicy as PollPolicy
+from .errors import ChanjingError, InvalidRequestError, TaskNotFoundError
+from .models import TaskStatus
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -34,95 +49,20 @@ if TYPE_CHECKING:
 
     from ._handle import JobHandle
     from ._resources import LipSync
-    from .models import LipSyncTask
+    from .models import LipSyncTask, Page
+
+__all__ = ["PollPolicy", "PollStats", "Poller"]  # PollPolicy lives in _poll_policy
 
 logger = logging.getLogger("chanjing_async")
 
 # Reads in flight at once; the read limiter paces them, this only bounds the tasks waiting.
 _CONCURRENT_READS = 10
-
-
-@dataclass(frozen=True)
-class PollPolicy:
-    """How often the shared poller reads each task, in seconds of real time.
-
-    A task is first read ``first`` seconds after its create, then after an interval that
-    starts at ``min_interval`` and grows ×``growth`` up to ``max_interval``. Once the task
-    reports progress, the interval is also cut to the estimated time left (from the progress
-    rate), so the end is seen soon after it happens. Intervals get ±``jitter`` (a fraction).
-    Jobs whose callback URL is ours grow to ``callback_interval`` instead: the callback brings
-    the end, polling is the safety net for a callback that never comes.
-
-    Attributes:
-        first: delay before the first read of a new task.
-        min_interval: shortest interval between two reads of a task.
-        max_interval: longest interval, without callbacks.
-        growth: factor applied to the interval after each read (1 keeps it fixed).
-        callback_interval: longest interval for jobs with a callback receiver.
-        batch_threshold: fewest due tasks for which ``list`` pages are read instead of
-            ``detail`` (more are needed when the tasks in flight fill several pages).
-        page_size: tasks per list page (at most 100).
-        jitter: relative random spread of each interval, 0 to 0.5.
-        error_backoff: delay before reading again a task whose read failed.
-        file_interval: first delay between readiness checks of a file the manager uploaded
-            (``files.upload(poll_interval=...)``).
-
-    Raises:
-        ConfigurationError: (a ValueError) a value out of range.
-    """
-
-    first: float = 5.0
-    min_interval: float = 2.0
-    max_interval: float = 30.0
-    growth: float = 1.5
-    callback_interval: float = 120.0
-    batch_threshold: int = 2
-    page_size: int = MAX_PAGE_SIZE
-    jitter: float = 0.1
-    error_backoff: float = 2.0
-    file_interval: float = 1.0
-
-    def __post_init__(self) -> None:
-        for name in ("first", "min_interval", "error_backoff", "file_interval"):
-            if not _finite(getattr(self, name)) or getattr(self, name) <= 0:
-                raise ConfigurationError(f"PollPolicy.{name}={getattr(self, name)!r}: must be > 0")
-        for name in ("max_interval", "callback_interval"):
-            value = getattr(self, name)
-            if not _finite(value) or value < self.min_interval:
-                raise ConfigurationError(
-                    f"PollPolicy.{name}={value!r}: must be >= min_interval ({self.min_interval})"
-                )
-        if not _finite(self.growth) or self.growth < 1:
-            raise ConfigurationError(f"PollPolicy.growth={self.growth!r}: must be >= 1")
-        if type(self.batch_threshold) is not int or self.batch_threshold < 1:
-            raise ConfigurationError(
-                f"PollPolicy.batch_threshold={self.batch_threshold!r}: must be an integer >= 1"
-            )
-        if type(self.page_size) is not int or not 1 <= self.page_size <= MAX_PAGE_SIZE:
-            raise ConfigurationError(
-                f"PollPolicy.page_size={self.page_size!r}: must be an integer 1..{MAX_PAGE_SIZE}"
-            )
-        if not _finite(self.jitter) or not 0 <= self.jitter <= 0.5:
-            raise ConfigurationError(f"PollPolicy.jitter={self.jitter!r}: must be 0 to 0.5")
-
-    def scaled(self, time_scale: float) -> PollPolicy:
-        """The same policy on a clock running ``time_scale`` times faster (emulator tests)."""
-        if not _finite(time_scale) or time_scale <= 0:
-            raise ConfigurationError(f"time_scale={time_scale!r}: must be a finite number > 0")
-        k = time_scale
-        return replace(
-            self,
-            first=self.first / k,
-            min_interval=self.min_interval / k,
-            max_interval=self.max_interval / k,
-            callback_interval=self.callback_interval / k,
-            error_backoff=self.error_backoff / k,
-            file_interval=self.file_interval / k,
-        )
-
-
-def _finite(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+# Reads of one list page in a pass (each after the client's own retries) before giving up.
+_PAGE_ATTEMPTS = 3
+# Pages a census reads at most: a longer list is read that far (5,000 tasks, 5 s of reads).
+CENSUS_PAGES = 50
+# Stale heap entries tolerated beyond one per tracked task before a sweep.
+_HEAP_SLACK = 64
 
 
 class _Tracked:
@@ -135,6 +75,8 @@ class _Tracked:
         "due",
         "handle",
         "interval",
+        "misses",
+        "missing_since",
         "reported",
         "seen",
         "task_id",
@@ -153,6 +95,8 @@ class _Tracked:
         self.interval = 0.0
         self.confirming = False
         self.reported: int | None = None  # last status a callback reported
+        self.misses = 0  # detail reads in a row that answered 40000 (the task is unknown)
+        self.missing_since = 0.0
         # First (time, progress) seen with progress > 0: the base of the progress rate.
         self.seen: tuple[float, int] | None = None
 
@@ -188,6 +132,7 @@ class Poller:
         self._tracked: dict[str, _Tracked] = {}
         self._heap: list[tuple[float, int, _Tracked]] = []
         self._order = itertools.count()
+        self._census_at = 0.0  # monotonic time before which no new census starts
         self._wake = anyio.Event()
         self._reads = anyio.CapacityLimiter(_CONCURRENT_READS)
         self._task_group: TaskGroup | None = None
@@ -245,6 +190,9 @@ class Poller:
         heapq.heappush(self._heap, (record.due, next(self._order), record))
         if self._heap[0][2] is record:
             self._wake.set()
+        if len(self._heap) > 2 * len(self._tracked) + _HEAP_SLACK:
+            self._heap = [entry for entry in self._heap if self._live(entry[0], entry[2])]
+            heapq.heapify(self._heap)
 
     def _live(self, due: float, record: _Tracked) -> bool:
         # Rescheduling pushes a new entry; the old one stays in the heap and is skipped here.
@@ -301,6 +249,7 @@ class Poller:
     # -- reading -----------------------------------------------------------------------------
 
     def _apply(self, record: _Tracked, task: LipSyncTask) -> None:
+        record.misses = 0
         delay, eta = self._next_interval(record, task)
         record.handle.observe(task, eta=eta)
         if record.handle.done:
@@ -316,12 +265,17 @@ class Poller:
     async def _refresh(self, due: list[_Tracked]) -> None:
         now = time.monotonic()
         pending: list[_Tracked] = []
+        unknown: list[_Tracked] = []
         for record in due:
             if now >= record.deadline:
                 record.handle.deadline_passed(record.timeout)
                 self._forget(record)
+            elif self._confirmed_missing(record, now):
+                unknown.append(record)
             else:
                 pending.append(record)
+        if unknown:
+            await self._census(unknown)
         # A list pass costs about one call per page of tasks in flight and refreshes them all;
         # it pays off once more tasks are due than it has pages.
         pages = math.ceil(len(self._tracked) / self._policy.page_size)
@@ -342,19 +296,13 @@ class Poller:
         """
         wanted = {record.task_id for record in due}
         unseen = set(self._tracked)
-        size = self._policy.page_size
-        budget = math.ceil(len(self._tracked) / size) + 1
+        budget = math.ceil(len(self._tracked) / self._policy.page_size) + 1
         page = 1
         while unseen and page <= budget:
-            try:
-                async with self._reads:
-                    result = await self._lip_sync.list(page=page, page_size=size)
-            except ChanjingError as exc:
-                self.stats.errors += 1
-                logger.warning("list page %d failed, falling back to detail: %s", page, exc)
+            result = await self._page(page)
+            if result is None:
+                logger.warning("list page %d keeps failing, falling back to detail", page)
                 break
-            finally:
-                self.stats.list_calls += 1
             for task in result.items:
                 record = self._tracked.get(task.id)
                 if record is not None:
@@ -365,6 +313,94 @@ class Poller:
                 break
             page += 1
         return [record for record in due if record.task_id in wanted]
+
+    async def _page(self, page: int) -> Page[LipSyncTask] | None:
+        """List page ``page``, read up to ``_PAGE_ATTEMPTS`` times; None if every read failed.
+
+        Reading a failed page again costs one call; giving up on it would send every due task
+        it holds to ``detail``, one call each.
+        """
+        for _ in range(_PAGE_ATTEMPTS):
+            try:
+                async with self._reads:
+                    return await self._lip_sync.list(page=page, page_size=self._policy.page_size)
+            except ChanjingError as exc:
+                self.stats.errors += 1
+                logger.warning("list page %d failed: %s", page, exc)
+            finally:
+                self.stats.list_calls += 1
+        return None
+
+    # -- tasks the server does not know ------------------------------------------------------
+
+    def _confirmed_missing(self, record: _Tracked, now: float) -> bool:
+        policy = self._policy
+        return (
+            record.misses >= policy.missing_reads
+            and now - record.missing_since >= policy.missing_window
+        )
+
+    def _missed(self, record: _Tracked, error: InvalidRequestError) -> None:
+        """``detail`` says the server does not know the task: count it and read it later."""
+        if self._tracked.get(record.task_id) is not record:
+            return
+        now = time.monotonic()
+        if record.misses == 0:
+            record.missing_since = now
+        record.misses += 1
+        logger.warning(
+            "task %s unknown to the server (%d of %d reads): %s",
+            record.task_id,
+            record.misses,
+            self._policy.missing_reads,
+            error,
+        )
+        if self._confirmed_missing(record, now):
+            # Due at the next census, which every task confirmed missing by then shares.
+            self._schedule(record, max(0.0, self._census_at - now))
+        else:
+            self._schedule(record, self._policy.missing_spacing)
+
+    async def _census(self, unknown: list[_Tracked]) -> None:
+        """Read the whole task list (up to CENSUS_PAGES pages); end the jobs it does not show."""
+        self._census_at = time.monotonic() + self._policy.missing_spacing
+        absent = {record.task_id for record in unknown}
+        listed: set[str] = set()
+        page = 1
+        while absent:
+            result = await self._page(page)
+            if result is None:
+                # Nothing proves these tasks gone: try again at the next census.
+                logger.warning(
+                    "census: list page %d keeps failing; %d tasks wait", page, len(absent)
+                )
+                for record in unknown:
+                    if record.task_id in absent and self._tracked.get(record.task_id) is record:
+                        self._schedule(record, self._policy.missing_spacing)
+                return
+            for task in result.items:
+                listed.add(task.id)
+                tracked = self._tracked.get(task.id)
+                if tracked is not None:
+                    absent.discard(task.id)
+                    self._apply(tracked, task)
+            info = result.page_info
+            whole = len(listed) >= info.total_count or page >= info.total_page
+            if not result.items or whole or page >= CENSUS_PAGES:
+                break
+            page += 1
+        now = time.monotonic()
+        for record in unknown:
+            if record.task_id in absent and self._tracked.get(record.task_id) is record:
+                error = TaskNotFoundError(
+                    f"the server no longer knows the task: {record.misses} detail reads over "
+                    f"{now - record.missing_since:.3g} s answered 40000 and the task list "
+                    "does not show it",
+                    job_key=record.handle.key,
+                    task_id=record.task_id,
+                )
+                record.handle.finish(JobStage.FAILED, error)
+                self._forget(record)
 
     def _retry_later(self, record: _Tracked, error: Exception) -> None:
         logger.warning("reading task %s failed, will retry: %s", record.task_id, error)
@@ -383,7 +419,7 @@ class Poller:
                 record.handle.finish(None, exc)
                 self._forget(record)
                 return
-            self._retry_later(record, exc)
+            self._missed(record, exc)
             return
         except ChanjingError as exc:
             self.stats.errors += 1

@@ -20,7 +20,7 @@
     ├── JournalError                                     a journal write failed; nothing was sent
     ├── ResponseValidationError                          a success body we could not parse
     └── JobError                                         a managed job did not succeed (job key)
-        ├── JobFailedError                               task ended in status 30 (server msg)
+        ├── JobFailedError                               a failure status: 30, 40, 41, 50, 1101
         │   └── InsufficientBalanceError                 status 30 for billing (蝉豆不足 ...)
         ├── JobTimeoutError(JobError, TimeoutError)      a wait or the job deadline passed
         ├── JobCancelledError                            cancelled, or its manager closed
@@ -265,7 +265,8 @@ class JobError(ChanjingError):
 
 
 class JobFailedError(JobError):
-    """The task ended in status 30; ``msg`` is the server's reason.
+    """The task ended in a failure status (30, 40, 41, 50 or 1101); ``msg`` is the server's
+    reason and ``task.status`` the status.
 
     Attributes:
         msg: the server's failure message, verbatim.
@@ -276,7 +277,9 @@ class JobFailedError(JobError):
         self.msg = task.msg
         self.task = task
         super().__init__(
-            f"failed: {task.msg or '(no reason given)'}", job_key=job_key, task_id=task.id
+            f"failed (status {task.status}): {task.msg or '(no reason given)'}",
+            job_key=job_key,
+            task_id=task.id,
         )
 
 

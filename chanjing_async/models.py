@@ -56,17 +56,46 @@ MAX_PAGE_SIZE = 100
 
 
 class TaskStatus(IntEnum):
-    """Status of a lip-sync task (reference §5.5)."""
+    """Status of a lip-sync task (reference §5.5).
+
+    The lip-sync page documents 0, 10, 20 and 30. Chanjing's other task APIs also use 40, 41,
+    50, 1100 and 1101; the lip-sync docs leave them open, so the SDK takes each for what it
+    says: 40, 41, 50 and 1101 end the task as failed (never as a success), 1100 (manual
+    review) keeps it waiting, like any status not listed here.
+    """
 
     QUEUED = 0
     GENERATING = 10
     SUCCEEDED = 20
     FAILED = 30
+    FAILED_RETRY = 40
+    """任务失败，请重试: failed; a new create may succeed."""
+    TIMED_OUT = 41
+    CANCELLED = 50
+    IN_REVIEW = 1100
+    """Held for manual review: not ended, the task may still go on."""
+    REVIEW_REJECTED = 1101
+
+    @property
+    def is_failure(self) -> bool:
+        """True for the statuses that end a task without a result (30, 40, 41, 50, 1101)."""
+        return self in _FAILURES
 
     @property
     def is_terminal(self) -> bool:
-        """True for SUCCEEDED and FAILED."""
-        return self in (TaskStatus.SUCCEEDED, TaskStatus.FAILED)
+        """True for SUCCEEDED and every failure status."""
+        return self is TaskStatus.SUCCEEDED or self.is_failure
+
+
+_FAILURES = frozenset(
+    {
+        TaskStatus.FAILED,
+        TaskStatus.FAILED_RETRY,
+        TaskStatus.TIMED_OUT,
+        TaskStatus.CANCELLED,
+        TaskStatus.REVIEW_REJECTED,
+    }
+)
 
 
 class FileStatus(IntEnum):
@@ -74,7 +103,9 @@ class FileStatus(IntEnum):
 
     PENDING = 0
     READY = 1
-    READY_LEGACY = 2  # the historic "ready" value some vendor scripts still accept
+    # Ready under the vendor scripts' reading, failed under the OpenAPI file's: taken as ready,
+    # and a create refused for it raises UploadError (README, Choices).
+    READY_LEGACY = 2
     REJECTED = 98
     DELETED = 99
     PURGED = 100
@@ -150,7 +181,9 @@ class LipSyncTask(_Response):
     """A lip-sync task as returned by detail, list and the callback (reference §5.4).
 
     ``status`` stays a plain int so that a status the docs do not list is kept (and polled
-    further) rather than crashing the parser; compare it with :class:`TaskStatus`.
+    further) rather than crashing the parser; compare it with :class:`TaskStatus`. Only 20 is
+    a success; 30, 40, 41, 50 and 1101 are failures (``failed``); 0, 10, 1100 and any other
+    status mean the task has not ended.
     ``duration`` is kept raw: the docs say milliseconds, the callback example suggests otherwise
     (reference §10 q14).
     """
@@ -166,8 +199,8 @@ class LipSyncTask(_Response):
 
     @property
     def is_terminal(self) -> bool:
-        """True when the task succeeded (20) or failed (30)."""
-        return self.status in (TaskStatus.SUCCEEDED, TaskStatus.FAILED)
+        """True when the task succeeded (20) or failed (see ``failed``)."""
+        return self.succeeded or self.failed
 
     @property
     def succeeded(self) -> bool:
@@ -176,8 +209,8 @@ class LipSyncTask(_Response):
 
     @property
     def failed(self) -> bool:
-        """True when the task failed (30); ``msg`` holds the reason."""
-        return self.status == TaskStatus.FAILED
+        """True when the task ended without a result (30, 40, 41, 50, 1101); ``msg`` says why."""
+        return self.status in _FAILURES
 
     @property
     def created_at(self) -> dt.datetime:
@@ -302,6 +335,33 @@ class _Request(BaseModel):
     def to_wire(self) -> dict[str, Any]:
         """The JSON body as sent: wire names, unset optional fields left out."""
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _encodable(cls, data: Any) -> Any:
+        # Every text goes out as UTF-8 JSON (and into the journal): a lone surrogate (from
+        # os.fsdecode, or a broken decoder) cannot be encoded, so it is refused here, naming
+        # its field, rather than failing later as a raw UnicodeEncodeError.
+        if isinstance(data, dict):
+            prefix = f"{cls._wire_prefix}." if cls._wire_prefix else ""
+            for name, value in data.items():
+                parts = value if isinstance(value, list) else [value]
+                for part in parts:
+                    if isinstance(part, str) and not _utf8(part):
+                        raise InvalidInputError(
+                            f"{prefix}{name}",
+                            part,
+                            "must be text that UTF-8 can encode (no lone surrogates)",
+                        )
+        return data
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _input_error(exc: ValidationError, prefix: str) -> InvalidInputError:

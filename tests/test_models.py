@@ -153,6 +153,54 @@ def test_responses_tolerate_unknown_fields_and_unknown_statuses() -> None:
     assert not TaskStatus.GENERATING.is_terminal
 
 
+@pytest.mark.parametrize(
+    ("status", "failed"),
+    [
+        *[(status, True) for status in (30, 40, 41, 50, 1101)],
+        *[(status, False) for status in (0, 10, 1100, 15, -1, 10**12)],
+    ],
+)
+def test_only_20_succeeds_and_the_failure_statuses_are_terminal(status: int, failed: bool) -> None:
+    task = LipSyncTask.model_validate({"id": "t", "status": status, "msg": "m"})
+    assert not task.succeeded
+    assert task.failed is failed
+    assert task.is_terminal is failed
+
+
+@pytest.mark.parametrize(
+    ("build", "field"),
+    [
+        (lambda: LipSyncRequest.tts("v", text="hi\udc00", audio_man_id="C-1"), "tts_config.text"),
+        (
+            lambda: LipSyncRequest.tts("v", text=["ok", "\ud800"], audio_man_id="C"),
+            "tts_config.text",
+        ),
+        (
+            lambda: LipSyncRequest.tts("v", text="hi", audio_man_id="C\udc80"),
+            "tts_config.audio_man_id",
+        ),
+        (lambda: LipSyncRequest.tts("v\udc80", text="hi", audio_man_id="C"), "video_file_id"),
+        (lambda: LipSyncRequest.audio("v", audio_file_id="a\udfff"), "audio_file_id"),
+        (
+            lambda: LipSyncRequest.audio("v", audio_file_id="a", callback="https://h/\udc80"),
+            "callback",
+        ),
+        (
+            lambda: LipSyncRequest.model_validate(
+                {"video_file_id": "v", "tts_config": {"text": "\udc00", "audio_man_id": "C"}}
+            ),
+            "tts_config.text",
+        ),
+    ],
+)
+def test_text_that_utf8_cannot_encode_is_refused_naming_its_field(build: Any, field: str) -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        build()
+    assert caught.value.field == field
+    assert "UTF-8" in caught.value.allowed
+    str(caught.value).encode("utf-8")  # the message itself can be printed and logged
+
+
 def test_file_detail_ready_and_failed_statuses() -> None:
     assert FileDetail.model_validate({"id": "f", "status": 1}).is_ready
     assert FileDetail.model_validate({"id": "f", "status": 2}).is_ready

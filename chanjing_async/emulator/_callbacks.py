@@ -79,7 +79,9 @@ class CallbackSender:
         if not state.settings.callbacks:
             state.count_callback("dropped")
             return
-        task = state.tasks[task_id]
+        task = state.tasks.get(task_id)
+        if task is None:
+            return  # forgotten meanwhile (forget_tasks): nothing to tell
         assert task.callback is not None  # only tasks with a callback are scheduled
         body = envelope(state.task_view(task))
         headers = {"Date": http_date(state.settings)}

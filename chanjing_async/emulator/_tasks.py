@@ -31,6 +31,9 @@ class TaskRecord:
         generation_end: Monotonic time at which generation would finish, the end of the
             progress scale; None means ``ends_at``. A task that fails early (an undecodable
             video) ends before it, with the progress it had reached.
+        forced: A status set through the control route (``EmulatorState.set_task_status``):
+            ``(status, msg, progress)`` shown instead of the clock's, with no result URLs;
+            None follows the clock.
     """
 
     id: str
@@ -43,22 +46,26 @@ class TaskRecord:
     duration: int
     failure: str | None
     generation_end: float | None = None
+    forced: tuple[int, str, int] | None = None
 
     def succeeded_by(self, now: float) -> bool:
-        """Whether the task is in status 20 at monotonic time ``now``."""
-        return self.failure is None and now >= self.ends_at
+        """Whether the task is in status 20, with its results, at monotonic time ``now``."""
+        return self.forced is None and self.failure is None and now >= self.ends_at
 
     def to_object(self, now: float) -> dict[str, Any]:
         """The task object (reference §5.4) at monotonic time ``now``.
 
         Queued (0) for the first 10 % of the duration, then generating (10) with progress
-        rising linearly from 0 to 99, then 20 with results or 30 with the reason. Result URLs
-        are plain here; ``EmulatorState`` signs them when they expire.
+        rising linearly from 0 to 99, then 20 with results or 30 with the reason; a forced
+        status overrides the clock. Result URLs are plain here; ``EmulatorState`` signs them
+        when they expire.
         """
         status, progress, msg = 0, 0, ""
         video_url = preview_url = ""
         duration = 0
-        if self.succeeded_by(now):
+        if self.forced is not None:
+            status, msg, progress = self.forced
+        elif self.succeeded_by(now):
             status, progress, msg, duration = 20, 100, "success", self.duration
             video_url = self.base_url + result_path(self.id, "mp4")
             preview_url = self.base_url + result_path(self.id, "jpg")

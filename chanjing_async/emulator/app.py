@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
 SENDER_KEY = web.AppKey("chanjing_emulator_callbacks", CallbackSender)
+MAX_SEEDED = 1_000_000  # tasks one POST /_emulator/tasks/seed may make
 
 # Tiny stand-ins for result media: enough for a download to succeed and be recognised by type.
 _MEDIA = {
@@ -86,6 +87,9 @@ def create_app(settings: EmulatorSettings | None = None) -> web.Application:
     router.add_delete("/_emulator/faults", _clear_faults)
     router.add_post("/_emulator/tokens/revoke", _revoke_tokens)
     router.add_post("/_emulator/files/{file_id}/status", _set_file_status)
+    router.add_post("/_emulator/tasks/{task_id}/status", _set_task_status)
+    router.add_post("/_emulator/tasks/forget", _forget_tasks)
+    router.add_post("/_emulator/tasks/seed", _seed_tasks)
     return app
 
 
@@ -305,17 +309,53 @@ async def _revoke_tokens(request: web.Request) -> web.Response:
     return web.json_response({"revoked": revoked})
 
 
-async def _set_file_status(request: web.Request) -> web.Response:
-    state = request.app[STATE_KEY]
-    file_id = request.match_info["file_id"]
+async def _control_body(request: web.Request) -> dict[str, Any]:
+    """The JSON object a control route was sent; ``{}`` for anything else."""
     try:
         body = await request.json()
     except ValueError:
-        body = None
-    status = body.get("status") if isinstance(body, dict) else None
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+async def _set_file_status(request: web.Request) -> web.Response:
+    state = request.app[STATE_KEY]
+    file_id = request.match_info["file_id"]
+    status = (await _control_body(request)).get("status")
     if type(status) is not int:
         return web.json_response({"error": 'body must be {"status": <int>}'}, status=400)
     if file_id not in state.files:
         raise web.HTTPNotFound
     state.set_file_status(file_id, status)
     return web.json_response(state.uploads.view(file_id), dumps=dumps)
+
+
+async def _set_task_status(request: web.Request) -> web.Response:
+    """``{"status": <int or null>, "msg": <optional str>}``: see ``set_task_status``."""
+    state = request.app[STATE_KEY]
+    task_id = request.match_info["task_id"]
+    body = await _control_body(request)
+    status, msg = body.get("status", ...), body.get("msg")
+    if not (status is None or type(status) is int) or not (msg is None or isinstance(msg, str)):
+        return web.json_response(
+            {"error": 'body must be {"status": <int or null>, "msg": <string, optional>}'},
+            status=400,
+        )
+    if task_id not in state.tasks:
+        raise web.HTTPNotFound
+    state.set_task_status(task_id, status, msg)
+    return web.json_response(state.task_object(task_id), dumps=dumps)
+
+
+async def _forget_tasks(request: web.Request) -> web.Response:
+    return web.json_response({"forgotten": request.app[STATE_KEY].forget_tasks()})
+
+
+async def _seed_tasks(request: web.Request) -> web.Response:
+    """``{"count": <1..1,000,000>}``: that many tasks at once, their ids answered."""
+    count = (await _control_body(request)).get("count")
+    if type(count) is not int or not 1 <= count <= MAX_SEEDED:
+        return web.json_response(
+            {"error": f'body must be {{"count": <integer 1..{MAX_SEEDED}>}}'}, status=400
+        )
+    return web.json_response({"ids": request.app[STATE_KEY].seed_tasks(count, _origin(request))})

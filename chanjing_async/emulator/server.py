@@ -84,6 +84,18 @@ class EmulatorServer:
         """Revoke the current access token: its next use gets 10400. False if there was none."""
         return self.state.revoke_tokens()
 
+    def set_task_status(self, task_id: str, status: int | None, msg: str | None = None) -> None:
+        """Show ``status`` (e.g. 40, 41, 50, 1100, 1101) for a task; None follows its clock."""
+        self.state.set_task_status(task_id, status, msg)
+
+    def seed_tasks(self, count: int) -> list[str]:
+        """Make ``count`` tasks at once without creates (see ``EmulatorState.seed_tasks``)."""
+        return self.state.seed_tasks(count, self.base_url)
+
+    def forget_tasks(self) -> int:
+        """Forget every task, as a restart would: detail answers 40000, the list is empty."""
+        return self.state.forget_tasks()
+
     async def __aenter__(self) -> EmulatorServer:
         if self._runner is not None:
             raise RuntimeError("an EmulatorServer can be started only once")

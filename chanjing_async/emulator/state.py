@@ -20,6 +20,7 @@ from ._network import NetworkLatency
 from ._protocol import CODE_AUTH, CODE_PARAM, CODE_RATE, ApiError
 from ._ratelimit import Arrival, ArrivalLog, WindowLimiter
 from ._results import ResultLinks
+from ._task_controls import TaskControls
 from ._tasks import TaskRecord
 
 if TYPE_CHECKING:
@@ -65,7 +66,7 @@ class _Token:
     deadline: float  # monotonic
 
 
-class EmulatorState:
+class EmulatorState(TaskControls):
     """The mutable state of one emulator; handlers change it, tests inspect it.
 
     Methods are synchronous and run on the event loop thread, so no locking is needed.
