@@ -102,7 +102,7 @@ async def _measure(jobs: int, scale: float, seed: int, folder: Path, *, callback
                 handles = await manager.submit_many([request] * jobs)
 
                 async def wait(handle: JobHandle) -> None:
-                    handle.watch(reads.watch)
+                    handle._set_watcher(reads.watch)
                     await handle.wait()
                     returned[handle.key] = time.monotonic()
 

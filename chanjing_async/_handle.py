@@ -262,9 +262,9 @@ class JobHandle:
         if not self.done:
             self._cancel(self)
 
-    # -- called by the manager ---------------------------------------------------------------
+    # -- called by the manager (private: a user only reads, waits and cancels) ---------------
 
-    def add_done_listener(self, listener: Callable[[JobHandle], None]) -> None:
+    def _on_done(self, listener: Callable[[JobHandle], None]) -> None:
         """Call ``listener(self)`` once the job is done (at once if it already is)."""
         if self.done:
             listener(self)
@@ -273,17 +273,17 @@ class JobHandle:
             self._listeners = []
         self._listeners.append(listener)
 
-    def watch(self, watcher: Callable[[JobHandle], None]) -> None:
+    def _set_watcher(self, watcher: Callable[[JobHandle], None]) -> None:
         """Call ``watcher(self)`` on every change of stage or progress, and when done."""
         self._watcher = watcher
 
-    def advance(self, stage: JobStage) -> None:
+    def _advance(self, stage: JobStage) -> None:
         """Move to a stage that is not final (uploading, queued, submitted)."""
         if not self.done and stage is not self.stage:
             self.stage = stage
             self._publish()
 
-    def observe(self, task: LipSyncTask, *, eta: float | None = None) -> None:
+    def _observe(self, task: LipSyncTask, *, eta: float | None = None) -> None:
         """Take a task object read from the server; a final status finishes the job."""
         if self.done:
             return
@@ -298,9 +298,9 @@ class JobHandle:
         self.eta = eta
         if stage is JobStage.SUCCEEDED:
             self.eta = 0.0
-            self.finish(JobStage.SUCCEEDED)
+            self._finish(JobStage.SUCCEEDED)
         elif stage is JobStage.FAILED:
-            self.finish(JobStage.FAILED, job_failure(task, job_key=self.key))
+            self._finish(JobStage.FAILED, job_failure(task, job_key=self.key))
         else:
             # 1100 or an undocumented status keeps the stage and is polled further.
             if stage is not None:
@@ -308,14 +308,14 @@ class JobHandle:
             if changed:
                 self._publish()
 
-    def finish(self, stage: JobStage | None, error: BaseException | None = None) -> None:
+    def _finish(self, stage: JobStage | None, error: BaseException | None = None) -> None:
         """End the job: a final stage, or None to keep the stage (a passed deadline)."""
         if self.done:
             return
         if stage is not None:
             self.stage = stage
         if error is None and not self.stage.is_final:
-            raise ValueError("finish() needs a final stage or an error")
+            raise ValueError("_finish() needs a final stage or an error")
         self.error = error
         self._publish()
         self._subscribers = None
@@ -325,16 +325,16 @@ class JobHandle:
         for listener in listeners:
             listener(self)
 
-    def cancelled(self, reason: str) -> None:
+    def _end_cancelled(self, reason: str) -> None:
         """Finish as cancelled, with a JobCancelledError saying why."""
-        self.finish(
+        self._finish(
             JobStage.CANCELLED,
             JobCancelledError(reason, job_key=self.key, task_id=self.task_id),
         )
 
-    def deadline_passed(self, seconds: float) -> None:
+    def _end_expired(self, seconds: float) -> None:
         """Finish because the job's deadline passed; the stage stays where it was."""
-        self.finish(
+        self._finish(
             None,
             JobTimeoutError(
                 f"deadline of {seconds:g} s passed while {self.stage.value}; the task may "

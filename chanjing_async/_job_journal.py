@@ -162,7 +162,7 @@ class ManagerJournal:
                 self.finished[key] = (handle, fingerprint)
                 return row
         self._live[key] = (handle.stage, fingerprint)
-        handle.watch(self._changed)
+        handle._set_watcher(self._changed)
         return row
 
     def undo(self, handle: JobHandle, row: JournalRow | None) -> None:
@@ -277,15 +277,15 @@ def _finish_from(handle: JobHandle, row: JournalRow) -> None:
     stage = JobStage(row.stage)
     if stage is JobStage.SUCCEEDED and task is not None:
         handle.progress = task.progress
-        handle.finish(stage)
+        handle._finish(stage)
     elif stage is JobStage.FAILED and task is not None and task.failed:
-        handle.finish(stage, job_failure(task, job_key=row.key))
+        handle._finish(stage, job_failure(task, job_key=row.key))
     else:
         reason = row.error or "ended in an earlier run"
         if stage is JobStage.CANCELLED:
-            handle.finish(stage, JobCancelledError(reason, job_key=row.key, task_id=row.task_id))
+            handle._finish(stage, JobCancelledError(reason, job_key=row.key, task_id=row.task_id))
         else:
-            handle.finish(stage, JobError(reason, job_key=row.key, task_id=row.task_id))
+            handle._finish(stage, JobError(reason, job_key=row.key, task_id=row.task_id))
 
 
 def _retryable(row: JournalRow) -> bool:

@@ -251,7 +251,7 @@ class Poller:
     def _apply(self, record: _Tracked, task: LipSyncTask) -> None:
         record.misses = 0
         delay, eta = self._next_interval(record, task)
-        record.handle.observe(task, eta=eta)
+        record.handle._observe(task, eta=eta)
         if record.handle.done:
             self._forget(record)
         else:
@@ -268,7 +268,7 @@ class Poller:
         unknown: list[_Tracked] = []
         for record in due:
             if now >= record.deadline:
-                record.handle.deadline_passed(record.timeout)
+                record.handle._end_expired(record.timeout)
                 self._forget(record)
             elif self._confirmed_missing(record, now):
                 unknown.append(record)
@@ -399,7 +399,7 @@ class Poller:
                     job_key=record.handle.key,
                     task_id=record.task_id,
                 )
-                record.handle.finish(JobStage.FAILED, error)
+                record.handle._finish(JobStage.FAILED, error)
                 self._forget(record)
 
     def _retry_later(self, record: _Tracked, error: Exception) -> None:
@@ -416,7 +416,7 @@ class Poller:
             if record.handle.request is None and record.handle.last is None:
                 # 40000 for an id given to attach and never read: a wrong id, not a passing
                 # failure, so the job ends with it. For a task we created, retry as below.
-                record.handle.finish(None, exc)
+                record.handle._finish(None, exc)
                 self._forget(record)
                 return
             self._missed(record, exc)

@@ -307,7 +307,7 @@ class JobManager:
         if self._records is not None:
             self._records.closing = True
         for handle in list(self._handles.values()):
-            handle.cancelled("the JobManager closed before the job finished")
+            handle._end_cancelled("the JobManager closed before the job finished")
         running, self._running = self._running, None
         assert running is not None
         try:
@@ -495,7 +495,7 @@ class JobManager:
                     exhausted = True
                     break
                 handle = await self.submit(job, timeout=timeout)
-                handle.add_done_listener(completions.add)
+                handle._on_done(completions.add)
                 unfinished += 1
             if unfinished == 0:
                 return
@@ -507,7 +507,7 @@ class JobManager:
         completions = _Completions()
         count = 0
         for handle in handles:
-            handle.add_done_listener(completions.add)
+            handle._on_done(completions.add)
             count += 1
         for _ in range(count):
             yield await completions.next()
@@ -628,13 +628,13 @@ class JobManager:
         if row is not None and row.task_id is not None:
             task_id = row.task_id
             handle.task_id = task_id
-            handle.advance(JobStage(row.stage))
+            handle._advance(JobStage(row.stage))
             return handle, functools.partial(self._track, running, handle, task_id, delay=0.0)
         if row is not None and row.sent_at is not None and row.request is not None:
             # A create of it was sent and its outcome never learnt: explain it before anything
             # else; the request sent is in the row, so no file is needed.
             self._prepared[key] = LipSyncRequest.model_validate(row.request)
-            handle.advance(JobStage.QUEUED)
+            handle._advance(JobStage.QUEUED)
             return handle, functools.partial(self._unexplained, running, handle, row.sent_at)
         if isinstance(job, LipSyncJob) and uploads:
             scope = anyio.CancelScope()
@@ -645,7 +645,7 @@ class JobManager:
 
             return handle, upload_first
         self._prepared[key] = job.template if isinstance(job, LipSyncJob) else job
-        handle.advance(JobStage.QUEUED)
+        handle._advance(JobStage.QUEUED)
         return handle, functools.partial(running.submitter.push, handle)
 
     def _undo(self, plan: _Plan, handle: JobHandle) -> None:
@@ -706,7 +706,7 @@ class JobManager:
             finally:
                 self._uploading.pop(handle.key, None)
             self._prepared[handle.key] = job.to_request(ids)
-            handle.advance(JobStage.QUEUED)
+            handle._advance(JobStage.QUEUED)
             running.submitter.push(handle)
 
     def _request_of(self, handle: JobHandle) -> LipSyncRequest:
@@ -746,7 +746,7 @@ class JobManager:
             if isinstance(handle.error, JobError):
                 handle.error.task_id = task_id
             return
-        handle.advance(JobStage.SUBMITTED)
+        handle._advance(JobStage.SUBMITTED)
         if self._running is not None:
             self._track(self._running, handle, task_id, delay=self._policy.first)
 
@@ -762,7 +762,7 @@ class JobManager:
 
     def _failed(self, handle: JobHandle, error: Exception) -> None:
         self._prepared.pop(handle.key, None)
-        handle.finish(JobStage.FAILED, error)
+        handle._finish(JobStage.FAILED, error)
         self._forget(handle)
 
     def _cancel(self, handle: JobHandle) -> None:
@@ -775,7 +775,7 @@ class JobManager:
         if scope is not None:
             scope.cancel()
         self._prepared.pop(handle.key, None)
-        handle.cancelled("cancelled by the caller")
+        handle._end_cancelled("cancelled by the caller")
         self._forget(handle)
 
     def _forget(self, handle: JobHandle) -> None:
