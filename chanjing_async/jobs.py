@@ -216,6 +216,7 @@ class JobManager:
         self._running: _Running | None = None
         self._handles: dict[str, JobHandle] = {}
         self._recent: OrderedDict[str, JobHandle] = OrderedDict()
+        self._reported: dict[str, str] = {}  # possible duplicates: task id -> job key
         self._timeouts: dict[str, float] = {}
         self._prepared: dict[str, LipSyncRequest] = {}
         self._uploading: dict[str, anyio.CancelScope] = {}
@@ -815,17 +816,34 @@ class JobManager:
         if task_id != handle.task_id and not self._owns(task_id) and not ledger.owns(task_id):
             # This job's create made another task too: a duplicate, never adopted.
             ledger.disown(task_id)
-            self._duplicate(handle.key, task_id)
+            self._duplicate(handle.key, task_id, proven=True)
 
-    def _duplicate(self, key: str, task_id: str) -> None:
-        """Task ``task_id`` may have been made by job ``key``'s create as well as its own."""
+    def _duplicate(self, key: str, task_id: str, *, proven: bool = False) -> None:
+        """Task ``task_id`` may have been made by job ``key``'s create as well as its own.
+
+        Reported once per task, on one job: by time on the job most likely to have made it,
+        moved to the job its callback names (``proven``) if that is another.
+        """
+        earlier = self._reported.get(task_id)
+        if earlier == key or (earlier is not None and not proven):
+            return  # reported already
         handle = self._handles.get(key) or self._recent.get(key)
-        if handle is None or task_id in handle.duplicates:
-            return  # reported already (by time and by its callback), or long forgotten
-        logger.warning("job %s: may have been created twice: task %s", key, task_id)
-        handle.duplicates += (task_id,)
-        if self._running is not None:
+        if handle is None:
+            return  # long forgotten
+        if earlier is not None:
+            self._set_duplicates(earlier, task_id, add=False)
+        elif self._running is not None:
             self._running.submitter.stats.late += 1
+        self._reported[task_id] = key
+        logger.warning("job %s: may have been created twice: task %s", key, task_id)
+        self._set_duplicates(key, task_id, add=True)
+
+    def _set_duplicates(self, key: str, task_id: str, *, add: bool) -> None:
+        handle = self._handles.get(key) or self._recent.get(key)
+        if handle is None:
+            return
+        others = tuple(task for task in handle.duplicates if task != task_id)
+        handle.duplicates = (*others, task_id) if add else others
         if self._records is not None:
             self._records.duplicates(key, handle.duplicates)
 
