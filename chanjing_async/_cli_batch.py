@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
+import anyio
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from ._cli_common import (
@@ -24,7 +33,7 @@ from ._cli_common import (
     settings_of,
 )
 from ._demo import FAILING_ROW, write_demo_manifest
-from ._manifest import read_manifest
+from ._manifest import check_manifest, manifest_rows
 from ._poller import PollPolicy
 from .batch import BatchReport, RowOutcome, journal_summary, run_batch
 
@@ -183,25 +192,43 @@ async def _with_progress(
     skip_invalid: bool,
     retry_failed: bool = False,
 ) -> BatchReport:
-    """Check the credentials and the manifest, then run it with a progress bar on stderr."""
+    """Check the credentials and the manifest, then run it with a progress bar on stderr.
+
+    The manifest is read twice, as a stream: once to check every row (a progress bar for
+    long files, each problem printed as it is found), then to submit the valid rows through
+    ``run_batch``'s window.
+    """
     client = make_client(settings)
-    manifest = read_manifest(manifest_path)
-    for error in manifest.errors:
-        err_console.print(f"{manifest_path}: {error}", markup=False)
-    if manifest.errors and not skip_invalid:
-        bad = len({error.row for error in manifest.errors})
+    checking = Progress(
+        TextColumn("[bold]checking rows"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    )
+    with checking as progress:
+        bar = progress.add_task("", total=None)
+
+        def read(done: int, size: int) -> None:
+            progress.update(bar, completed=done, total=size)
+
+        def problem(error: RowError) -> None:
+            progress.console.print(f"{manifest_path}: {error}", markup=False)
+
+        check = await anyio.to_thread.run_sync(
+            functools.partial(
+                check_manifest, manifest_path, out_dir=out, on_error=problem, on_progress=read
+            )
+        )
+    if check.errors and not skip_invalid:
         fail(
-            f"{bad} invalid row(s); nothing was submitted (fix them, or pass --skip-invalid)",
+            f"{check.invalid or 1} invalid row(s); nothing was submitted "
+            "(fix them, or pass --skip-invalid)",
             EXIT_USAGE,
         )
-    if not manifest.rows:
+    if not check.rows:
         fail("no valid rows to run", EXIT_USAGE)
-    header = 1 if manifest.path.suffix.lower() == ".csv" else 0  # a CSV's line 1 is no job
-    skipped = [
-        RowOutcome(row, "-", "skipped", reason="; ".join(str(e) for e in errors))
-        for row, errors in _errors_by_row(manifest.errors).items()
-        if row != header
-    ]
     progress = Progress(
         TextColumn("[bold]lip-sync"),
         BarColumn(),
@@ -211,7 +238,7 @@ async def _with_progress(
         console=err_console,
         transient=False,
     )
-    bar = progress.add_task("", total=len(manifest.rows))
+    bar = progress.add_task("", total=check.rows)
 
     def show(snapshot: BatchProgress) -> None:
         counts = " ".join(
@@ -229,21 +256,14 @@ async def _with_progress(
         with progress:
             return await run_batch(
                 client,
-                manifest.rows,
+                manifest_rows(check),
                 journal=journal,
                 out_dir=out,
                 poll=PollPolicy().scaled(settings.time_scale),
-                skipped=skipped,
                 on_progress=show,
                 retry_failed=retry_failed,
+                total=check.rows,
             )
-
-
-def _errors_by_row(errors: list[RowError]) -> dict[int, list[RowError]]:
-    grouped: dict[int, list[RowError]] = {}
-    for error in errors:
-        grouped.setdefault(error.row, []).append(error)
-    return grouped
 
 
 def _print_report(report: BatchReport, out: Path) -> None:

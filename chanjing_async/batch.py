@@ -7,6 +7,13 @@ are skipped, created tasks are tracked again, and a create cut off by a crash is
 written atomically (a partial download never has the final name); a URL that has expired is
 replaced by a fresh one from ``detail`` and the download tried again. The journal notes each
 delivered row, so a re-run downloads only what is missing.
+
+Rows are taken one at a time from an iterable (``manifest_rows``, the second pass over a
+checked manifest) and at most ``window`` of them are in progress at once, from their submit to
+the end of their downloads: the next row is read when one ends, so a manifest of a million
+rows is run in the memory of a thousand. Each row is submitted on its own, so a row refused at
+submit (its output name journaled for a different job by an earlier run, or a file that
+would leave the output folder) fails alone while the others go on.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import math
 import re
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -22,16 +30,16 @@ from typing import TYPE_CHECKING, Literal
 import anyio
 
 from ._handle import JobStage
-from ._manifest import output_paths
+from ._manifest import ManifestRow, OutputFolder
 from .errors import ChanjingError, HTTPStatusError, InvalidInputError, JobFailedError
 from .jobs import JobManager
 from .journal import Journal
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
 
     from ._handle import JobHandle
-    from ._manifest import ManifestRow
+    from ._manifest import RowError
     from ._poller import PollPolicy
     from .client import AsyncChanjingClient
     from .models import LipSyncTask
@@ -49,6 +57,8 @@ __all__ = [
 _EXPIRED = frozenset({401, 403, 404, 410})
 _DOWNLOAD_ATTEMPTS = 3
 _PROGRESS_EVERY = 0.1
+DEFAULT_WINDOW = 1000
+"""Rows of a batch in progress at once: about 100 minutes of creates at 10 a minute."""
 _PARTIAL = re.compile(r"\..+\.[0-9a-f]{8}\.part")
 
 
@@ -96,7 +106,7 @@ class BatchProgress:
     """A snapshot of a running batch, for progress displays.
 
     Attributes:
-        total: rows submitted in this run.
+        total: valid rows of this run (those still in the manifest count as queued).
         stages: rows per stage (``JobStage`` values, plus ``downloading``).
         finished: rows done (downloaded, failed or finished earlier).
         next_create: seconds until the create limiter admits the next create (0: now).
@@ -112,81 +122,130 @@ class BatchProgress:
 
 async def run_batch(
     client: AsyncChanjingClient,
-    rows: list[ManifestRow],
+    rows: Iterable[ManifestRow | list[RowError]],
     *,
     journal: str | Path,
     out_dir: str | Path,
     poll: PollPolicy | None = None,
-    skipped: list[RowOutcome] | None = None,
     on_progress: Callable[[BatchProgress], None] | None = None,
     download_concurrency: int = 4,
     retry_failed: bool = False,
+    total: int | None = None,
+    window: int = DEFAULT_WINDOW,
 ) -> BatchReport:
     """Run the rows of a checked manifest; return every row's outcome.
 
+    The rows are read one at a time, as the window frees up: at most ``window`` rows are
+    between their submit and the end of their downloads, so memory does not grow with the
+    manifest (give ``manifest_rows(check_manifest(...))``). A list is checked as a whole
+    first (output folder); an item that is a list of errors is an invalid row, reported as
+    skipped.
+
     Args:
         client: an open client.
-        rows: the valid rows (``read_manifest(...).rows``).
+        rows: the rows: ``read_manifest(...).rows``, or ``manifest_rows(...)``.
         journal: the journal file; the same file resumes an earlier run.
         out_dir: where ``<output>.mp4`` and ``<output>.jpg`` are written.
         poll: the polling policy of the manager.
-        skipped: outcomes of rows left out (reported as they are).
         on_progress: called with a snapshot about ten times a second, and once at the end.
         download_concurrency: downloads at once.
         retry_failed: run again the rows an earlier run recorded as failed (not those whose
             create outcome stayed unknown; see ``JobManager``).
+        total: the number of valid rows, for progress (default: ``len(rows)`` of a list).
+        window: rows in progress at most (submitted and not yet downloaded).
 
     Raises:
-        InvalidInputError: an output would leave ``out_dir``, or a row's output name was
-            journaled for a different job (field ``keys[i]``); nothing was sent.
+        InvalidInputError: (list only) an output would leave ``out_dir``; nothing was sent.
+            In a stream, such a row fails on its own, as does a row whose output name was
+            journaled for a different job.
     """
+    if type(window) is not int or window < 1:
+        raise InvalidInputError("window", window, "must be an integer >= 1")
     out = Path(out_dir)
-    targets = {row.output: output_paths(out, row.output) for row in rows}
+    folder = OutputFolder(out)
+    if isinstance(rows, Sequence):
+        for row in rows:
+            if isinstance(row, ManifestRow):
+                folder.paths(row.output)
+        total = sum(isinstance(row, ManifestRow) for row in rows) if total is None else total
     await anyio.Path(out).mkdir(parents=True, exist_ok=True)
     await anyio.to_thread.run_sync(_remove_partial_downloads, out)
-    outcomes: dict[str, RowOutcome] = {}
+    outcomes: list[RowOutcome] = []
     async with JobManager(client, journal=journal, poll=poll, retry_failed=retry_failed) as jobs:
         assert jobs.journal is not None
         delivered = {row.key for row in await jobs.journal.rows() if row.delivered_at is not None}
-        try:
-            handles = await jobs.submit_many(
-                [row.job for row in rows], keys=[row.output for row in rows]
-            )
-        except InvalidInputError as exc:
-            raise _row_error(exc, rows) from None
-        resumed = {handle.key for handle in handles if handle.done}
-        delivery = _Delivery(client, jobs.journal, download_concurrency)
-        by_key = {row.output: row for row in rows}
+        run = _Run(_Delivery(client, jobs.journal, download_concurrency), total, outcomes)
+        slots = anyio.Semaphore(window)
 
-        async def finish(handle: JobHandle) -> None:
-            row = by_key[handle.key]
-            outcome = await delivery.outcome(
-                row, handle, targets[row.output], delivered=handle.key in delivered
-            )
-            outcomes[handle.key] = replace(outcome, resumed=handle.key in resumed)
+        async def finish(
+            row: ManifestRow, handle: JobHandle, files: tuple[Path, Path], resumed: bool
+        ) -> None:
+            try:
+                async for _ in jobs.as_completed([handle]):
+                    pass
+                outcome = await run.delivery.outcome(
+                    row, handle, files, delivered=handle.key in delivered
+                )
+                run.ended(replace(outcome, resumed=resumed))
+            finally:
+                slots.release()
 
         async with anyio.create_task_group() as group:
             if on_progress is not None:
-                group.start_soon(_report, on_progress, client, handles, delivery, outcomes)
-            async for handle in jobs.as_completed(handles):
-                group.start_soon(finish, handle)
-            # Every job is done; the downloads end the group.
+                group.start_soon(_report, on_progress, client, run)
+            for item in rows:
+                if not isinstance(item, ManifestRow):
+                    outcomes.append(_skipped(item))
+                    continue
+                await slots.acquire()
+                try:
+                    files = folder.paths(item.output)
+                    handle = await jobs.submit(item.job, key=item.output)
+                except InvalidInputError as exc:
+                    slots.release()
+                    run.ended(RowOutcome(item.row, item.output, "failed", reason=_refused(exc)))
+                    continue
+                run.live[handle.key] = handle
+                # Done at once: an earlier run finished it (the journal gave it back).
+                group.start_soon(finish, item, handle, files, handle.done)
+            run.reading = False
+            # Every row is submitted; the jobs and their downloads end the group.
         if on_progress is not None:
-            on_progress(_snapshot(client, handles, delivery, outcomes))
-    ordered = sorted([*outcomes.values(), *(skipped or [])], key=lambda outcome: outcome.row)
-    return BatchReport(ordered)
+            on_progress(_snapshot(client, run))
+    return BatchReport(sorted(outcomes, key=lambda outcome: outcome.row))
 
 
-def _row_error(exc: InvalidInputError, rows: list[ManifestRow]) -> InvalidInputError:
-    """Name the manifest row of a ``keys[i]`` error."""
-    if exc.field.startswith("keys["):
-        index = int(exc.field[5:].split("]")[0])
-        return InvalidInputError(
-            f"row {rows[index].row}: output",
-            exc.value,
-            f"{exc.allowed} (the row changed since the journal recorded it)",
-        )
-    return exc
+def _skipped(errors: list[RowError]) -> RowOutcome:
+    reason = "; ".join(str(error) for error in errors)
+    return RowOutcome(errors[0].row, "-", "skipped", reason=reason)
+
+
+def _refused(exc: InvalidInputError) -> str:
+    """Why submit refused a row: its output name as a journal key, or the output folder."""
+    if exc.field == "key":
+        return f"refused: the row changed since the journal recorded it ({exc.allowed})"
+    return f"refused: {exc.field}: {exc.allowed}"
+
+
+class _Run:
+    """What a running batch holds: the rows in progress (at most the window) and counts."""
+
+    def __init__(self, delivery: _Delivery, total: int | None, outcomes: list[RowOutcome]) -> None:
+        self.delivery = delivery
+        self.total = total
+        self.outcomes = outcomes
+        self.live: dict[str, JobHandle] = {}
+        self.results: Counter[str] = Counter()
+        self.reading = True
+
+    def ended(self, outcome: RowOutcome) -> None:
+        self.live.pop(outcome.output, None)
+        self.results[outcome.result] += 1
+        self.outcomes.append(outcome)
+
+    @property
+    def finished(self) -> int:
+        return self.results["succeeded"] + self.results["failed"]
 
 
 class _Delivery:
@@ -273,29 +332,22 @@ def _remove_partial_downloads(out: Path) -> None:
 
 
 async def _report(
-    on_progress: Callable[[BatchProgress], None],
-    client: AsyncChanjingClient,
-    handles: list[JobHandle],
-    delivery: _Delivery,
-    outcomes: dict[str, RowOutcome],
+    on_progress: Callable[[BatchProgress], None], client: AsyncChanjingClient, run: _Run
 ) -> None:
-    while len(outcomes) < len(handles):
-        on_progress(_snapshot(client, handles, delivery, outcomes))
+    while run.reading or run.live:
+        on_progress(_snapshot(client, run))
         await anyio.sleep(_PROGRESS_EVERY)
 
 
-def _snapshot(
-    client: AsyncChanjingClient,
-    handles: list[JobHandle],
-    delivery: _Delivery,
-    outcomes: dict[str, RowOutcome],
-) -> BatchProgress:
-    stages = Counter(
-        handle.stage.value for handle in handles if handle.key not in outcomes and not handle.done
-    )
-    stages.update(outcome.result for outcome in outcomes.values())
-    if delivery.downloading:
-        stages["downloading"] = delivery.downloading
+def _snapshot(client: AsyncChanjingClient, run: _Run) -> BatchProgress:
+    stages = Counter(handle.stage.value for handle in run.live.values() if not handle.done)
+    stages.update({result: count for result, count in run.results.items() if result != "skipped"})
+    total = run.finished + len(run.live) if run.total is None else run.total
+    unread = max(0, total - run.finished - len(run.live))  # still in the manifest
+    if unread:
+        stages[JobStage.QUEUED.value] += unread
+    if run.delivery.downloading:
+        stages["downloading"] = run.delivery.downloading
     limiter = client.limiters.create
     now = time.monotonic()
     free = limiter.next_free()
@@ -303,7 +355,7 @@ def _snapshot(
     waiting = stages[JobStage.UPLOADING.value] + stages[JobStage.QUEUED.value]
     # The greedy schedule: after the next create, one more window per `limit` creates.
     submitted_in = next_create + (waiting - 1) // limiter.limit * limiter.window if waiting else 0.0
-    return BatchProgress(len(handles), dict(stages), len(outcomes), next_create, submitted_in)
+    return BatchProgress(total, dict(stages), run.finished, next_create, submitted_in)
 
 
 async def journal_summary(path: str | Path) -> dict[str, object]:

@@ -294,9 +294,14 @@ def test_a_changed_row_is_refused_on_resume(
     manifest.write_text(
         manifest.read_text(encoding="utf-8").replace("第 1 行", "changed"), encoding="utf-8"
     )
-    result = run(emulator_process, batch_run(emulator_process, tmp_path))
-    assert result.returncode == 2
-    assert "row 3: output" in result.stderr
+    result = run(emulator_process, batch_run(emulator_process, tmp_path, "--json"))
+    # Rows are submitted as they are read: the changed row fails on its own, never re-created.
+    assert result.returncode == 1, result.stderr
+    report = {row["row"]: row for row in json.loads(result.stdout)}
+    assert report[2]["result"] == "succeeded"
+    assert report[2]["resumed"]
+    assert report[3]["result"] == "failed"
+    assert "changed since the journal recorded it" in report[3]["reason"]
     assert emulator_process.stats()["tasks_created"] == 2
 
 
@@ -361,3 +366,62 @@ def test_five_random_kills_then_resume(emulator_process: EmulatorProcess, tmp_pa
     assert stats["tasks_created"] == rows, (moments, stats)
     assert stats["endpoints"]["create"]["rejected_40001"] == 0, stats
     assert outputs(tmp_path / "out") == expected_outputs(rows)
+
+
+HUGE = "7" * 5000
+
+
+@pytest.mark.parametrize(
+    ("line", "field", "fragment"),
+    [
+        ({"speed": "", "model": HUGE}, "model", "whole number"),
+        ({"video": "media/" + "a" * 300 + ".mp4"}, "video", "not a usable path"),
+        ({"text": "hi\udc00"}, "text", "lone surrogate"),
+        ({"output": "clip\udc80"}, "output", "lone surrogate"),
+    ],
+    ids=["integer-5000-digits", "name-too-long", "surrogate-in-text", "surrogate-in-output"],
+)
+def test_values_that_crashed_are_row_errors_of_the_command(
+    emulator_process: EmulatorProcess,
+    tmp_path: Path,
+    line: dict[str, str],
+    field: str,
+    fragment: str,
+) -> None:
+    """Issue 14: each used to end ``batch run`` with a traceback and exit 1."""
+    write_manifest(tmp_path, 2)
+    rows = [
+        {"output": "clip-00", "video": "media/face.mp4", "text": "a", "voice": VOICE},
+        {"output": "clip-01", "video": "media/face.mp4", "text": "b", "voice": VOICE},
+        {"output": "bad", "video": "media/face.mp4", "text": "x", "voice": VOICE, **line},
+    ]
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    argv = command(
+        "batch",
+        "run",
+        str(manifest),
+        "--journal",
+        str(tmp_path / "jobs.sqlite"),
+        "--out",
+        str(tmp_path / "out"),
+    )
+    refused = run(emulator_process, argv)
+    assert refused.returncode == 2, refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert f"row 3: {field}" in refused.stderr
+    assert fragment in refused.stderr
+    assert "nothing was submitted" in refused.stderr
+    assert sum(e["requests"] for e in emulator_process.stats()["endpoints"].values()) == 0
+
+    skipped = run(emulator_process, [*argv, "--skip-invalid", "--json"])
+    assert skipped.returncode == 1, skipped.stderr
+    assert "Traceback" not in skipped.stderr
+    report = {row["row"]: row for row in json.loads(skipped.stdout)}
+    assert {row: report[row]["result"] for row in report} == {
+        1: "succeeded",
+        2: "succeeded",
+        3: "skipped",
+    }
+    assert f"row 3: {field}" in report[3]["reason"]
+    assert emulator_process.stats()["tasks_created"] == 2

@@ -645,3 +645,64 @@ def test_thousands_of_rows_read_quickly(folder: Path) -> None:
     assert len(manifest.rows) == 3000
     assert len({row.fingerprint for row in manifest.rows}) == 3000
     assert elapsed < 2.0
+
+
+# --------------------------------------------------------------------------------------------
+# Values that used to crash the reader (issue 14, defect 3): each is a row error instead
+
+HUGE_INTEGER = "7" * 5000  # int() refuses more than 4,300 digits
+LONG_PATH = "media/" + "a" * 300 + ".mp4"  # one part longer than any file system allows
+
+
+@pytest.mark.parametrize(
+    ("row", "field", "fragment"),
+    [
+        ({**GOOD_TEXT, "model": HUGE_INTEGER}, "model", "whole number"),
+        ({**GOOD_TEXT, "volume": f"-{HUGE_INTEGER}"}, "volume", "whole number"),
+        ({**GOOD_TEXT, "video": LONG_PATH}, "video", "not a usable path"),
+        ({**GOOD_TEXT, "video": "media/" + "/".join(["d" * 200] * 25) + ".mp4"}, "video", "path"),
+    ],
+    ids=["integer-5000-digits", "negative-5000-digits", "name-too-long", "path-too-long"],
+)
+def test_values_that_crashed_are_row_errors_in_csv(
+    folder: Path, row: dict[str, str], field: str, fragment: str
+) -> None:
+    good = {**GOOD_TEXT, "output": "first"}
+    manifest = read_manifest(write(folder, "batch.csv", csv_of([good, row])))
+    assert [r.output for r in manifest.rows] == ["first"]
+    (error,) = manifest.errors
+    assert (error.row, error.field) == (3, field)
+    assert fragment in error.reason
+
+
+@pytest.mark.parametrize(
+    ("item", "field"),
+    [
+        ({**GOOD_TEXT, "text": "hi\udc00"}, "text"),
+        ({**GOOD_TEXT, "text": ["fine", "\ud800"]}, "text"),
+        ({**GOOD_TEXT, "voice": "C-\udfff"}, "voice"),
+        ({**GOOD_TEXT, "output": "clip\udc80"}, "output"),
+        ({**GOOD_TEXT, "video": "media/talk\udc00.mp4"}, "video"),
+        ({**GOOD_TEXT, "callback": "https://example.com/\ud83d"}, "callback"),
+        ({**GOOD_TEXT, "col\udc00our": "red"}, "col\\udc00our"),
+    ],
+)
+def test_a_lone_surrogate_is_a_row_error_naming_the_field(
+    folder: Path, item: dict[str, object], field: str
+) -> None:
+    # json.dumps writes "\udc00" as an escape: valid JSON, decoding to a lone surrogate.
+    lines = "".join(json.dumps(row) + "\n" for row in [{**GOOD_TEXT, "output": "first"}, item])
+    manifest = read_manifest(write(folder, "batch.jsonl", lines))
+    assert [r.output for r in manifest.rows] == ["first"]
+    assert [(error.row, error.field) for error in manifest.errors] == [(2, field)]
+    error = manifest.errors[0]
+    assert "lone surrogate" in error.reason or "allowed" in error.reason
+    str(error).encode("utf-8")  # the message itself is printable
+
+
+def test_a_5000_digit_json_integer_is_a_row_error(folder: Path) -> None:
+    line = json.dumps({**GOOD_TEXT, "output": "x"})[:-1] + f', "model": {HUGE_INTEGER}}}'
+    manifest = read_manifest(write(folder, "batch.jsonl", line + "\n"))
+    assert manifest.rows == []
+    assert [(error.row, error.field) for error in manifest.errors] == [(1, "row")]
+    assert "more than 4,300 digits" in manifest.errors[0].reason
