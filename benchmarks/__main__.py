@@ -25,6 +25,7 @@ SCENARIOS = (
     "memory",
     "upload",
     "batch_e2e",
+    "manifest",
 )
 RESULTS = Path(__file__).resolve().parent / "results"
 

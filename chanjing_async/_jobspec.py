@@ -28,7 +28,12 @@ def _local_file(field: str, value: object, service: str) -> Path:
     formats = LIP_SYNC_FORMATS[service]
     if path.suffix.lower() not in formats:
         raise InvalidInputError(field, str(path), f"must be a {', '.join(sorted(formats))} file")
-    if not path.is_file():
+    try:
+        exists = path.is_file()
+    except (OSError, ValueError) as exc:  # a name too long for the system, a NUL byte
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise InvalidInputError(field, str(path), f"must be a usable path ({reason})") from None
+    if not exists:
         raise InvalidInputError(field, str(path), "must be an existing file")
     return path
 

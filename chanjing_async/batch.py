@@ -18,6 +18,7 @@ would leave the output folder) fails alone while the others go on.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import time
@@ -31,7 +32,13 @@ import anyio
 
 from ._handle import JobStage
 from ._manifest import ManifestRow, OutputFolder
-from .errors import ChanjingError, HTTPStatusError, InvalidInputError, JobFailedError
+from .errors import (
+    ChanjingError,
+    HTTPStatusError,
+    InvalidInputError,
+    JobFailedError,
+    JournalError,
+)
 from .jobs import JobManager
 from .journal import Journal
 
@@ -43,6 +50,8 @@ if TYPE_CHECKING:
     from ._poller import PollPolicy
     from .client import AsyncChanjingClient
     from .models import LipSyncTask
+
+logger = logging.getLogger("chanjing_async")
 
 __all__ = [
     "BatchProgress",
@@ -281,7 +290,11 @@ class _Delivery:
         finally:
             self.downloading -= 1
         self._journal.update(handle.key, delivered_at=time.time())
-        await self._journal.flush()
+        try:
+            await self._journal.flush()
+        except JournalError as exc:
+            # The file is saved under its final name; at worst a re-run downloads it again.
+            logger.warning("row %d: delivery not journaled (%s)", row.row, exc)
         return RowOutcome(row.row, row.output, "succeeded", task.id, files=saved)
 
 

@@ -27,6 +27,8 @@ FORBIDDEN: dict[str, set[str]] = {
     "jobs": {"_transport", "cli", "emulator", "_demo", "batch", "_manifest"},
     "journal": {"client", "_transport", "jobs", "_submit", "_poller", "batch", "cli", "emulator"},
     "_manifest": {"client", "_transport", "jobs", "journal", "batch", "cli", "emulator"},
+    "_manifest_files": {"client", "_transport", "jobs", "journal", "batch", "cli", "emulator"},
+    "_manifest_rows": {"client", "_transport", "jobs", "journal", "batch", "cli", "emulator"},
     "batch": {"_transport", "cli", "_cli_common", "_cli_batch", "_cli_tasks", "emulator"},
 }
 UI_LIBRARIES = {"typer", "rich", "click"}

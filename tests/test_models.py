@@ -6,7 +6,14 @@ from typing import Any
 
 import pytest
 
-from chanjing_async import InvalidInputError, LipSyncRequest, LipSyncTask, Page, TaskStatus
+from chanjing_async import (
+    InvalidInputError,
+    LipSyncJob,
+    LipSyncRequest,
+    LipSyncTask,
+    Page,
+    TaskStatus,
+)
 from chanjing_async.models import AccessToken, FileDetail, TtsConfig, UploadUrl, check_page
 from tests.conftest import SEED_EXAMPLE
 
@@ -216,3 +223,11 @@ def test_secrets_do_not_show_in_reprs() -> None:
     assert "tok-123456" not in repr(token)
     assert "tok-123456" not in str(token)
     assert "Signature=abc" not in repr(upload)
+
+
+def test_a_local_path_the_system_cannot_use_is_refused_naming_the_field() -> None:
+    # is_file() raises OSError (ENAMETOOLONG) for a name longer than the system allows: it
+    # must not escape as a raw error.
+    with pytest.raises(InvalidInputError, match="video") as caught:
+        LipSyncJob.tts("x" * 300 + ".mp4", text="hi", audio_man_id="C-1")
+    assert "usable path" in str(caught.value)
