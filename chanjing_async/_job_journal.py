@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +53,11 @@ if TYPE_CHECKING:
 
 __all__ = ["ManagerJournal", "doubt", "fingerprint", "job_of", "spec"]
 
+FINISHED_KEPT = 4096
+"""Done handles kept for repeated keys; older ones are read back from the journal."""
+OWNED_SECONDS = 7200.0
+"""Tasks of earlier runs created this recently count as owned (a create's window is minutes)."""
+
 
 class ManagerJournal:
     """A JobManager's side of its journal (see the module doc).
@@ -64,7 +70,9 @@ class ManagerJournal:
         journal: the journal.
         rows: rows not taken up by a handle yet: every row of earlier runs at first, and the
             rows this run left unfinished once a submit or ``resume`` asks for them again.
-        finished: the done handle (and fingerprint) of each job whose row says it ended.
+        finished: the done handle (and fingerprint) of the latest jobs (``FINISHED_KEPT``)
+            whose row says it ended; older ones are read back from the journal when their
+            key is submitted again (a done handle again, a new object).
         closing: set by the manager as it closes: the jobs it cancels stay unfinished.
     """
 
@@ -72,9 +80,12 @@ class ManagerJournal:
         self.journal = journal
         self.retry_failed = retry_failed
         self.rows: dict[str, JournalRow] = {}
-        self.finished: dict[str, tuple[JobHandle, str]] = {}
+        self.finished: OrderedDict[str, tuple[JobHandle, str]] = OrderedDict()
         self.closing = False
-        self._tasks: set[str] = set()  # every task id the journal knows: owned for good
+        self._forgotten = False  # some finished jobs are only in the journal now
+        # Task ids of earlier runs recent enough to fall in a create's window (this run's are
+        # owned by the client's ledger): a batch of any length keeps a bounded set.
+        self._tasks: set[str] = set()
         self._live: dict[str, tuple[JobStage, str]] = {}  # stage last written, fingerprint
         self._left: set[str] = set()  # keys this run left unfinished, not taken up again
 
@@ -98,18 +109,23 @@ class ManagerJournal:
                 await self.journal.close()
             raise
         self.rows = {row.key: row for row in rows}
-        self._tasks = {row.task_id for row in rows if row.task_id is not None}
+        recent = time.time() - OWNED_SECONDS
+        self._tasks = {
+            row.task_id
+            for row in rows
+            if row.task_id is not None and (row.answered_at is None or row.answered_at > recent)
+        }
         _seed(client.limiters.create, rows, doubt(client))
         _expect(client.lip_sync.ledger, rows)
 
     def owns(self, task_id: str) -> bool:
-        """True for a task id the journal holds (this run's or an earlier one's)."""
+        """True for a task id of an earlier run's row, created within ``OWNED_SECONDS``."""
         return task_id in self._tasks
 
     async def recall(self, keys: Iterable[object] | None = None) -> None:
-        """Read back the rows of jobs this run left unfinished (``keys`` of them, or all), so
-        that a submit or ``resume`` takes them up again. Keys not checked yet are welcome:
-        what is no such key is skipped.
+        """Read back the rows of jobs this run left unfinished (``keys`` of them, or all), and
+        of ``keys`` whose done handle is no longer kept, so that a submit or ``resume`` takes
+        them up again. Keys not checked yet are welcome: what is no such key is skipped.
 
         Raises:
             JournalError: queued writes could not be committed before the read.
@@ -117,7 +133,14 @@ class ManagerJournal:
         if keys is None:
             wanted = set(self._left)
         else:
-            wanted = {key for key in keys if isinstance(key, str) and key in self._left}
+            named = {key for key in keys if isinstance(key, str)}
+            wanted = named & self._left
+            if self._forgotten:
+                wanted |= {
+                    key
+                    for key in named
+                    if key not in self._live and key not in self.finished and key not in self.rows
+                }
         if wanted:
             for row in await self.journal.rows(wanted):
                 self.rows[row.key] = row
@@ -159,7 +182,7 @@ class ManagerJournal:
                 row = None
             elif JobStage(row.stage).is_final:
                 _finish_from(handle, row)
-                self.finished[key] = (handle, fingerprint)
+                self._keep(key, handle, fingerprint)
                 return row
         self._live[key] = (handle.stage, fingerprint)
         handle._set_watcher(self._changed)
@@ -186,7 +209,6 @@ class ManagerJournal:
 
     def created(self, key: str, task_id: str) -> None:
         """Job ``key``'s create answered with ``task_id``."""
-        self._tasks.add(task_id)
         self.journal.update(key, task_id=task_id, answered_at=time.time())
 
     def requeued(self, key: str) -> None:
@@ -196,6 +218,14 @@ class ManagerJournal:
     def duplicates(self, key: str, task_ids: Iterable[str]) -> None:
         """The tasks job ``key``'s create may also have made."""
         self.journal.update(key, duplicates=json.dumps(sorted(task_ids)))
+
+    def _keep(self, key: str, handle: JobHandle, fingerprint: str) -> None:
+        """Keep a done handle for a repeated key; the oldest go back to the journal alone."""
+        self.finished[key] = (handle, fingerprint)
+        self.finished.move_to_end(key)
+        if len(self.finished) > FINISHED_KEPT:
+            self.finished.popitem(last=False)
+            self._forgotten = True
 
     def _changed(self, handle: JobHandle) -> None:
         """Write a job's new stage, or its end."""
@@ -221,7 +251,7 @@ class ManagerJournal:
             # unfinished, for a submit of the key, resume() or a later run.
             self._left.add(key)
             return
-        self.finished[key] = (handle, fingerprint)
+        self._keep(key, handle, fingerprint)
         self.journal.update(
             key,
             stage=handle.stage.value,

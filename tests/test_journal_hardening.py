@@ -253,3 +253,30 @@ async def test_text_utf8_cannot_encode_never_blocks_the_journal(
         (row,) = await journal.rows()
     assert row.task == {"msg": "bad \udc00 byte"}
     assert row.stage == "submitted"
+
+
+async def test_done_handles_are_kept_for_the_latest_jobs_and_read_back_for_older_keys(
+    emulator: EmulatorServer,
+    client: AsyncChanjingClient,
+    files: tuple[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A batch of any length keeps a bounded number of done handles (4,096; 2 here): an older
+    # key submitted again is read back from the journal, done, and creates nothing.
+    monkeypatch.setattr("chanjing_async._job_journal.FINISHED_KEPT", 2)
+    monkeypatch.setattr("chanjing_async.jobs._RECENT_KEYS", 2)
+    path = tmp_path / "jobs.sqlite"
+    async with manager(client, path) as jobs:
+        handles = [await jobs.submit(numbered(files[0], n), key=f"k{n}") for n in range(6)]
+        with anyio.fail_after(30):
+            for handle in handles:
+                await handle.wait()
+        again = [await jobs.submit(numbered(files[0], n), key=f"k{n}") for n in range(6)]
+        with pytest.raises(InvalidInputError, match="different job"):
+            await jobs.submit(numbered(files[0], 9), key="k1")
+    assert all(handle.stage is JobStage.SUCCEEDED for handle in again)
+    assert [handle.task_id for handle in again] == [handle.task_id for handle in handles]
+    # At most two done handles are kept at any time: at least four came back from the journal.
+    assert sum(new is not old for new, old in zip(again, handles, strict=True)) >= 4
+    assert creates(emulator) == 6
