@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import signal
+import threading
 
 from .server import serve
 from .settings import FILE_STATUS_TWO, LIST_ORDERS, RATE_WINDOWS, EmulatorSettings
@@ -185,6 +187,10 @@ def main(argv: list[str] | None = None, *, prog: str | None = None) -> int:
             flush=True,
         )
 
+    # Serve until Ctrl-C even when started with SIGINT ignored (a shell's background job
+    # without job control): otherwise nothing but SIGKILL would stop it.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(settings, ns.host, ns.port, ready=ready))
     return 0
