@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
     from ._attempts import Attempt, CreateLedger
     from ._auth import TokenProvider
+    from ._downloads import DownloadPolicy
     from ._transport import Endpoint, Transport
     from .limits import Slot
 
@@ -55,6 +56,7 @@ class Api:
 
     transport: Transport
     auth: TokenProvider
+    downloads: DownloadPolicy
 
     async def call(
         self,

@@ -19,6 +19,7 @@ from ._config import (
     resolve_base_url,
     resolve_credentials,
 )
+from ._downloads import DownloadPolicy
 from ._resources import Api, Files, LipSync, Voices, parse
 from ._transport import Transport
 from .errors import AuthenticationError, ConfigurationError, InvalidRequestError
@@ -65,6 +66,7 @@ class AsyncChanjingClient:
         session: an aiohttp session to use; it stays open when the client closes.
         token_refresh_early: seconds before expiry at which the token is renewed (never
             later than half-way through the token's life).
+        downloads: size cap, redirects and allowed targets of result downloads.
 
     Raises:
         ConfigurationError: missing credentials, an invalid base URL or Redis URL, a Redis
@@ -84,18 +86,21 @@ class AsyncChanjingClient:
         rate_limiter: str | RedisRateLimiter | None = None,
         session: aiohttp.ClientSession | None = None,
         token_refresh_early: float = TOKEN_REFRESH_EARLY,
+        downloads: DownloadPolicy | None = None,
     ) -> None:
         check_setting("token_refresh_early", token_refresh_early, unit="seconds")
         check_type("timeouts", timeouts, Timeouts)
         check_type("retry", retry, RetryPolicy)
         check_type("limits", limits, RateLimits)
         check_type("rate_limiter", rate_limiter, str, RedisRateLimiter)
+        check_type("downloads", downloads, DownloadPolicy)
         app, secret = resolve_credentials(app_id, secret_key)
         self.app_id = app
         self._secret_key = SecretStr(secret)
         self.base_url = resolve_base_url(base_url)
         self.timeouts = timeouts or Timeouts()
         self.retry = retry or RetryPolicy()
+        self.downloads = downloads or DownloadPolicy()
         self.limits = limits or RateLimits()
         self.rate_limiter = (
             RedisRateLimiter(rate_limiter) if isinstance(rate_limiter, str) else rate_limiter
@@ -172,6 +177,7 @@ class AsyncChanjingClient:
                 store=store,
                 skew=self._server_clock.skew,
             ),
+            self.downloads,
         )
         self._state = "open"
         return self
