@@ -3,7 +3,8 @@
 Credentials come from the command line first, then the environment (``CHANJING_APP_ID``,
 ``CHANJING_SECRET_KEY``, ``CHANJING_BASE_URL``), then ``~/.chanjing/config.json`` (the file
 Chanjing's own SDK reads: ``{"app_id": ..., "secret_key": ..., "base_url": ...}``; the
-camel-case names ``appId`` / ``secretKey`` / ``baseUrl`` are read too).
+camel-case names ``appId`` / ``secretKey`` / ``baseUrl`` are read too). ``--secret-key -``
+reads the key from standard input; ``_cli_secrets`` tells why and warns about the unsafe ways.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import anyio
 import typer
 from rich.console import Console
 
+from ._cli_secrets import FROM_STDIN, config_file_warning, read_secret_key
 from ._config import ENV_APP_ID, ENV_BASE_URL, ENV_SECRET_KEY, Timeouts
 from ._redis import check_url, redacted
 from .client import AsyncChanjingClient
@@ -71,14 +73,21 @@ def settings_of(ctx: typer.Context) -> Settings:
 
 
 def _config_file() -> dict[str, str]:
-    """The values of ``~/.chanjing/config.json``; {} when there is none."""
+    """The values of ``~/.chanjing/config.json``; {} when there is none.
+
+    A file that group or others may read or change is used, with a warning on stderr.
+    """
     path = CONFIG_FILE.expanduser()
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open(encoding="utf-8") as file:
+            warning = config_file_warning(path, os.fstat(file.fileno()).st_mode)
+            text = file.read()
     except FileNotFoundError:
         return {}
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigurationError(f"{path}: cannot be read ({type(exc).__name__})") from None
+    if warning is not None:
+        err_console.print(warning, markup=False)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -96,14 +105,19 @@ def _config_file() -> dict[str, str]:
 
 
 def make_client(settings: Settings) -> AsyncChanjingClient:
-    """A client from the command line, then the environment, then the config file.
+    """A client from the command line (``--secret-key -``: standard input), then the
+    environment, then the config file.
 
     Raises:
-        ConfigurationError: no credentials anywhere, or an invalid base URL.
+        ConfigurationError: no credentials anywhere, an empty standard input for
+            ``--secret-key -``, or an invalid base URL.
     """
+    secret_key = settings.secret_key
+    if secret_key == FROM_STDIN:
+        secret_key = read_secret_key()
     explicit = {
         "app_id": settings.app_id or os.environ.get(ENV_APP_ID),
-        "secret_key": settings.secret_key or os.environ.get(ENV_SECRET_KEY),
+        "secret_key": secret_key or os.environ.get(ENV_SECRET_KEY),
         "base_url": settings.base_url or os.environ.get(ENV_BASE_URL),
     }
     if not all(explicit.values()):
@@ -127,8 +141,9 @@ def make_client(settings: Settings) -> AsyncChanjingClient:
         if not str(exc).startswith("missing credentials"):
             raise
         raise ConfigurationError(
-            f"{str(exc).split(';')[0]}; give --app-id / --secret-key, set the environment "
-            f"variables, or write them to {CONFIG_FILE}"
+            f"{str(exc).split(';')[0]}; set the environment variables, write them to "
+            f"{CONFIG_FILE} (chmod 600), or give --app-id and --secret-key - (reads the key "
+            "from standard input)"
         ) from None
 
 

@@ -1,4 +1,15 @@
-"""Opening a journal file: created 0600, its schema made or checked, one writer at a time.
+"""Opening a journal file: ours alone (0600, no links), its schema made or checked, one writer.
+
+A writer opens the journal, its lock file and the ``-wal`` / ``-shm`` / ``-journal`` companions
+SQLite left (if any) as files of the current user only. Each is opened without following a
+symbolic link (``O_NOFOLLOW``, after an ``lstat``): a link planted at any of these paths is
+refused, and nothing is created or written at its target. A file of another user, or anything
+but a regular file, is refused too. Each gets mode 0600 (an existing 0644 journal becomes
+0600); SQLite creates missing companions with the journal's own mode. Once SQLite has opened
+the journal, it must be the very file checked (same device and inode), else it is refused
+before anything is written. What remains: a link swapped in during the instant between the
+check of a missing companion and SQLite creating it; only someone who can write the journal's
+folder can do that, so keep journals in a folder only you can write.
 
 A writer claims the file twice over: in this process (a set of the real paths open for
 writing here; a second :class:`~chanjing_async.journal.Journal` on the same file, say of a
@@ -14,6 +25,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import stat
 import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -25,7 +37,18 @@ if TYPE_CHECKING:
 
 __all__ = ["Opened", "open_readonly", "open_writable", "refusal"]
 
+_LINK_FIX = "remove the link (and give the journal's real path)"
+
 _SCHEMA_VERSION = "1"
+# The files SQLite keeps beside a journal: the write-ahead log, its index, a rollback journal.
+_COMPANIONS = ("-wal", "-shm", "-journal")
+# Never follow a link; never block on a FIFO; never leak the descriptor to a child process.
+_OPEN_FLAGS = (
+    os.O_RDWR
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_NONBLOCK", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS jobs (
@@ -89,7 +112,7 @@ class _Claim:
             _OPEN_HERE.add(real)
         self.real = real
         try:
-            self.lock_file = _exclusive(self.path.with_name(f"{self.path.name}.lock"))
+            self.lock_file = _exclusive(self.path, self.path.with_name(f"{self.path.name}.lock"))
         except BlockingIOError:
             self.release()
             raise refusal(
@@ -152,15 +175,14 @@ def open_writable(path: Path) -> Opened:
 
     Raises:
         ConfigurationError: it is open for writing already (here or in another process), it
-            cannot be opened or written, it is no journal, or a journal of another version.
+            cannot be opened or written, it is no journal, or a journal of another version;
+            it, its lock file or a companion is a symbolic link, not a regular file, or
+            another user's file.
     """
     claim = _Claim(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        # Created 0600 before SQLite opens it; SQLite gives -wal and -shm the same mode.
-        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
-        claim.take()
-        db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        db = _connect(path, claim)
     except (OSError, sqlite3.Error) as exc:
         claim.release()
         raise refusal(path, f"cannot be opened ({exc})") from None
@@ -214,17 +236,87 @@ def _prepare(db: sqlite3.Connection, path: Path) -> Opened:
     return Opened(db, next_seq, uploads)
 
 
-def _exclusive(path: Path) -> int | None:
-    """Hold an exclusive lock on ``path`` (created 0600); None where flock does not exist.
+def _connect(path: Path, claim: _Claim) -> sqlite3.Connection:
+    """Claim ``path`` and have SQLite open it, every file of it checked as the module says."""
+    handle = _own(path, path, create=True)
+    assert handle is not None
+    try:
+        claim.take()
+        for suffix in _COMPANIONS:
+            companion = _own(path, path.with_name(f"{path.name}{suffix}"), create=False)
+            if companion is not None:
+                os.close(companion)
+        db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        try:
+            checked, opened = os.fstat(handle), os.lstat(path)
+            if (checked.st_dev, checked.st_ino) != (opened.st_dev, opened.st_ino):
+                raise refusal(path, "it was replaced while being opened; try again")
+        except BaseException:
+            db.close()
+            raise
+        return db
+    finally:
+        os.close(handle)
+
+
+def _own(journal: Path, path: Path, *, create: bool) -> int | None:
+    """Open ``path`` (the journal or a file beside it) read-write as a file of ours, mode 0600.
+
+    Returns:
+        The descriptor; None when ``path`` does not exist and ``create`` is false.
+
+    Raises:
+        ConfigurationError: ``path`` is a symbolic link (not followed: nothing is created or
+            written at its target), not a regular file, or another user's file.
+        OSError: it cannot be opened (permissions, a full disk, ...).
+    """
+    what = "it" if path == journal else f"its file {str(path)!r}"
+    linked = f"{what} is a symbolic link, which is never followed; {_LINK_FIX}"
+    if os.path.islink(path):
+        raise refusal(journal, linked)
+    try:
+        handle = os.open(path, _OPEN_FLAGS | (os.O_CREAT if create else 0), 0o600)
+    except FileNotFoundError:
+        if create:
+            raise
+        return None
+    except OSError:
+        if os.path.islink(path):  # planted since the check above (O_NOFOLLOW: ELOOP)
+            raise refusal(journal, linked) from None
+        raise
+    try:
+        found = os.fstat(handle)
+        if not stat.S_ISREG(found.st_mode):
+            raise refusal(journal, f"{what} is not a regular file")
+        user = os.geteuid() if hasattr(os, "geteuid") else found.st_uid
+        if found.st_uid != user:
+            raise refusal(
+                journal,
+                f"{what} belongs to user id {found.st_uid}, not to the current user ({user}); "
+                "a journal must be the running user's own file",
+            )
+        if stat.S_IMODE(found.st_mode) != 0o600 and hasattr(os, "fchmod"):
+            os.fchmod(handle, 0o600)  # readable by the owner only, however it was made
+    except BaseException:
+        os.close(handle)
+        raise
+    return handle
+
+
+def _exclusive(journal: Path, path: Path) -> int | None:
+    """Hold an exclusive lock on ``path`` (as :func:`_own` opens it); None where flock does
+    not exist.
 
     Raises:
         BlockingIOError: another process holds it.
+        ConfigurationError: ``path`` is a link, not a regular file, or another user's.
     """
     try:
         import fcntl  # POSIX only
     except ImportError:  # pragma: no cover - Windows: no lock, documented
         return None
-    handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    handle = _own(journal, path, create=True)
+    assert handle is not None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BaseException:

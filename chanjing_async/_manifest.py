@@ -44,8 +44,11 @@ Columns (:data:`MANIFEST_FIELDS`)
         dropped. Folders are separated by ``/``; the name must stay inside the output folder:
         no absolute path, no ``..`` or ``.`` part, no empty part, no ``\\`` or ``:`` (drive
         letters), none of ``* ? " < > |``, no control character, no leading ``-``, no part
-        starting or ending with a space or ending with a dot, no part over 200 bytes. It
-        identifies the job: two rows may not share it, compared case-insensitively.
+        starting or ending with a space or ending with a dot, no part over 200 bytes, no
+        Windows device name (``CON``, ``NUL``, ``COM1``, ``aux/x`` ...), no invisible or
+        direction-changing character (Unicode Cf, e.g. U+202E), no symbolic link below the
+        output folder. It identifies the job: two rows may not share it, compared
+        case-insensitively.
     ``video`` or ``video_file_id`` (exactly one)
         A local video file (.mp4, .mov, .webm), or the id of a video already uploaded.
     Text-driven: ``text`` and ``voice`` (both required), ``speed``, ``pitch``
@@ -84,6 +87,7 @@ from typing import TYPE_CHECKING
 
 from ._manifest_files import SUFFIXES, records
 from ._manifest_rows import MANIFEST_FIELDS, ManifestRow, RowChecker, RowError, check_output
+from ._output_names import OUTSIDE
 from .errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -104,7 +108,10 @@ __all__ = [
     "read_manifest",
 ]
 
-_OUTSIDE = "must be a relative name inside the output folder (no '..', no absolute path)"
+_OUTSIDE = (
+    f"{OUTSIDE}; no symbolic link below the folder either (results are written without"
+    " following links)"
+)
 _FOLDERS = 4096  # real locations of output folders remembered
 _BUCKETS = 16  # digests are sorted in this many slices, by their top 4 bits
 _CHANGED = "changed since the manifest was checked (run the batch again)"
@@ -322,6 +329,12 @@ class OutputFolder:
             raise InvalidInputError("output", output, _OUTSIDE)
 
     def _inside(self, folder: str, name: str) -> bool:
+        """Whether ``folder/name`` is reached without a symbolic link below the output folder.
+
+        Results are written without following links (``_output_files``), so a name that goes
+        through one would be paid for and then fail: it is refused here, before anything is
+        sent. The output folder itself may be a link.
+        """
         real = self._folders.get(folder)
         if real is None:
             real = os.path.realpath(os.path.join(self.path, folder))
@@ -329,9 +342,8 @@ class OutputFolder:
                 self._folders.clear()
             self._folders[folder] = real
         target = os.path.join(real, name)
-        if os.path.islink(target):
-            target = os.path.realpath(target)
-        return target != self._base and target.startswith(self._prefix)
+        expected = os.path.join(self._base, folder, name)  # folder may be empty
+        return target == expected and not os.path.islink(target)
 
 
 # --------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._jobspec import LipSyncJob
+from ._output_names import check_output
 from .errors import InvalidInputError
 from .models import LipSyncRequest
 
@@ -58,12 +59,8 @@ _AUDIO_DRIVEN = ("audio", "audio_file_id")
 # Stands in for the other fields when one field is checked on its own.
 _FILLER = "x"
 
-_OUTSIDE = "must be a relative name inside the output folder (no '..', no absolute path)"
-_NOT_PORTABLE = re.compile(r'[\\:*?"<>|\x00-\x1f\x7f]')
 _INTEGER = re.compile(r"[+-]?\d+")
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
-# File systems limit a name to 255 bytes; leave room for the extension and temporary suffixes.
-_MAX_PART_BYTES = 200
 # Values remembered (resolved paths, verdicts on a value): forgotten past this many.
 _MEMORY = 4096
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -169,7 +166,9 @@ class RowChecker:
             output = unicodedata.normalize("NFC", value.strip())
             if output.lower().endswith(".mp4"):
                 output = output[:-4]
-            _check_output(output)
+            problem = check_output(output)
+            if problem is not None:
+                raise _Bad(problem)
         except _Bad as bad:
             problems.append(RowError(row, "output", value, str(bad)))
             return None
@@ -333,41 +332,6 @@ def _number(value: object) -> float:
     if not math.isfinite(number):
         raise _Bad("must be a number")
     return number
-
-
-def check_output(output: str) -> str | None:
-    """Why ``output`` is no valid output name, or None when it is one."""
-    try:
-        _check_output(output)
-    except _Bad as bad:
-        return str(bad)
-    return None
-
-
-def _check_output(output: str) -> None:
-    """Refuse a name that could leave the output folder or is not portable.
-
-    Raises:
-        _Bad: the reason.
-    """
-    if not output:
-        raise _Bad("must name a file (it is empty without its .mp4)")
-    if output.startswith("/") or re.match(r"[A-Za-z]:", output):
-        raise _Bad(_OUTSIDE)
-    if _NOT_PORTABLE.search(output):
-        raise _Bad(
-            "must not contain \\ (use / between folders), ':' (no drive letters), "
-            '* ? " < > | or control characters'
-        )
-    if output.startswith("-"):
-        raise _Bad("must not start with '-'")
-    for part in output.split("/"):
-        if part in ("", ".", ".."):
-            raise _Bad(f"{_OUTSIDE}; no '.' or empty parts either")
-        if part != part.strip() or part.endswith("."):
-            raise _Bad("must not have a part that starts or ends with a space, or ends with '.'")
-        if len(part.encode()) > _MAX_PART_BYTES:
-            raise _Bad(f"must not have a part longer than {_MAX_PART_BYTES} bytes")
 
 
 def _structure(values: AbstractSet[str]) -> list[tuple[str, str]]:

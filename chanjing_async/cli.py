@@ -8,7 +8,8 @@ import typer
 
 from . import __version__
 from ._cli_batch import register as register_batch
-from ._cli_common import Settings, console
+from ._cli_common import Settings, console, err_console
+from ._cli_secrets import command_line_warnings
 from ._cli_tasks import register as register_tasks
 
 app = typer.Typer(
@@ -41,7 +42,9 @@ def _root(
     secret_key: Annotated[
         str | None,
         typer.Option(
-            help="Secret key (default: $CHANJING_SECRET_KEY, then ~/.chanjing/config.json).",
+            help="Secret key; '-' reads it from standard input (a prompt without echo on a"
+            " terminal). Default: $CHANJING_SECRET_KEY, then ~/.chanjing/config.json. A key"
+            " typed here shows in ps and logs: prefer those, or '-'.",
             show_default=False,
         ),
     ] = None,
@@ -63,11 +66,18 @@ def _root(
             envvar="CHANJING_REDIS_URL",
             show_envvar=False,
             help="Share the rate limits with every process of the account through this Redis"
-            " (redis://host:6379/0; default: $CHANJING_REDIS_URL, else this process only).",
+            " (redis://host:6379/0; default: $CHANJING_REDIS_URL, else this process only)."
+            " A password belongs in $CHANJING_REDIS_URL: typed here it shows in ps and logs.",
         ),
     ] = None,
 ) -> None:
     """Chanjing lip-sync from the terminal."""
+    # By name: typer >= 0.20 carries a click of its own, with its own ParameterSource.
+    typed = getattr(ctx.get_parameter_source("redis_url"), "name", None) == "COMMANDLINE"
+    for warning in command_line_warnings(
+        secret_key=secret_key, redis_url=redis_url if typed else None
+    ):
+        err_console.print(warning, markup=False)
     ctx.obj = Settings(app_id, secret_key, base_url, time_scale, redis_url)
 
 

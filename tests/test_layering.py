@@ -17,6 +17,8 @@ FORBIDDEN: dict[str, set[str]] = {
     "_auth": {"client", "_transport", "cli", "emulator"},
     "_transport": {"client", "_resources", "cli", "emulator"},
     "_resources": {"client", "cli", "emulator"},
+    "_downloads": {"client", "_resources", "_auth", "jobs", "batch", "cli", "emulator"},
+    "_output_files": {"client", "_transport", "_downloads", "_resources", "jobs", "batch", "cli"},
     "client": {"cli", "emulator", "_demo", "jobs", "callbacks", "_poller", "_submit"},
     "_handle": {"client", "_transport", "jobs", "_poller", "_submit", "cli", "emulator"},
     "_jobspec": {"client", "_transport", "jobs", "cli", "emulator"},
@@ -29,6 +31,7 @@ FORBIDDEN: dict[str, set[str]] = {
     "_manifest": {"client", "_transport", "jobs", "journal", "batch", "cli", "emulator"},
     "_manifest_files": {"client", "_transport", "jobs", "journal", "batch", "cli", "emulator"},
     "_manifest_rows": {"client", "_transport", "jobs", "journal", "batch", "cli", "emulator"},
+    "_output_names": {"client", "_transport", "jobs", "journal", "batch", "cli", "emulator"},
     "batch": {"_transport", "cli", "_cli_common", "_cli_batch", "_cli_tasks", "emulator"},
 }
 UI_LIBRARIES = {"typer", "rich", "click"}

@@ -626,6 +626,99 @@ def test_output_paths_refuse_a_symbolic_link_leaving_the_folder(tmp_path: Path) 
     assert output_paths(out, "inner/clip")[0] == out / "inner" / "clip.mp4"
 
 
+# Windows device names (any part, any case, with or without an extension) and characters that
+# make a name look like another (issue 15, finding 10).
+DEVICE_NAMES = [
+    "CON",
+    "con",
+    "prn",
+    "Aux",
+    "nul",
+    "nul.mp4",
+    "Com1.txt",
+    "COM9",
+    "lpt1",
+    "LPT9.tar.gz",
+    "aux/x",
+    "clips/nul/take",
+    "clips/com3.mp4",
+    "conin$",
+    "CONOUT$.log",
+    "com\u00b9",
+]
+HIDDEN_CHARACTERS = [
+    "clip\u202egpj",  # RIGHT-TO-LEFT OVERRIDE: clip\u202egpj.mp4 is shown as clip4pm.jpg
+    "\u202aa",
+    "a\u202bb",
+    "a\u202cb",
+    "a\u202db",
+    "a\u2066b",
+    "a\u2067b",
+    "a\u2068b",
+    "a\u2069b",
+    "a\u200eb",
+    "a\u200fb",
+    "a\u061cb",
+    "a\u200bb",  # ZERO WIDTH SPACE (category Cf)
+    "a\ufeffb",  # ZERO WIDTH NO-BREAK SPACE
+    "a\u00adb",  # SOFT HYPHEN
+    "a\u0085b",  # a C1 control
+    "a\u2028b",  # LINE SEPARATOR
+    "dir\u202e/clip",
+]
+
+
+@pytest.mark.parametrize("output", DEVICE_NAMES)
+def test_output_names_refuse_windows_device_names(tmp_path: Path, output: str) -> None:
+    with pytest.raises(InvalidInputError, match="Windows device name") as caught:
+        output_paths(tmp_path / "out", output)
+    assert caught.value.field == "output"
+    assert caught.value.value == output
+    assert "CON, PRN, AUX, NUL" in caught.value.allowed
+
+
+@pytest.mark.parametrize("output", HIDDEN_CHARACTERS)
+def test_output_names_refuse_invisible_and_direction_changing_characters(
+    tmp_path: Path, output: str
+) -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        output_paths(tmp_path / "out", output)
+    assert caught.value.field == "output"
+    assert "invisible or direction-changing" in caught.value.allowed
+    hidden = next(char for char in output if not char.isalnum() and char != "/")
+    assert f"U+{ord(hidden):04X}" in caught.value.allowed
+
+
+@pytest.mark.parametrize(
+    "output",
+    ["console", "auxiliary/x", "nullable", "com10", "lpt", "com", "my-con", "x.con", "con_1"],
+)
+def test_names_that_only_resemble_devices_are_accepted(tmp_path: Path, output: str) -> None:
+    assert output_paths(tmp_path / "out", output)[0] == tmp_path / "out" / f"{output}.mp4"
+
+
+@pytest.mark.parametrize(
+    "output", ["\u0645\u0631\u062d\u0628\u0627", "\u4f60\u597d/\u4e16\u754c", "caf\u00e9"]
+)
+def test_visible_unicode_names_are_accepted(tmp_path: Path, output: str) -> None:
+    assert output_paths(tmp_path / "out", output)[0] == tmp_path / "out" / f"{output}.mp4"
+
+
+def test_a_manifest_row_with_a_device_name_or_an_override_is_a_row_error(folder: Path) -> None:
+    rows: list[object] = [
+        {**GOOD_TEXT, "output": "ok"},
+        {**GOOD_TEXT, "output": "NUL.mp4"},
+        {**GOOD_TEXT, "output": "aux/x"},
+        {**GOOD_TEXT, "output": "clip\u202egpj"},
+    ]
+    manifest = read_manifest(write(folder, "batch.jsonl", jsonl_of(rows)))
+    assert [row.output for row in manifest.rows] == ["ok"]
+    assert errors_of(manifest) == [(2, "output"), (3, "output"), (4, "output")]
+    assert "Windows device name ('NUL')" in manifest.errors[0].reason
+    assert "Windows device name ('aux')" in manifest.errors[1].reason
+    assert "U+202E RIGHT-TO-LEFT OVERRIDE" in manifest.errors[2].reason
+
+
 # --------------------------------------------------------------------------------------------
 # Size
 
