@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -12,6 +11,7 @@ import anyio
 from pydantic import BaseModel, ValidationError
 
 from . import _transport as ep
+from ._downloads import save
 from .errors import (
     ChanjingError,
     CreateOutcomeUnknown,
@@ -352,35 +352,45 @@ class LipSync(_Resource):
                 await anyio.sleep(poll_interval)
 
     async def download(
-        self, task: LipSyncTask, dest: str | os.PathLike[str], *, preview: bool = False
+        self,
+        task: LipSyncTask,
+        dest: str | os.PathLike[str],
+        *,
+        preview: bool = False,
+        within: str | os.PathLike[str] | None = None,
     ) -> Path:
         """Download the result video (or the preview image) to ``dest``, written atomically.
 
-        The bytes go to a hidden ``.<name>.<random>.part`` file first, renamed to ``dest`` once
-        whole; a failed write removes it, so ``dest`` is either complete or untouched.
+        The body is streamed to a hidden ``.<name>.<random>.part`` file beside ``dest``,
+        renamed to ``dest`` once whole; a failed download removes it, so ``dest`` is either
+        complete or untouched. A symbolic link at ``dest`` is replaced, never followed. The
+        client's ``downloads`` policy bounds the size, the redirects, the time and the
+        addresses fetched from (``_downloads``); memory does not grow with the file.
+
+        Args:
+            task: a succeeded task.
+            dest: the file to write.
+            preview: download the preview image instead of the video.
+            within: a folder ``dest`` must stay inside: the folders between them are opened
+                at write time without following symbolic links (created if missing), so a
+                folder swapped for a link is refused rather than followed (``_output_files``).
 
         Raises:
             InvalidInputError: the task has not succeeded or has no such URL.
-            HTTPStatusError, TransportError: the download failed (an expired URL answers 403).
-            ChanjingError: ``dest`` could not be written (disk full, no permission ...).
+            DownloadRefusedError: the policy refused the URL, a redirect or the body;
+                DownloadTooLargeError when it is over ``DownloadPolicy.max_bytes``.
+            HTTPStatusError, TransportError: the download failed (an expired URL answers 403;
+                RequestTimeoutError past ``DownloadPolicy.timeout``).
+            ChanjingError: ``dest`` could not be written (disk full, no permission, a folder
+                under ``within`` that is a symbolic link ...).
         """
         url = task.preview_url if preview else task.video_url
         if not task.succeeded or not url:
             raise InvalidInputError("task", task.id, "must be a succeeded task with a result URL")
-        content = await self._api().transport.download(url)
-        target = Path(dest)
-        partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.part")
-        try:
-            await anyio.Path(partial).write_bytes(content)
-            await anyio.Path(partial).replace(target)
-        except BaseException as exc:
-            with anyio.CancelScope(shield=True):
-                await anyio.Path(partial).unlink(missing_ok=True)
-            if isinstance(exc, OSError):
-                reason = exc.strerror or type(exc).__name__
-                raise ChanjingError(f"{target}: cannot be written ({reason})") from exc
-            raise
-        return target
+        api = self._api()
+        policy = api.downloads.for_base_url(api.transport._base_url)
+        inside = None if within is None else Path(within)
+        return await save(url, Path(dest), policy, within=inside)
 
 
 class Voices(_Resource):

@@ -183,7 +183,8 @@ async def run_batch(
     async with JobManager(client, journal=journal, poll=poll, retry_failed=retry_failed) as jobs:
         assert jobs.journal is not None
         delivered = {row.key for row in await jobs.journal.rows() if row.delivered_at is not None}
-        run = _Run(_Delivery(client, jobs.journal, download_concurrency), total, outcomes)
+        delivery = _Delivery(client, jobs.journal, download_concurrency, out)
+        run = _Run(delivery, total, outcomes)
         slots = anyio.Semaphore(window)
 
         async def finish(
@@ -260,9 +261,12 @@ class _Run:
 class _Delivery:
     """Downloads the results of succeeded rows, a few at a time, and notes them in the journal."""
 
-    def __init__(self, client: AsyncChanjingClient, journal: Journal, concurrency: int) -> None:
+    def __init__(
+        self, client: AsyncChanjingClient, journal: Journal, concurrency: int, out: Path
+    ) -> None:
         self._client = client
         self._journal = journal
+        self._out = out
         self._slots = anyio.CapacityLimiter(concurrency)
         self.downloading = 0
 
@@ -283,7 +287,7 @@ class _Delivery:
         self.downloading += 1
         try:
             async with self._slots:
-                saved = await download_results(self._client, task, video, preview)
+                saved = await download_results(self._client, task, video, preview, within=self._out)
         except ChanjingError as exc:
             reason = f"download failed: {exc}"
             return RowOutcome(row.row, row.output, "failed", task.id, reason)
@@ -299,26 +303,37 @@ class _Delivery:
 
 
 async def download_results(
-    client: AsyncChanjingClient, task: LipSyncTask, video: Path, preview: Path
+    client: AsyncChanjingClient,
+    task: LipSyncTask,
+    video: Path,
+    preview: Path,
+    *,
+    within: Path | None = None,
 ) -> tuple[Path, ...]:
     """Save a succeeded task's video (and preview, if it has one), each written atomically.
 
     A task without URLs (as the journal keeps it) is read again first; a URL refused as
     expired (HTTP 401/403/404/410) is replaced by a fresh one from ``detail``, twice at most.
+    With ``within`` (the output folder of a batch), the files are written relative to it at
+    write time, without following symbolic links (see ``LipSync.download``); without it,
+    their folder is created as named.
 
     Raises:
         HTTPStatusError: the download still failed.
-        ChanjingError: reading the task failed.
+        DownloadRefusedError: the download policy refused it.
+        ChanjingError: reading the task failed, or the file could not be written (a folder
+            under ``within`` turned into a symbolic link).
     """
     lip_sync = client.lip_sync
     if not task.video_url:
         task = await lip_sync.get(task.id)
-    await anyio.Path(video.parent).mkdir(parents=True, exist_ok=True)
+    if within is None:
+        await anyio.Path(video.parent).mkdir(parents=True, exist_ok=True)
     for attempt in range(1, _DOWNLOAD_ATTEMPTS + 1):
         try:
-            saved = [await lip_sync.download(task, video)]
+            saved = [await lip_sync.download(task, video, within=within)]
             if task.preview_url:
-                saved.append(await lip_sync.download(task, preview, preview=True))
+                saved.append(await lip_sync.download(task, preview, preview=True, within=within))
             return tuple(saved)
         except HTTPStatusError as exc:
             if exc.status not in _EXPIRED or attempt == _DOWNLOAD_ATTEMPTS:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import os
 import re
 from typing import TYPE_CHECKING
 
@@ -43,6 +44,8 @@ from tests.conftest import JOB_POLL, VOICE, make_client
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
     from pathlib import Path
+
+    from typing_extensions import Buffer
 
     from chanjing_async.emulator import EmulatorServer
 
@@ -84,7 +87,7 @@ def test_a_symlinked_file_pointing_outside_is_refused(tmp_path: Path) -> None:
     assert (outside / "cover.jpg").read_bytes() == b"precious"
 
 
-def test_a_chain_of_links_is_followed_to_its_end(tmp_path: Path) -> None:
+def test_every_link_below_the_output_folder_is_refused(tmp_path: Path) -> None:
     out, outside = tmp_path / "out", tmp_path / "outside"
     (out / "real").mkdir(parents=True)
     outside.mkdir()
@@ -93,8 +96,14 @@ def test_a_chain_of_links_is_followed_to_its_end(tmp_path: Path) -> None:
     (out / "inside").symlink_to(out / "real", target_is_directory=True)
     with pytest.raises(InvalidInputError, match="inside the output folder"):
         output_paths(out, "hop/clip")
-    # A link that stays inside the folder is fine.
-    assert output_paths(out, "inside/clip")[0] == out / "inside" / "clip.mp4"
+    # Results are written without following links: even one that stays inside is refused
+    # before anything is paid for, and so is a link at the file's own name.
+    with pytest.raises(InvalidInputError, match="no symbolic link below the folder"):
+        output_paths(out, "inside/clip")
+    (out / "real" / "clip.mp4").symlink_to(out / "real" / "other.mp4")
+    with pytest.raises(InvalidInputError, match="no symbolic link"):
+        output_paths(out, "real/clip")
+    assert output_paths(out, "real/fine")[0] == out / "real" / "fine.mp4"
 
 
 def test_an_output_folder_that_is_itself_a_link_is_allowed(tmp_path: Path) -> None:
@@ -261,7 +270,7 @@ async def test_a_cut_download_raises_and_leaves_no_file(
     assert isinstance(caught.value, TransportError)
     assert proxy.cuts == 1
     assert not (out / "clip.mp4").exists()
-    assert tree(out) == {}  # not even a .part: nothing is written before the body is complete
+    assert tree(out) == {}  # not even a .part: a cut download removes it
 
     # An earlier complete file keeps its content when a new download is cut.
     (out / "clip.mp4").write_bytes(b"previous complete video")
@@ -306,13 +315,13 @@ async def test_a_failed_write_never_leaves_a_final_looking_file(
     out = tmp_path / "out"
     out.mkdir()
     (out / "clip.mp4").write_bytes(b"previous complete video")
-    write_bytes = anyio.Path.write_bytes
+    write = os.write
 
-    async def half_then_full(self: anyio.Path, data: bytes) -> int:
-        await write_bytes(self, data[: len(data) // 2])
+    def half_then_full(fd: int, data: Buffer) -> int:
+        write(fd, memoryview(data)[: len(memoryview(data)) // 2])
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(anyio.Path, "write_bytes", half_then_full)
+    monkeypatch.setattr(os, "write", half_then_full)
     with pytest.raises(ChanjingError, match=r"clip\.mp4: cannot be written \(No space left"):
         await client.lip_sync.download(task, out / "clip.mp4")
     monkeypatch.undo()
