@@ -6,6 +6,9 @@ from importlib.metadata import PackageNotFoundError, version
 
 from ._config import RetryPolicy as RetryPolicy
 from ._config import Timeouts as Timeouts
+from ._downloads import DownloadPolicy as DownloadPolicy
+from ._downloads import DownloadRefusedError as DownloadRefusedError
+from ._downloads import DownloadTooLargeError as DownloadTooLargeError
 from ._handle import JobEvent as JobEvent
 from ._handle import JobHandle as JobHandle
 from ._handle import JobStage as JobStage
@@ -29,6 +32,7 @@ from .errors import JobFailedError as JobFailedError
 from .errors import JobTimeoutError as JobTimeoutError
 from .errors import JournalError as JournalError
 from .errors import RateLimitError as RateLimitError
+from .errors import RedirectError as RedirectError
 from .errors import RequestTimeoutError as RequestTimeoutError
 from .errors import ResponseValidationError as ResponseValidationError
 from .errors import ServerError as ServerError
@@ -68,6 +72,9 @@ __all__ = [
     "ChanjingError",
     "ConfigurationError",
     "CreateOutcomeUnknown",
+    "DownloadPolicy",
+    "DownloadRefusedError",
+    "DownloadTooLargeError",
     "FileDetail",
     "FileNotReadyError",
     "FileStatus",
@@ -96,6 +103,7 @@ __all__ = [
     "RateLimitError",
     "RateLimiter",
     "RateLimits",
+    "RedirectError",
     "RedisRateLimiter",
     "RedisSlidingWindowLimiter",
     "RequestTimeoutError",

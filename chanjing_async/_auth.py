@@ -8,6 +8,9 @@ coroutines that saw the same stale token share one new token instead of each fet
 Processes that share an app id must share the token the same way, or each would refresh the
 others' token away: a :class:`TokenStore` (the Redis one comes with a Redis rate limiter) keeps
 the current token where every process finds it, and lets one process at a time fetch a new one.
+
+The token is a :class:`~pydantic.SecretStr` everywhere here (and in the transport): a frame an
+error tracker records shows ``SecretStr('**********')``, never the token.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import anyio
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
+    from pydantic import SecretStr
+
     from .models import AccessToken
 
 
@@ -27,8 +32,8 @@ class TokenStore(Protocol):
     """Where processes sharing an app id keep its current token."""
 
     async def share(
-        self, issue: Callable[[], Awaitable[tuple[str, float]]], stale: str | None
-    ) -> tuple[str, float]:
+        self, issue: Callable[[], Awaitable[tuple[SecretStr, float]]], stale: SecretStr | None
+    ) -> tuple[SecretStr, float]:
         """The token to use and its renewal time (Unix): the stored one if it is not ``stale``
         and not due, otherwise one from ``issue``, called by one process at a time."""
 
@@ -60,7 +65,7 @@ class TokenProvider:
         self._refresh_early = refresh_early
         self._clock = clock
         self._lock = anyio.Lock()
-        self._token: str | None = None
+        self._token: SecretStr | None = None
         self._refresh_at = 0.0
         self.refreshes = 0
         """How many tokens this provider has fetched (observable for tests and stats)."""
@@ -72,7 +77,7 @@ class TokenProvider:
     def _fresh(self) -> bool:
         return self._token is not None and self._clock() < self._refresh_at
 
-    async def token(self) -> str:
+    async def token(self) -> SecretStr:
         """The current token, fetched (once, for all waiting coroutines) if missing or due."""
         if self._fresh():
             assert self._token is not None
@@ -84,19 +89,19 @@ class TokenProvider:
             assert self._token is not None
             return self._token
 
-    async def invalidate(self, token: str) -> None:
+    async def invalidate(self, token: SecretStr) -> None:
         """``token`` was refused (10400): replace it, unless someone already did."""
         async with self._lock:
             if token == self._token:
                 await self._refresh(stale=token)
 
-    async def _refresh(self, *, stale: str | None) -> None:
+    async def _refresh(self, *, stale: SecretStr | None) -> None:
         if self._store is None:
             self._token, self._refresh_at = await self._issue()
         else:
             self._token, self._refresh_at = await self._store.share(self._issue, stale)
 
-    async def _issue(self) -> tuple[str, float]:
+    async def _issue(self) -> tuple[SecretStr, float]:
         """Fetch a new token; return it with the Unix time at which to renew it."""
         issued = await self._fetch()
         now = self._clock()
@@ -110,4 +115,4 @@ class TokenProvider:
         # lifetime (a time-scaled emulator issues tokens that live for seconds).
         renew_at = expires - min(self._refresh_early, (expires - now) / 2)
         self.refreshes += 1
-        return issued.access_token.get_secret_value(), renew_at
+        return issued.access_token, renew_at

@@ -3,11 +3,14 @@ credential / base-URL resolution from the environment."""
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypedDict
 from urllib.parse import urlsplit
+
+from pydantic import SecretStr
 
 from .errors import ConfigurationError
 
@@ -18,6 +21,8 @@ DEFAULT_BASE_URL = "https://open-api.chanjing.cc"
 ENV_APP_ID = "CHANJING_APP_ID"
 ENV_SECRET_KEY = "CHANJING_SECRET_KEY"
 ENV_BASE_URL = "CHANJING_BASE_URL"
+ENV_ALLOW_INSECURE_HTTP = "CHANJING_ALLOW_INSECURE_HTTP"
+_TRUE = ("1", "true", "yes", "on")
 
 TOKEN_REFRESH_EARLY = 300.0
 """Seconds before ``expire_in`` at which a token is renewed (the vendor clients use 300 s)."""
@@ -156,15 +161,19 @@ class RetryPolicy:
         return ceiling / 2 + ceiling / 2 * draw
 
 
-def resolve_credentials(app_id: str | None, secret_key: str | None) -> tuple[str, str]:
-    """Explicit values first, then ``CHANJING_APP_ID`` / ``CHANJING_SECRET_KEY``."""
+def resolve_credentials(app_id: str | None, secret_key: SecretStr | None) -> tuple[str, SecretStr]:
+    """Explicit values first, then ``CHANJING_APP_ID`` / ``CHANJING_SECRET_KEY``.
+
+    The secret key comes and goes as a SecretStr: no frame of a traceback holds it plain.
+    """
     app_id = app_id or os.environ.get(ENV_APP_ID) or ""
-    secret_key = secret_key or os.environ.get(ENV_SECRET_KEY) or ""
+    if not (secret_key and secret_key.get_secret_value()):
+        secret_key = SecretStr(os.environ.get(ENV_SECRET_KEY, ""))
     missing = [
         name
         for name, value in (
             (f"app_id ({ENV_APP_ID})", app_id),
-            (f"secret_key ({ENV_SECRET_KEY})", secret_key),
+            (f"secret_key ({ENV_SECRET_KEY})", secret_key.get_secret_value()),
         )
         if not value
     ]
@@ -176,10 +185,40 @@ def resolve_credentials(app_id: str | None, secret_key: str | None) -> tuple[str
     return app_id, secret_key
 
 
-def resolve_base_url(base_url: str | None) -> str:
-    """Explicit value first, then ``CHANJING_BASE_URL``, then the public API."""
+def resolve_base_url(base_url: str | None, *, allow_insecure_http: bool | None = None) -> str:
+    """Explicit value first, then ``CHANJING_BASE_URL``, then the public API.
+
+    A plain ``http://`` URL would carry the secret key and every token in clear: it is refused
+    unless its host is loopback (``localhost``, ``127.0.0.0/8``, ``::1``: the emulator) or
+    ``allow_insecure_http`` is True (None: ``CHANJING_ALLOW_INSECURE_HTTP=1`` in the
+    environment), e.g. for a TLS-terminating sidecar on a private network.
+
+    Raises:
+        ConfigurationError: not an http(s) URL, or plain http to a host that is not loopback.
+    """
     url = (base_url or os.environ.get(ENV_BASE_URL) or DEFAULT_BASE_URL).rstrip("/")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigurationError(f"base_url={url!r}: must be an http:// or https:// URL")
+    if allow_insecure_http is None:
+        allow_insecure_http = os.environ.get(ENV_ALLOW_INSECURE_HTTP, "").lower() in _TRUE
+    if parts.scheme == "http" and not allow_insecure_http and not is_loopback(parts.hostname):
+        raise ConfigurationError(
+            f"base_url={url!r}: plain http:// would send the secret key and the access token "
+            "in clear to a host that is not loopback; use https://, or pass "
+            f"allow_insecure_http=True (or set {ENV_ALLOW_INSECURE_HTTP}=1) if the network "
+            "in between is yours"
+        )
     return url
+
+
+def is_loopback(host: str | None) -> bool:
+    """``localhost``, or an address in ``127.0.0.0/8`` or ``::1`` (never resolved by DNS)."""
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,7 +1,10 @@
 """Connecting to Redis (the optional ``redis`` extra), shared by the limiter and the relay.
 
 redis-py is imported only when a Redis URL is actually used, so the SDK works without it. A
-URL may carry a password: it is never logged or shown, only :func:`redacted` forms are.
+URL may carry a password: it is never logged or shown, only :func:`redacted` forms are. It may
+be given as a :class:`~pydantic.SecretStr` (the rate limiter keeps it so), revealed only in the
+call expression that hands it to redis-py. No error raised here chains a redis-py exception:
+redis-py's frames hold the password while it authenticates (``auth_args``).
 """
 
 from __future__ import annotations
@@ -11,7 +14,9 @@ import logging
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from .errors import ConfigurationError
+from pydantic import SecretStr
+
+from .errors import ConfigurationError, raise_unchained
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -36,23 +41,28 @@ _CREDENTIALS = ("password", "username")
 SOCKET_TIMEOUT = 5.0
 
 
-def check_url(url: object, *, field: str) -> str:
-    """Return ``url`` if it is a Redis URL; raise ConfigurationError naming ``field`` if not."""
+def check_url(url: object, *, field: str) -> None:
+    """Raise ConfigurationError naming ``field`` if ``url`` (a str or a SecretStr) is no Redis
+    URL. The message shows it :func:`redacted`."""
+    problem = _url_problem(url, field)  # the plain URL lives in that finished frame only
+    if problem is not None:
+        raise ConfigurationError(problem)
+
+
+def _url_problem(url: object, field: str) -> str | None:
+    if isinstance(url, SecretStr):
+        url = url.get_secret_value()
     if not isinstance(url, str):
-        raise ConfigurationError(
-            f"{field}: must be a Redis URL such as redis://host:6379/0, not {type(url).__name__}"
-        )
+        return f"{field}: must be a Redis URL such as redis://host:6379/0, not {type(url).__name__}"
     parts = urlsplit(url)
     if parts.scheme not in _SCHEMES or not (parts.netloc or parts.path):
-        raise ConfigurationError(
-            f"{field}={redacted(url)!r}: must be a redis://, rediss:// or unix:// URL"
-        )
-    return url
+        return f"{field}={redacted(url)!r}: must be a redis://, rediss:// or unix:// URL"
+    return None
 
 
-def redacted(url: str) -> str:
+def redacted(url: str | SecretStr) -> str:
     """``url`` without its credentials: user and password, and a ``password=`` query value."""
-    parts = urlsplit(url)
+    parts = urlsplit(url.get_secret_value() if isinstance(url, SecretStr) else url)
     if "@" in parts.netloc:
         parts = parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1])
     if parts.query:
@@ -73,20 +83,27 @@ def _module() -> object:
         ) from None
 
 
-def connect(url: str) -> Redis:
+def connect(url: str | SecretStr) -> Redis:
     """A redis-py asyncio client for ``url`` (connects lazily, on its first command).
 
     Raises:
         ConfigurationError: redis-py is not installed, or redis-py refuses the URL.
     """
     module = _module()
+    hidden = url if isinstance(url, SecretStr) else SecretStr(url)
+    del url  # only the hidden form stays in this frame
     try:
         client: Redis = module.Redis.from_url(  # type: ignore[attr-defined]
-            url, socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=SOCKET_TIMEOUT
+            hidden.get_secret_value(),
+            socket_timeout=SOCKET_TIMEOUT,
+            socket_connect_timeout=SOCKET_TIMEOUT,
         )
     except ValueError as exc:
-        raise ConfigurationError(f"redis url {redacted(url)!r}: {exc}") from None
-    return client
+        # redis-py's message names the option it refused, never the password.
+        problem = f"redis url {redacted(hidden)!r}: {exc}"
+    else:
+        return client
+    raise ConfigurationError(problem)
 
 
 def redis_errors() -> tuple[type[BaseException], ...]:
@@ -132,7 +149,7 @@ class Outages:
 
     def failed(self, exc: BaseException) -> None:
         if not isinstance(exc, self._healing):
-            raise refused(exc) from None
+            raise_unchained(refused(exc))
         if not self._warned:
             logger.warning("%s: Redis unreachable (%s)", self._what, type(exc).__name__)
             self._warned = True
@@ -141,16 +158,22 @@ class Outages:
         self._warned = False
 
 
-async def ping(redis: Redis, url: str, *, field: str) -> None:
+async def ping(redis: Redis, shown: str, *, field: str) -> None:
     """Check that Redis answers, so a wrong URL or password fails at once, not as a stall.
+
+    Args:
+        redis: the client.
+        shown: where it points, as the message may show it (:func:`redacted`).
+        field: the setting's name.
 
     Raises:
         ConfigurationError: Redis is unreachable or refuses us (names ``field``, never a
-            password).
+            password); redis-py's error is not chained.
     """
     try:
         await redis.ping()
     except redis_errors() + refusal_errors() as exc:
-        raise ConfigurationError(
-            f"{field}={redacted(url)!r}: Redis did not answer PING ({type(exc).__name__})"
-        ) from None
+        problem = f"{field}={shown!r}: Redis did not answer PING ({type(exc).__name__})"
+    else:
+        return
+    raise ConfigurationError(problem)

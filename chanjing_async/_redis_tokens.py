@@ -9,6 +9,9 @@ only then fetches one. The others wait for it and read the new token.
 The token is stored in Redis in the clear (it must be usable by every process): protect that
 Redis as you would the token, with a password or TLS (``rediss://``). The secret key is never
 stored. While Redis is unreachable, callers wait, as the shared limiter's admissions do.
+
+The token stays a :class:`~pydantic.SecretStr` in every frame here: the stored JSON is built
+and read in the call expression (:func:`_encode`, :func:`_decode`), never held as a local.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import time
 from typing import TYPE_CHECKING
 
 import anyio
+from pydantic import SecretStr
 
 from ._redis import Outages, redis_errors
 
@@ -63,8 +67,8 @@ class RedisTokenStore:
         return f"<RedisTokenStore key={self._key!r}>"
 
     async def share(
-        self, issue: Callable[[], Awaitable[tuple[str, float]]], stale: str | None
-    ) -> tuple[str, float]:
+        self, issue: Callable[[], Awaitable[tuple[SecretStr, float]]], stale: SecretStr | None
+    ) -> tuple[SecretStr, float]:
         """The stored token unless it is ``stale`` or due; else one from ``issue``, stored."""
         while True:
             try:
@@ -82,34 +86,42 @@ class RedisTokenStore:
             await anyio.sleep(POLL_SECONDS)  # another process is fetching, or Redis is down
 
     async def _issue_locked(
-        self, issue: Callable[[], Awaitable[tuple[str, float]]], stale: str | None
-    ) -> tuple[str, float]:
+        self, issue: Callable[[], Awaitable[tuple[SecretStr, float]]], stale: SecretStr | None
+    ) -> tuple[SecretStr, float]:
         try:
             found = await self._usable(stale)  # fetched by another process meanwhile?
             if found is not None:
                 return found
             token, renew_at = await issue()
-            value = json.dumps({"token": token, "renew_at": renew_at})
             expires = max(int(renew_at), int(time.time())) + 1
             # If Redis fails now the token is still good here; the others fetch their own
             # and a 10400 brings everyone back to the stored one.
             with contextlib.suppress(*self._errors):
-                await self._redis.set(self._key, value, exat=expires)
+                await self._redis.set(self._key, _encode(token, renew_at), exat=expires)
             return token, renew_at
         finally:
             # The lock expires on its own if Redis cannot take the release.
             with anyio.CancelScope(shield=True), contextlib.suppress(*self._errors):
                 await self._unlock(keys=[self._lock_key], args=[self._owner])
 
-    async def _usable(self, stale: str | None) -> tuple[str, float] | None:
-        raw = await self._redis.get(self._key)
-        if raw is None:
+    async def _usable(self, stale: SecretStr | None) -> tuple[SecretStr, float] | None:
+        found = _decode(await self._redis.get(self._key))
+        if found is None or found[0] == stale or time.time() >= found[1]:
             return None
-        try:
-            stored = json.loads(raw)
-            token, renew_at = str(stored["token"]), float(stored["renew_at"])
-        except (ValueError, TypeError, KeyError):
-            return None  # not ours or damaged: fetch a new one
-        if token == stale or time.time() >= renew_at:
-            return None
-        return token, renew_at
+        return found
+
+
+def _encode(token: SecretStr, renew_at: float) -> str:
+    """The stored form of a token and its renewal time."""
+    return json.dumps({"token": token.get_secret_value(), "renew_at": renew_at})
+
+
+def _decode(raw: bytes | str | None) -> tuple[SecretStr, float] | None:
+    """The token and renewal time stored in ``raw``; None if missing, not ours or damaged."""
+    if raw is None:
+        return None
+    try:
+        stored = json.loads(raw)
+        return SecretStr(str(stored["token"])), float(stored["renew_at"])
+    except (ValueError, TypeError, KeyError):
+        return None  # not ours or damaged: fetch a new one

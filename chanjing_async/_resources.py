@@ -80,7 +80,10 @@ def parse(endpoint: Endpoint, model: type[M], data: Any) -> M:
             f"{'.'.join(map(str, err['loc'])) or 'data'}: {err['msg']}"
             for err in exc.errors(include_input=False, include_url=False)
         )
-        raise ResponseValidationError(endpoint.path, problems) from None
+    # Raised outside the except block, with ``data`` dropped: a tracker recording this frame's
+    # locals or the chained ValidationError would otherwise see the body (a token answer).
+    data = None
+    raise ResponseValidationError(endpoint.path, problems)
 
 
 class _Resource:
@@ -387,10 +390,8 @@ class LipSync(_Resource):
         url = task.preview_url if preview else task.video_url
         if not task.succeeded or not url:
             raise InvalidInputError("task", task.id, "must be a succeeded task with a result URL")
-        api = self._api()
-        policy = api.downloads.for_base_url(api.transport._base_url)
         inside = None if within is None else Path(within)
-        return await save(url, Path(dest), policy, within=inside)
+        return await save(url, Path(dest), self._api().downloads, within=inside)
 
 
 class Voices(_Resource):

@@ -17,8 +17,16 @@ The retry rules (reference §6, design §5):
   disconnect after sending or a gateway page leave the outcome unknown and raise
   :class:`~chanjing_async.errors.CreateOutcomeUnknown`.
 
+**Redirects are never followed**: a redirect would carry the ``access_token`` header, or the
+token call's secret key, to the host it names. A 3xx raises ``RedirectError`` (``Location``
+without its query), is not retried, and counts as refused in front of the API (a create so
+answered created nothing). Signed-URL PUTs follow none either: the URL names the storage host
+the API chose, which answers a PUT itself; a redirect would send the file and its signature on.
+
 Logs go to ``logging.getLogger("chanjing_async")`` at DEBUG and never contain the token, the
-secret key, request bodies or signed-URL query strings.
+secret key, request bodies or signed-URL query strings. For error trackers, the token and the
+secret key stay SecretStr in every frame here (``_wire``), and every error is raised outside
+the ``except`` block of its cause: no ``__context__``, no aiohttp exception in any chain.
 """
 
 from __future__ import annotations
@@ -37,13 +45,16 @@ import anyio
 import yarl
 from pydantic import ValidationError
 
+from . import _wire
 from .errors import (
     APIError,
     AuthenticationError,
+    ChanjingError,
     CreateOutcomeUnknown,
     FileNotReadyError,
     HTTPStatusError,
     RateLimitError,
+    RedirectError,
     RequestTimeoutError,
     ResponseValidationError,
     ServerError,
@@ -53,8 +64,10 @@ from .errors import (
 from .models import Envelope
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Mapping
     from pathlib import Path
+
+    from pydantic import SecretStr
 
     from ._clock import ServerClock
     from ._config import RetryPolicy, Timeouts
@@ -89,11 +102,11 @@ VOICES = Endpoint("GET", "/open/v1/list_common_audio", "other")
 class TokenSource(Protocol):
     """What the transport needs from the auth layer (implemented by ``_auth.TokenProvider``)."""
 
-    async def token(self) -> str:
+    async def token(self) -> SecretStr:
         """The current valid token, fetching one if needed."""
         ...
 
-    async def invalidate(self, token: str) -> None:
+    async def invalidate(self, token: SecretStr) -> None:
         """Report ``token`` as refused; the next :meth:`token` returns a newer one."""
         ...
 
@@ -101,7 +114,8 @@ class TokenSource(Protocol):
 def redact_url(url: str) -> str:
     """The URL without its query string (signed URLs carry their signature there)."""
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}" + ("?<redacted>" if parts.query else "")
+    origin = f"{parts.scheme}://{parts.netloc}" if parts.scheme or parts.netloc else ""
+    return f"{origin}{parts.path}" + ("?<redacted>" if parts.query else "")
 
 
 class Transport:
@@ -172,28 +186,22 @@ class Transport:
                 return await self._send(
                     endpoint, params=params, json=json, token=token, slot=slot, on_send=on_send
                 )
-            except APIError as exc:
-                if exc.code in _AUTH_CODES and auth is not None and token is not None:
-                    if refreshed:
-                        raise AuthenticationError(
-                            exc.code, exc.msg, trace_id=exc.trace_id, endpoint=exc.endpoint
-                        ) from None
-                    # One forced refresh, then one retry (reference §3.2). Not counted as a
-                    # retry: the request was refused before it could do anything.
-                    refreshed = True
-                    await auth.invalidate(token)
-                    if slot is not None:
-                        raise AuthenticationError(
-                            exc.code, exc.msg, trace_id=exc.trace_id, endpoint=exc.endpoint
-                        ) from None
-                    continue
-                if slot is not None or not _code_retryable(exc):
-                    raise
-                error: Exception = exc
-            except (TransportError, HTTPStatusError) as exc:
-                if slot is not None or (isinstance(exc, HTTPStatusError) and not exc.is_gateway):
-                    raise
-                error = exc
+            except (APIError, TransportError, HTTPStatusError) as exc:
+                error: ChanjingError = exc
+            # Decided outside the except block: whatever is raised chains nothing.
+            if isinstance(error, APIError) and error.code in _AUTH_CODES and token is not None:
+                assert auth is not None
+                if refreshed:
+                    raise _refused_token(error)
+                # One forced refresh, then one retry (reference §3.2). Not counted as a
+                # retry: the request was refused before it could do anything.
+                refreshed = True
+                await auth.invalidate(token)
+                if slot is not None:
+                    raise _refused_token(error)
+                continue
+            if slot is not None or not _retryable(error):
+                raise error
             attempt += 1
             if attempt > self._retry.max_retries:
                 raise error
@@ -208,7 +216,7 @@ class Transport:
         *,
         params: dict[str, str] | None,
         json: dict[str, Any] | None,
-        token: str | None,
+        token: SecretStr | None,
         slot: Slot | None,
         on_send: Callable[[], Awaitable[None]] | None,
     ) -> Any:
@@ -219,7 +227,6 @@ class Transport:
         processing horizon (``Timeouts.create_horizon``): the server may count it until then.
         """
         limiter = self._limiter(endpoint.kind)
-        headers = {"access_token": token} if token is not None else {}
         create = endpoint.kind == "create"
         admission = nullcontext(slot) if slot is not None else limiter.slot()
         async with admission as held:
@@ -233,6 +240,7 @@ class Transport:
                     raise
             sent_at, sent = time.time(), time.monotonic()  # after admission: for reconciliation
             answered = False
+            envelope: Envelope | None = None
             try:
                 status, date, body = await self._exchange(
                     endpoint.method,
@@ -240,7 +248,7 @@ class Transport:
                     label=endpoint.path,
                     params=params,
                     json=json,
-                    headers=headers,
+                    token=token,
                     fresh_connection=create,
                 )
                 envelope = _decode(endpoint.path, status, body)
@@ -248,26 +256,31 @@ class Transport:
                 self.server_clock.observe_date(date, sent, time.monotonic())
                 answered = envelope.code not in _UNKNOWN_CODES or not create
             except TransportError as exc:
+                failure: ChanjingError | None = exc
                 if not exc.sent:
                     held.discard()  # nothing left this machine: the server counted nothing
-                    raise
-                if create:
-                    raise _unknown(exc, endpoint, sent_at, json) from None
-                if isinstance(exc, RequestTimeoutError):
+                elif create:
+                    failure = _unknown(exc, endpoint, sent_at, json)
+                elif isinstance(exc, RequestTimeoutError):
                     # The request may still reach the server after we gave up: keep counting it.
                     held.hold(self._timeouts.total)
-                raise
             except (HTTPStatusError, ResponseValidationError) as exc:
                 # A gateway page or a garbled body says nothing about what the origin did, but a
-                # 4xx page without an envelope was refused in front of it.
-                if create and not (isinstance(exc, HTTPStatusError) and 400 <= exc.status < 500):
-                    raise _unknown(exc, endpoint, sent_at, json) from None
-                answered = True
-                raise
+                # 3xx or 4xx page without an envelope was refused in front of it.
+                failure = exc
+                if create and not _refused_in_front(exc):
+                    failure = _unknown(exc, endpoint, sent_at, json)
+                else:
+                    answered = True
+            else:
+                failure = None
             finally:
                 if create and not answered:
                     # Also when the caller cancelled: the create may be counted until then.
                     held.hold(max(0.0, sent + self._timeouts.create_horizon - time.monotonic()))
+            if envelope is None:
+                assert failure is not None
+                raise failure  # outside the except blocks: it chains nothing
         if logger.isEnabledFor(logging.DEBUG):  # a hot path: no arguments built for nothing
             logger.debug(
                 "%s %s -> code %d in %.0f ms (trace_id=%s)",
@@ -304,17 +317,20 @@ class Transport:
         *,
         label: str,
         params: dict[str, str] | None = None,
-        json: dict[str, Any] | None = None,
+        json: Mapping[str, Any] | None = None,
         data: BinaryIO | None = None,
-        headers: dict[str, str],
+        token: SecretStr | None = None,
+        content_type: str | None = None,
         timeout: aiohttp.ClientTimeout | None = None,
         fresh_connection: bool = False,
     ) -> tuple[int, str | None, bytes]:
-        """One HTTP exchange: status, ``Date`` header and body; aiohttp failures become
-        TransportError with ``sent`` set.
+        """One HTTP exchange, redirects not followed: status, ``Date`` header and body.
 
-        aiohttp's messages embed the full URL, signed query included, so the cause is not
-        chained (``from None``); its class name is kept in the message.
+        ``json`` may hold SecretStr values and ``token`` is one: both are revealed in the call
+        expression only (``_wire``). aiohttp failures become TransportError with ``sent`` set,
+        and a 3xx RedirectError, raised after the ``except`` block: aiohttp's exception (its
+        message embeds the full URL, signed query included, its ``request_info`` the headers)
+        is not chained; its class name is kept in the message.
         """
         session = self._create_session if fresh_connection else self._session
         try:
@@ -322,21 +338,33 @@ class Transport:
                 method,
                 url,
                 params=params,
-                json=json,
-                data=data,
-                headers=headers,
+                data=data if json is None else _wire.json_body(json),
+                headers=_wire.headers(token, content_type),
                 timeout=timeout or self._client_timeout,
+                allow_redirects=False,
             ) as response:
-                return response.status, response.headers.get("Date"), await response.read()
+                if 300 <= response.status < 400:
+                    # Not followed; read nothing more (the body would only be a link).
+                    location = response.headers.get("Location", "")
+                    failure: TransportError | RedirectError = RedirectError(
+                        response.status, endpoint=label, location=redact_url(location)
+                    )
+                else:
+                    return response.status, response.headers.get("Date"), await response.read()
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             # The connection was never established: nothing left this machine.
             message = f"cannot connect ({type(exc).__name__})"
-            raise TransportError(message, endpoint=label, sent=False) from None
+            failure = TransportError(message, endpoint=label, sent=False)
         except asyncio.TimeoutError:  # also aiohttp's read timeouts; builtin on 3.11+
-            raise RequestTimeoutError("request timed out", endpoint=label, sent=True) from None
+            failure = RequestTimeoutError("request timed out", endpoint=label, sent=True)
         except aiohttp.ClientError as exc:
             message = f"connection failed ({type(exc).__name__})"
-            raise TransportError(message, endpoint=label, sent=True) from None
+            failure = TransportError(message, endpoint=label, sent=True)
+        except asyncio.CancelledError as exc:
+            # The caller's deadline or cancel: it goes on, without the frames of aiohttp that
+            # it passed through, which hold the revealed headers and body.
+            raise exc.with_traceback(None)  # noqa: B904 - the same exception, nothing chained
+        raise failure
 
     async def put(self, url: str, path: Path, content_type: str) -> None:
         """PUT the file at ``path`` to a signed URL, streamed from disk (never held whole).
@@ -361,7 +389,7 @@ class Transport:
                     yarl.URL(url, encoded=True),
                     label=shown,
                     data=stream,
-                    headers={"Content-Type": content_type},
+                    content_type=content_type,
                     timeout=aiohttp.ClientTimeout(
                         total=self._timeouts.upload, connect=self._timeouts.connect
                     ),
@@ -370,35 +398,38 @@ class Transport:
                     return
                 raise HTTPStatusError(status, endpoint=shown, body_excerpt=_excerpt(body))
             except (TransportError, HTTPStatusError) as exc:
-                retryable = not isinstance(exc, HTTPStatusError) or exc.is_gateway
-                attempt += 1
-                if not retryable or attempt > self._retry.max_retries:
-                    raise
+                failure = exc
             finally:
                 stream.close()
+            attempt += 1
+            if not _retryable(failure) or attempt > self._retry.max_retries:
+                raise failure  # outside the except block: it chains nothing
             await anyio.sleep(self._retry.delay(attempt, random.random()))
 
-    async def download(self, url: str) -> bytes:
-        """GET a result file (video or preview) in one piece."""
-        status, _, body = await self._exchange(
-            "GET",
-            yarl.URL(url, encoded=True),
-            label=redact_url(url),
-            headers={},
-            timeout=aiohttp.ClientTimeout(
-                total=self._timeouts.upload, connect=self._timeouts.connect
-            ),
+
+def _retryable(error: ChanjingError) -> bool:
+    """Worth another attempt: a transport failure, a gateway page, or a code that means
+    "nothing was done, try again later"."""
+    if isinstance(error, HTTPStatusError):
+        return error.is_gateway
+    if isinstance(error, APIError):
+        return isinstance(error, (RateLimitError, ServerError)) and not isinstance(
+            error, FileNotReadyError
         )
-        if status != 200:
-            raise HTTPStatusError(status, endpoint=redact_url(url), body_excerpt=_excerpt(body))
-        return body
+    return isinstance(error, TransportError)
 
 
-def _code_retryable(exc: APIError) -> bool:
-    """Codes that mean "nothing was done, try again later"."""
-    if isinstance(exc, FileNotReadyError):
-        return False
-    return isinstance(exc, (RateLimitError, ServerError))
+def _refused_token(error: APIError) -> AuthenticationError:
+    """A token refused again after one refresh, or refused while sending in a caller's slot."""
+    return AuthenticationError(
+        error.code, error.msg, trace_id=error.trace_id, endpoint=error.endpoint
+    )
+
+
+def _refused_in_front(error: ChanjingError) -> bool:
+    """A page without an envelope that refused the request before the API saw it: a redirect
+    (never followed) or a 4xx."""
+    return isinstance(error, HTTPStatusError) and 300 <= error.status < 500
 
 
 def _unknown(

@@ -57,11 +57,16 @@ class AsyncChanjingClient:
         app_id: the app id; defaults to ``CHANJING_APP_ID``.
         secret_key: the secret key; defaults to ``CHANJING_SECRET_KEY``. Never logged or shown.
         base_url: defaults to ``CHANJING_BASE_URL``, then ``https://open-api.chanjing.cc``.
+            A plain ``http://`` URL is refused unless its host is loopback (the emulator).
+        allow_insecure_http: accept a plain ``http://`` base URL to a host that is not
+            loopback (the secret key and tokens then cross the network in clear). None
+            reads ``CHANJING_ALLOW_INSECURE_HTTP`` (``1`` allows).
         timeouts: per-request HTTP timeouts.
         retry: backoff for retryable calls (create is never retried blindly).
         limits: rate limits; ``RateLimits().scaled(k)`` for an emulator running k times faster.
         rate_limiter: share ``limits`` and the access token with every process of the
-            account through Redis: a Redis URL or a :class:`~chanjing_async.RedisRateLimiter`.
+            account through Redis: a Redis URL (a str or a SecretStr) or a
+            :class:`~chanjing_async.RedisRateLimiter`.
             None (the default) keeps both in this client.
         session: an aiohttp session to use; it stays open when the client closes.
         token_refresh_early: seconds before expiry at which the token is renewed (never
@@ -69,7 +74,8 @@ class AsyncChanjingClient:
         downloads: size cap, redirects and allowed targets of result downloads.
 
     Raises:
-        ConfigurationError: missing credentials, an invalid base URL or Redis URL, a Redis
+        ConfigurationError: missing credentials, an invalid base URL (or a plain http one
+            to a host that is not loopback, unless allowed) or Redis URL, a Redis
             URL without redis-py installed, or a setting of the wrong type or out of range
             (``timeouts`` that is no :class:`Timeouts`, ``token_refresh_early=inf``, ...).
     """
@@ -77,34 +83,39 @@ class AsyncChanjingClient:
     def __init__(
         self,
         app_id: str | None = None,
-        secret_key: str | None = None,
+        secret_key: str | SecretStr | None = None,
         *,
         base_url: str | None = None,
+        allow_insecure_http: bool | None = None,
         timeouts: Timeouts | None = None,
         retry: RetryPolicy | None = None,
         limits: RateLimits | None = None,
-        rate_limiter: str | RedisRateLimiter | None = None,
+        rate_limiter: str | SecretStr | RedisRateLimiter | None = None,
         session: aiohttp.ClientSession | None = None,
         token_refresh_early: float = TOKEN_REFRESH_EARLY,
         downloads: DownloadPolicy | None = None,
     ) -> None:
+        check_type("rate_limiter", rate_limiter, str, SecretStr, RedisRateLimiter)
+        if not isinstance(secret_key, (str, SecretStr, type(None))):
+            raise ConfigurationError(f"secret_key: must be a str, not {type(secret_key).__name__}")
+        # Hidden before anything else can fail: a tracker records this frame's locals.
+        secret_key = SecretStr(secret_key) if isinstance(secret_key, str) else secret_key
+        rate_limiter = SecretStr(rate_limiter) if isinstance(rate_limiter, str) else rate_limiter
+        if isinstance(rate_limiter, SecretStr):
+            rate_limiter = RedisRateLimiter(rate_limiter)
+        check_type("allow_insecure_http", allow_insecure_http, bool)
         check_setting("token_refresh_early", token_refresh_early, unit="seconds")
         check_type("timeouts", timeouts, Timeouts)
         check_type("retry", retry, RetryPolicy)
         check_type("limits", limits, RateLimits)
-        check_type("rate_limiter", rate_limiter, str, RedisRateLimiter)
         check_type("downloads", downloads, DownloadPolicy)
-        app, secret = resolve_credentials(app_id, secret_key)
-        self.app_id = app
-        self._secret_key = SecretStr(secret)
-        self.base_url = resolve_base_url(base_url)
+        self.app_id, self._secret_key = resolve_credentials(app_id, secret_key)
+        self.base_url = resolve_base_url(base_url, allow_insecure_http=allow_insecure_http)
         self.timeouts = timeouts or Timeouts()
         self.retry = retry or RetryPolicy()
         self.downloads = downloads or DownloadPolicy()
         self.limits = limits or RateLimits()
-        self.rate_limiter = (
-            RedisRateLimiter(rate_limiter) if isinstance(rate_limiter, str) else rate_limiter
-        )
+        self.rate_limiter = rate_limiter
         if self.rate_limiter is not None and self.limits.kind != "sliding":
             raise ConfigurationError(
                 f"kind={self.limits.kind!r}: a Redis rate limiter keeps the sliding-window log;"
@@ -177,7 +188,7 @@ class AsyncChanjingClient:
                 store=store,
                 skew=self._server_clock.skew,
             ),
-            self.downloads,
+            self.downloads.for_base_url(self.base_url),
         )
         self._state = "open"
         return self
@@ -200,15 +211,21 @@ class AsyncChanjingClient:
                 await self.rate_limiter.aclose()
 
     async def _fetch_token(self) -> AccessToken:
-        body = {"app_id": self.app_id, "secret_key": self._secret_key.get_secret_value()}
+        """A new token. The secret key stays a SecretStr here: the transport reveals it only
+        while encoding the body (see ``_transport``)."""
+        body = {"app_id": self.app_id, "secret_key": self._secret_key}
         try:
-            data = await self._require_api().transport.call(ep.ACCESS_TOKEN, json=body)
+            return parse(
+                ep.ACCESS_TOKEN,
+                AccessToken,
+                await self._require_api().transport.call(ep.ACCESS_TOKEN, json=body),
+            )
         except InvalidRequestError as exc:
             # The token call answers 400/40000 when the credentials are wrong (reference §3.1).
-            raise AuthenticationError(
+            refused = AuthenticationError(
                 exc.code,
                 f"credentials refused: {exc.msg}",
                 trace_id=exc.trace_id,
                 endpoint=exc.endpoint,
-            ) from None
-        return parse(ep.ACCESS_TOKEN, AccessToken, data)
+            )
+        raise refused  # after the except block: nothing chained

@@ -8,6 +8,9 @@
     ├── TransportError                                   aiohttp failure, wrapped
     │   └── RequestTimeoutError(TransportError, TimeoutError)
     ├── HTTPStatusError                                  non-2xx from a gateway (HTML 502/524 ...)
+    │   └── RedirectError                                a 3xx: API calls never follow redirects
+    ├── DownloadRefusedError (in ``_downloads``)         a result download the policy refused
+    │   └── DownloadTooLargeError                        over ``DownloadPolicy.max_bytes``
     ├── APIError                                         envelope code != 0 (code, msg, trace_id)
     │   ├── AuthenticationError                          10400/10401 after one forced refresh,
     │   │                                                or credentials refused by the token call
@@ -27,11 +30,13 @@
         └── TaskNotFoundError                            the server no longer knows the task
 
 Messages show code, msg and trace_id and never a secret (app secret, token, signed URL).
+No error raised by the SDK chains a third-party exception (aiohttp's quote request headers),
+and none is raised inside the ``except`` block of its cause: ``__context__`` stays empty.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     from .models import LipSyncTask
@@ -53,6 +58,7 @@ __all__ = [
     "JobTimeoutError",
     "JournalError",
     "RateLimitError",
+    "RedirectError",
     "RequestTimeoutError",
     "ResponseValidationError",
     "ServerError",
@@ -125,6 +131,27 @@ class HTTPStatusError(ChanjingError):
     def is_gateway(self) -> bool:
         """True for proxy pages worth retrying for reads: 502/503/504 and Cloudflare's 520-524."""
         return self.status in {502, 503, 504, 520, 521, 522, 523, 524}
+
+
+class RedirectError(HTTPStatusError):
+    """An API call or a signed-URL upload was answered with a redirect, which is not followed.
+
+    The API answers every call itself: a redirect comes from something in front of it (a
+    proxy, a captive portal, a wrong ``base_url``), and following it would send the access
+    token or the secret key to the host it names. Not retried; a create answered so created
+    nothing.
+
+    Attributes:
+        location: where it pointed, without its query string (``""`` if it named nowhere).
+    """
+
+    def __init__(self, status: int, *, endpoint: str, location: str) -> None:
+        super().__init__(status, endpoint=endpoint)
+        self.location = location
+        self.args = (
+            f"{endpoint}: HTTP {status} redirect to {location or '(no Location)'} not followed:"
+            " API calls never follow redirects (check base_url and any proxy in between)",
+        )
 
 
 class APIError(ChanjingError):
@@ -310,6 +337,20 @@ class JobCancelledError(JobError):
     A task already created keeps running on the server; ``task_id`` names it, and
     ``JobManager.attach`` can track it again.
     """
+
+
+def raise_unchained(error: BaseException) -> NoReturn:
+    """Raise ``error`` chained to nothing, even from inside an ``except`` block.
+
+    ``raise`` makes the exception being handled the new one's ``__context__`` (``from None``
+    only hides it): a third-party exception, its frames and their locals would then reach an
+    error tracker. This clears it as ``error`` leaves. Outside an ``except`` block, a plain
+    ``raise`` after the block is the simpler way.
+    """
+    try:
+        raise error
+    finally:
+        error.__context__ = None
 
 
 # Reference §5.1: billing is checked after creation, and a task refused for it ends in status 30

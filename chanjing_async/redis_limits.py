@@ -52,6 +52,7 @@ import time
 from typing import TYPE_CHECKING
 
 import anyio
+from pydantic import SecretStr
 
 from ._config import check_setting
 from ._redis import (
@@ -66,7 +67,7 @@ from ._redis import (
 from ._redis_attempts import RedisAttemptStore
 from ._redis_fence import FENCE, FenceLog
 from ._redis_tokens import RedisTokenStore
-from .errors import ConfigurationError
+from .errors import ConfigurationError, raise_unchained
 from .limits import Limiters, RateLimits, Slot, _LimiterBase
 
 if TYPE_CHECKING:
@@ -332,7 +333,7 @@ class RedisSlidingWindowLimiter(_LimiterBase):
             self._down(exc)
             return 0, redis_timeout(self._span)
         except self._refusals as exc:
-            raise refused(exc) from None
+            raise_unchained(refused(exc))
         except BaseException:
             # Cancelled while the script may have run: take the member back if it was added.
             with anyio.CancelScope(shield=True), anyio.move_on_after(redis_timeout(self._span)):
@@ -365,7 +366,7 @@ class RedisSlidingWindowLimiter(_LimiterBase):
                 self._down(exc)
                 return None
             except self._refusals as exc:
-                raise refused(exc) from None
+                raise_unchained(refused(exc))
             self._up()
             if live:
                 self._fences.confirmed(token, asked)
@@ -421,7 +422,7 @@ class RedisSlidingWindowLimiter(_LimiterBase):
                 self._down(exc)
                 return False
             except self._refusals as exc:
-                raise refused(exc) from None
+                raise_unchained(refused(exc))
             self._up()
             for token in renew:
                 if self._mine.get(token, 0.0) is None:  # still in flight
@@ -540,8 +541,10 @@ class RedisRateLimiter:
         AsyncChanjingClient(rate_limiter=RedisRateLimiter(redis=my_redis, lease=15))
 
     Args:
-        url: a ``redis://``, ``rediss://`` or ``unix://`` URL; the connection is opened with
-            the client and closed with it. A password in it is never shown.
+        url: a ``redis://``, ``rediss://`` or ``unix://`` URL (a str or a SecretStr); the
+            connection is opened with the client and closed with it. A password in it is
+            never shown, and the URL is kept as a SecretStr from the first line on, so no
+            frame an error tracker records holds it.
         redis: an existing redis-py asyncio client instead of ``url``; left open.
         prefix: first part of every key, to keep apart accounts or environments.
         lease: seconds a reservation counts as in flight without a heartbeat from its holder:
@@ -554,12 +557,13 @@ class RedisRateLimiter:
 
     def __init__(
         self,
-        url: str | None = None,
+        url: str | SecretStr | None = None,
         *,
         redis: Redis | None = None,
         prefix: str = "chanjing",
         lease: float = DEFAULT_LEASE,
     ) -> None:
+        url = SecretStr(url) if isinstance(url, str) else url  # hidden before anything can fail
         if (url is None) == (redis is None):
             raise ConfigurationError("RedisRateLimiter: give exactly one of url and redis")
         if url is not None:
@@ -578,8 +582,10 @@ class RedisRateLimiter:
         self._limiters: list[RedisSlidingWindowLimiter] = []
 
     def __repr__(self) -> str:
-        where = redacted(self._url) if self._url is not None else "a given client"
-        return f"<RedisRateLimiter {where} prefix={self._prefix!r} lease={self._lease}>"
+        return f"<RedisRateLimiter {self._where()} prefix={self._prefix!r} lease={self._lease}>"
+
+    def _where(self) -> str:
+        return redacted(self._url) if self._url is not None else "a given client"
 
     @property
     def lease(self) -> float:
@@ -597,11 +603,12 @@ class RedisRateLimiter:
         """
         if self._limiters:
             raise RuntimeError("this RedisRateLimiter is already in use by an open client")
-        redis = self._given
+        redis, where = self._given, self._where()
         if redis is None:
-            redis = connect(str(self._url))
+            assert self._url is not None
+            redis = connect(self._url)
         try:
-            await ping(redis, self._url or "a given client", field="rate_limiter")
+            await ping(redis, where, field="rate_limiter")
         except ConfigurationError:
             if self._given is None:
                 await redis.aclose()

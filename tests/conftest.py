@@ -70,6 +70,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         "CHANJING_BASE_URL",
         "CHANJING_TIME_SCALE",
         "CHANJING_REDIS_URL",
+        "CHANJING_ALLOW_INSECURE_HTTP",
     ):
         monkeypatch.delenv(name, raising=False)
     # ~/.chanjing/config.json of whoever runs the tests must not leak in.

@@ -17,6 +17,7 @@ FORBIDDEN: dict[str, set[str]] = {
     "_auth": {"client", "_transport", "cli", "emulator"},
     "_transport": {"client", "_resources", "cli", "emulator"},
     "_resources": {"client", "cli", "emulator"},
+    "_wire": {"client", "_transport", "_resources", "jobs", "batch", "cli", "emulator"},
     "_downloads": {"client", "_resources", "_auth", "jobs", "batch", "cli", "emulator"},
     "_output_files": {"client", "_transport", "_downloads", "_resources", "jobs", "batch", "cli"},
     "client": {"cli", "emulator", "_demo", "jobs", "callbacks", "_poller", "_submit"},

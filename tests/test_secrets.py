@@ -262,8 +262,8 @@ async def test_no_secret_in_logs_reprs_errors_or_files(
             open_modes = journal_modes(journal)
             api = client._api
             assert api is not None
-            token_now = api.auth._token
-            assert token_now is not None
+            assert api.auth._token is not None
+            token_now = api.auth._token.get_secret_value()
             for shown in (client, api.auth, api.transport, jobs, jobs.journal, receiver, *handles):
                 evidence.add(f"repr {type(shown).__name__}", repr(shown))
         signatures += [

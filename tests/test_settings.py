@@ -58,7 +58,8 @@ BAD: list[tuple[Callable[[Any], object], str, object, str]] = [
     (lambda v: client(timeouts=v), "timeouts", {"total": 5}, "a Timeouts, or None"),
     (lambda v: client(retry=v), "retry", 2, "a RetryPolicy, or None"),
     (lambda v: client(limits=v), "limits", "10/60", "a RateLimits, or None"),
-    (lambda v: client(rate_limiter=v), "rate_limiter", 6379, "a str or RedisRateLimiter"),
+    (lambda v: client(rate_limiter=v), "rate_limiter", 6379, "a str or SecretStr or RedisRate"),
+    (lambda v: client(allow_insecure_http=v), "allow_insecure_http", "yes", "a bool, or None"),
     (lambda v: manager(job_timeout=v), "job_timeout", math.inf, f"{SECONDS} > 0"),
     (lambda v: manager(job_timeout=v), "job_timeout", True, f"{SECONDS} > 0"),
     (lambda v: manager(reconcile_settle=v), "reconcile_settle", math.nan, f"{SECONDS} >= 0"),
@@ -102,3 +103,59 @@ def test_a_retry_far_down_the_line_waits_the_maximum_not_an_overflow() -> None:
     policy = RetryPolicy(max_retries=10_000, initial=0.5, maximum=8)
     assert policy.delay(5_000, 0.0) == 4.0
     assert policy.delay(5_000, 0.999) < 8.0
+
+
+# -- plain http:// only to loopback (issue 15, finding 11) -----------------------------------
+
+LOOPBACK = [
+    "http://127.0.0.1:8080",
+    "http://127.4.5.6",
+    "http://localhost:9000/",
+    "http://LOCALHOST",
+    "http://[::1]:8080",
+]
+NOT_LOOPBACK = [
+    "http://open-api.chanjing.cc",
+    "http://10.0.0.7:8080",
+    "http://[fe80::1]",
+    "http://127.0.0.1.nip.io",
+    "http://localhost.example.com",
+    "http://0.0.0.0:8080",
+]
+
+
+@pytest.mark.parametrize("url", NOT_LOOPBACK)
+def test_plain_http_to_a_host_that_is_not_loopback_is_refused(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CHANJING_ALLOW_INSECURE_HTTP", raising=False)
+    with pytest.raises(ConfigurationError) as caught:
+        client(base_url=url)
+    message = str(caught.value)
+    assert message.startswith(f"base_url={url!r}: plain http://")
+    assert "allow_insecure_http=True" in message
+    assert "CHANJING_ALLOW_INSECURE_HTTP=1" in message
+    assert "https://" in message
+    assert caught.value.__context__ is None
+
+
+@pytest.mark.parametrize("url", LOOPBACK)
+def test_plain_http_to_loopback_is_taken(url: str) -> None:
+    assert client(base_url=url).base_url == url.rstrip("/")
+
+
+def test_plain_http_elsewhere_is_taken_when_allowed_explicitly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("CHANJING_ALLOW_INSECURE_HTTP", raising=False)
+    url = "http://api.internal:8080"
+    assert client(base_url=url, allow_insecure_http=True).base_url == url
+    assert client(base_url="https://api.example.com").base_url == "https://api.example.com"
+    monkeypatch.setenv("CHANJING_BASE_URL", url)
+    with pytest.raises(ConfigurationError, match="plain http://"):
+        client()  # from the environment too
+    monkeypatch.setenv("CHANJING_ALLOW_INSECURE_HTTP", "1")
+    assert client().base_url == url
+    # An explicit False wins over the environment.
+    with pytest.raises(ConfigurationError, match="plain http://"):
+        client(allow_insecure_http=False)

@@ -1,0 +1,43 @@
+"""What the transport hands aiohttp: request bodies and headers whose secrets it reveals there.
+
+An error tracker (Sentry's default) records the ``repr`` of every local of every frame, along
+the whole exception chain. The access token and the secret key therefore stay
+:class:`~pydantic.SecretStr` in every frame of the SDK; :func:`json_body` and :func:`headers`
+reveal them inside the call expression that hands them to aiohttp, so that only aiohttp's own
+frames ever hold them, and the transport never keeps an aiohttp exception in a chain.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from pydantic import SecretStr
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+__all__ = ["headers", "json_body"]
+
+
+def _reveal(value: object) -> str:
+    """``json.dumps``' fallback: a SecretStr goes on the wire as its value, nothing else does."""
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def json_body(body: Mapping[str, Any]) -> aiohttp.JsonPayload:
+    """The JSON payload of ``body``, its SecretStr values revealed (to be called in the call
+    expression of the request, never kept in a local)."""
+    return aiohttp.JsonPayload(body, dumps=functools.partial(json.dumps, default=_reveal))
+
+
+def headers(token: SecretStr | None, content_type: str | None) -> dict[str, str]:
+    """The request headers, the token revealed (like :func:`json_body`, in the call only)."""
+    sent = {"Content-Type": content_type} if content_type is not None else {}
+    if token is not None:
+        sent["access_token"] = token.get_secret_value()
+    return sent
