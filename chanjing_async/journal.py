@@ -8,8 +8,8 @@ up where the journal left it (``JobManager`` documents how).
 
 What is never written: the secret key, access tokens, callback URLs we signed (they are
 minted again from the job key) and result URLs (they expire; a fresh ``detail`` read gives
-new ones). The file and its ``-wal`` / ``-shm`` companions are created readable by the owner
-only (0600).
+new ones). The file, its lock and its ``-wal`` / ``-shm`` companions are the running user's
+own: never opened through a symbolic link, mode 0600 on every open (``_journal_file``).
 
 sqlite3 blocks, so every statement runs in a worker thread (``anyio.to_thread``), one batch at
 a time under a lock. Writes queue up in memory and are committed in order, many per
