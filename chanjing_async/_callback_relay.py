@@ -21,7 +21,7 @@ from . import _redis
 from .models import LipSyncTask
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
     from anyio.abc import TaskStatus
     from redis.asyncio.client import PubSub
@@ -45,7 +45,8 @@ def relayed(data: bytes) -> tuple[str, str, LipSyncTask] | None:
         message = json.loads(data)
         origin, key = message["origin"], message["key"]
         task = LipSyncTask.model_validate(message["task"])
-    except (ValueError, TypeError, KeyError, ValidationError):
+    except (ValueError, TypeError, KeyError, ValidationError, RecursionError):
+        # RecursionError: JSON nested deeper than the parser's stack (b'[' * 100_000).
         return None
     if not isinstance(origin, str) or not isinstance(key, str):
         return None
@@ -58,13 +59,18 @@ class Relay:
     Args:
         url: the Redis URL (checked); its password stays in the redis-py client only.
         channel: the pub/sub channel shared by the replicas.
+        note: told of each message dropped: ``relay_bad`` (no relayed callback) or
+            ``relay_error`` (``take`` raised it; with the exception).
 
     Raises:
         ConfigurationError: redis-py is missing or refuses the URL.
     """
 
-    def __init__(self, url: str, channel: str) -> None:
+    def __init__(
+        self, url: str, channel: str, note: Callable[[str, Exception | None], None]
+    ) -> None:
         self._client = _redis.connect(url)
+        self._note = note
         self._errors = _redis.redis_errors()
         self._channel = channel
         self._down = False
@@ -90,11 +96,15 @@ class Relay:
 
     async def listen(
         self,
-        take: Callable[[bytes], None],
+        take: Callable[[str, LipSyncTask], Awaitable[None]],
         *,
         task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Hand every message of the channel to ``take`` until cancelled, across Redis outages.
+        """Hand the job key and task of every relayed callback of the other receivers to
+        ``take`` until cancelled, across Redis outages.
+
+        Any other message, and one whose ``take`` raises, costs that message only: it is
+        reported to ``note`` and the subscription reads on.
 
         Started once the first subscription is made or has failed; after a failure or a lost
         connection, subscribes again with a backoff doubling up to ``_RELAY_BACKOFF_CAP``.
@@ -129,7 +139,9 @@ class Relay:
             logger.info("callback relay: Redis %s is back, subscribed again", self.where)
         return pubsub
 
-    async def _pump(self, pubsub: PubSub, take: Callable[[bytes], None]) -> None:
+    async def _pump(
+        self, pubsub: PubSub, take: Callable[[str, LipSyncTask], Awaitable[None]]
+    ) -> None:
         """Hand messages to ``take`` until the connection fails, then close ``pubsub``."""
         try:
             while True:
@@ -137,11 +149,24 @@ class Relay:
                     ignore_subscribe_messages=True, timeout=_RELAY_READ
                 )
                 if message is not None and message["type"] == "message":
-                    take(message["data"])
+                    await self._hand(message["data"], take)
         except self._errors as exc:
             self._lost(exc)
         finally:
             await _close(pubsub)
+
+    async def _hand(self, data: bytes, take: Callable[[str, LipSyncTask], Awaitable[None]]) -> None:
+        """Hand one message to ``take``: whatever it holds, or raises, it costs only itself."""
+        try:
+            message = relayed(data)
+            if message is None:
+                self._note("relay_bad", None)
+                return
+            origin, key, task = message
+            if origin != self.origin:
+                await take(key, task)
+        except Exception as exc:  # a bug: the next message is read all the same
+            self._note("relay_error", exc)
 
     def _lost(self, exc: BaseException) -> None:
         """Log the start of an outage (once: not every failed attempt to end it)."""

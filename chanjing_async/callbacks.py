@@ -9,11 +9,17 @@ clients resolve such path segments away, escaped or not): a manager with callbac
 A request with a wrong signature gets a bare 404, exactly like an unknown path. A valid callback
 is only a hint: it makes the manager read the task through ``detail`` at once, and the handle
 resolves from that answer, so even a forged body with a stolen URL cannot fake a result.
-Repeats of the same (task, status) are acknowledged and ignored.
+At most one callback per job and task reaches the manager per ``repeat_interval``: a repeat
+within it is answered 200 at once and held, and the latest one held is handed on when the
+interval ends (``_callback_repeats``): a leaked URL costs at most one read per interval.
 
-Status codes: 200 accepted or duplicate; 400 a body that is no task object, or a task that is
-not this job's; 404 bad signature or unknown job; 405 not a POST; 413 body over ``max_body``;
-415 not ``application/json``. None of them changes a job.
+Status codes: 200 accepted, duplicate or repeat; 400 a body that is no task object (however
+deeply nested: no input ends the manager or escapes the app), or a task that is not this
+job's; 404 bad signature or unknown job; 405 not a POST; 408 a body slower than
+``header_timeout``; 413 body over ``max_body``; 415 not ``application/json``. None of them
+changes a job. Rejections are counted in ``outcomes`` and logged at a bounded rate
+(``_bounded_log``); the standalone server also caps and times out connections
+(``_receiver_guard``).
 
 Several replicas behind one callback URL share a Redis **relay** (``relay="redis://..."``):
 any replica may receive the callback of a job another one submitted. A callback that passes
@@ -22,10 +28,12 @@ as ``{"origin", "key", "task"}`` (the receiver's random id, the job key, the tas
 signature, no secret) and answered 200, or 503 if Redis is unreachable. Every receiver with a
 relay subscribes to the channel while its manager is open and hands each message of another
 receiver to its own manager, exactly like a callback it received itself: still only a hint,
-confirmed through ``detail``, so a message written into Redis by anyone else can cost one read,
-never fake a result. Pub/sub keeps nothing: a message sent while a replica is reconnecting is
-lost, and that job ends by polling, as it would without callbacks. The replicas must share the
-``secret``, since each verifies URLs the others minted.
+confirmed through ``detail``, so a message written into Redis by anyone else can cost one read
+(per job and interval), never fake a result, and one that is no relayed callback (or that fails
+in any way) is counted and dropped, never ends the subscription. Pub/sub keeps nothing: a
+message sent while a replica is reconnecting is lost, and that job ends by polling, as it
+would without callbacks. The replicas must share the ``secret``, since each verifies URLs the
+others minted.
 """
 
 from __future__ import annotations
@@ -36,22 +44,28 @@ import json
 import logging
 import secrets
 from collections import Counter
-from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import parse_qs, quote, unquote_to_bytes, urlsplit
+from typing import TYPE_CHECKING, Literal
+from urllib.parse import quote, urlsplit
 
-from aiohttp import web
 from pydantic import ValidationError
 
 from . import _redis
-from ._callback_relay import Relay, relayed
+from ._bounded_log import BoundedLog
+from ._callback_http import CallbackHttp
+from ._callback_relay import Relay
+from ._callback_repeats import REPEAT_INTERVAL, RepeatGate
 from ._config import check_setting
+from ._receiver_guard import HEADER_TIMEOUT, IDLE_TIMEOUT, MAX_CONNECTIONS, ReceiverGuard
 from .errors import ConfigurationError, InvalidInputError
 from .models import Envelope, LipSyncTask
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, MutableMapping
+    from collections.abc import Callable
 
+    from aiohttp import web
     from anyio.abc import TaskGroup
+
+    from ._callback_http import AsgiApp
 
 __all__ = ["CallbackReceiver", "Verdict"]
 
@@ -116,10 +130,19 @@ class CallbackReceiver:
         relay: Redis URL of the relay between replicas (needs the ``redis`` extra and a
             ``secret``); None serves this manager's jobs only. Its password is never shown.
         relay_channel: the pub/sub channel of the relay, the same for every replica.
+        max_connections: connections the standalone server keeps open at once (128); one more
+            replaces the oldest that is still sending or idle.
+        header_timeout: seconds a new connection of the standalone server has to send its
+            request head (10); in every front end, a body must arrive as fast (else 408).
+        idle_timeout: seconds a kept-alive connection of the standalone server may stay idle
+            between an answer and the next request head (15).
+        repeat_interval: seconds during which further callbacks naming the same job and task
+            are repeats (10): answered 200 and held, the latest handed on when the interval
+            ends. 0 hands every callback on at once.
 
     Raises:
-        ConfigurationError: a bad URL, port, secret, size or relay; a relay without a secret;
-            a relay without redis-py installed.
+        ConfigurationError: a bad URL, port, secret, size, timeout, interval or relay; a relay
+            without a secret; a relay without redis-py installed.
     """
 
     def __init__(
@@ -133,6 +156,10 @@ class CallbackReceiver:
         max_body: int = 64 * 1024,
         relay: str | None = None,
         relay_channel: str = "chanjing:callbacks",
+        max_connections: int = MAX_CONNECTIONS,
+        header_timeout: float = HEADER_TIMEOUT,
+        idle_timeout: float = IDLE_TIMEOUT,
+        repeat_interval: float = REPEAT_INTERVAL,
     ) -> None:
         if public_url is not None:
             parts = urlsplit(public_url)
@@ -146,6 +173,10 @@ class CallbackReceiver:
         if secret is not None and not _strong(secret):
             raise ConfigurationError("secret: must be bytes, at least 16 of them")
         check_setting("max_body", max_body, integer=True, minimum=1024)
+        check_setting("max_connections", max_connections, integer=True, minimum=1)
+        for field, seconds in (("header_timeout", header_timeout), ("idle_timeout", idle_timeout)):
+            check_setting(field, seconds, above=True, unit="seconds")
+        check_setting("repeat_interval", repeat_interval, unit="seconds")
         if relay is not None:
             _redis.check_url(relay, field="relay")
             if secret is None:
@@ -162,15 +193,32 @@ class CallbackReceiver:
         self.serve = serve
         self._secret = secret or secrets.token_bytes(32)
         self._max_body = max_body
+        self._http = CallbackHttp(
+            self.receive, self._count, max_body=max_body, body_timeout=header_timeout
+        )
         self._deliver: Callable[[str, LipSyncTask], Verdict] | None = None
         self._runner: web.AppRunner | None = None
-        self._relay = None if relay is None else Relay(relay, relay_channel)
+        self._log = BoundedLog(logger)
+        self._repeats = RepeatGate(repeat_interval, self._note)
+        self._guard = ReceiverGuard(
+            max_connections=max_connections,
+            header_timeout=header_timeout,
+            idle_timeout=idle_timeout,
+            note=self._note,
+        )
+        self._relay = None if relay is None else Relay(relay, relay_channel, self._note)
         self.outcomes: Counter[str] = Counter()
-        """Requests by outcome: a verdict (accepted, duplicate, unknown, mismatch), forged,
-        bad_method, too_large, bad_type, bad_body; with a relay, relayed (published for the
-        other replicas) and relay_down (Redis unreachable, HTTP 503). Messages of the other
-        replicas by what this manager made of them: relay_accepted, relay_duplicate,
-        relay_ignored (not this manager's job), relay_bad (not a relayed callback)."""
+        """Requests by outcome: a verdict (accepted, duplicate, unknown, mismatch), repeat
+        (held, see ``repeat_interval``), forged, bad_method, too_large, bad_type, bad_body,
+        slow_body (408); with a relay, relayed (published for the other replicas) and
+        relay_down (Redis unreachable, HTTP 503). The standalone server's connections:
+        slow_head and idle (closed by ``header_timeout``, ``idle_timeout``), evicted (closed
+        for a newer one), refused (over ``max_connections``), malformed (a request aiohttp
+        could not parse), server_error (a bug: HTTP 500). Messages of the other replicas by
+        what this manager made of them: relay_accepted, relay_duplicate, relay_repeat,
+        relay_ignored (not this manager's job), relay_bad (not a relayed callback),
+        relay_error (failed in the manager: a bug); repeat_error (a held callback failed when
+        handed on: a bug)."""
 
     def __repr__(self) -> str:
         where = self._public_url or f"http://{self._host}:{self._port} (not started)"
@@ -238,6 +286,7 @@ class CallbackReceiver:
             OSError: the standalone server cannot listen on ``host:port``.
         """
         self.bind(deliver)
+        self._repeats.open(group)
         try:
             if self.serve:
                 await self.start()
@@ -253,6 +302,7 @@ class CallbackReceiver:
         The manager cancels the relay's subscription (its task group) before calling this.
         """
         self.unbind()
+        self._repeats.close()
         try:
             await self.stop()
         finally:
@@ -271,7 +321,8 @@ class CallbackReceiver:
     async def receive(self, key: str, sig: str, method: str, content_type: str, body: bytes) -> int:
         """Judge one callback request and return the HTTP status to answer.
 
-        With a relay, a valid callback of a job the manager does not know is published for the
+        A valid callback repeating one handed on within ``repeat_interval`` is held (200). With
+        a relay, a valid callback of a job the manager does not know is published for the
         other replicas (awaited here, so the answer tells whether it was).
         """
         # Bytes, not str: compare_digest refuses non-ASCII str, which anyone could send.
@@ -287,9 +338,16 @@ class CallbackReceiver:
             payload = json.loads(body)
             data = Envelope.model_validate(payload).data if "data" in payload else payload
             task = LipSyncTask.model_validate(data)
-        except (ValueError, TypeError, ValidationError):
+        except (ValueError, TypeError, ValidationError, RecursionError):
+            # RecursionError: JSON nested deeper than the parser's stack ('[' * 50_000).
             return self._count("bad_body", 400)
-        if self._deliver is None:
+        if not self._repeats.admit(key, task.id, lambda: self._judge(key, task)):
+            return self._count("repeat", 200)
+        return await self._judge(key, task)
+
+    async def _judge(self, key: str, task: LipSyncTask) -> int:
+        """Hand a verified callback to the manager, or to the other replicas; the status."""
+        if self._deliver is None:  # no manager: the receiver is closed
             return self._count("unknown", 404)
         verdict = self._deliver(key, task)
         if verdict == "unknown" and self._relay is not None:
@@ -301,21 +359,29 @@ class CallbackReceiver:
     def _count(self, outcome: str, status: int) -> int:
         self.outcomes[outcome] += 1
         if status != 200:
-            logger.info("callback rejected: %s (HTTP %d)", outcome, status)
+            self._log.note(
+                outcome, logging.INFO, "callback rejected: %s (HTTP %d)", outcome, status
+            )
         return status
 
-    def _take_relayed(self, data: bytes) -> None:
-        """Hand a message of the relay channel to the manager, unless this receiver sent it."""
-        assert self._relay is not None  # only the relay calls this
-        message = relayed(data)
-        if message is None:
-            self.outcomes["relay_bad"] += 1
-            logger.info("callback relay: a message on the channel is not a relayed callback")
-            return
-        origin, key, task = message
-        if origin == self._relay.origin or self._deliver is None:
-            return
-        self.outcomes[_OUTCOME_OF_RELAYED[self._deliver(key, task)]] += 1
+    def _note(self, outcome: str, exc: Exception | None = None) -> None:
+        """Count an event that is no answer (a connection the guard closed, a relay message,
+        aiohttp's report of a request); log it at a bounded rate, with ``exc`` at ERROR."""
+        self.outcomes[outcome] += 1
+        if outcome != "idle":  # an idle keep-alive connection closed: nothing to report
+            level = logging.INFO if exc is None else logging.ERROR
+            self._log.note(outcome, level, "callback receiver: %s", outcome, exc_info=exc)
+
+    async def _take_relayed(self, key: str, task: LipSyncTask) -> None:
+        """Hand the callback another replica relayed to the manager, like one received here."""
+        if self._repeats.admit(key, task.id, lambda: self._judge_relayed(key, task)):
+            await self._judge_relayed(key, task)
+        else:
+            self.outcomes["relay_repeat"] += 1
+
+    async def _judge_relayed(self, key: str, task: LipSyncTask) -> None:
+        if self._deliver is not None:
+            self.outcomes[_OUTCOME_OF_RELAYED[self._deliver(key, task)]] += 1
 
     # -- aiohttp -----------------------------------------------------------------------------
 
@@ -325,43 +391,13 @@ class CallbackReceiver:
         The key is the rest of the path, percent-decoded: escaped (``a%2Fb``) or, as URLs
         minted before keys were escaped carry it, not (``a/b``).
         """
-        app = web.Application(client_max_size=self._max_body)
-        app.router.add_route("*", "/{key:.+}", self._handle)
-        return app
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        declared = request.content_length
-        if declared is not None and declared > self._max_body:
-            body = b"\0" * (self._max_body + 1)  # judged too large without reading it
-        else:
-            # read(n) returns what has arrived so far: keep reading until the end or the cap.
-            chunks = bytearray()
-            while len(chunks) <= self._max_body:
-                chunk = await request.content.read(self._max_body + 1 - len(chunks))
-                if not chunk:
-                    break
-                chunks += chunk
-            body = bytes(chunks)
-        status = await self.receive(
-            request.match_info["key"],
-            request.query.get("sig", ""),
-            request.method,
-            request.headers.get("Content-Type", ""),
-            body,
-        )
-        return web.Response(status=status)
+        return self._http.aiohttp_app()
 
     async def start(self) -> None:
         """Start the standalone server (the JobManager does this when it opens)."""
         prefix = urlsplit(self._public_url).path.rstrip("/") if self._public_url else ""
         prefix = prefix or _DEFAULT_PREFIX
-        root = web.Application()
-        root.add_subapp(prefix, self.aiohttp_app())
-        # No access log: its request lines would carry each URL's signature.
-        self._runner = web.AppRunner(root, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port)
-        await site.start()
+        self._runner = await self._guard.serve(self.aiohttp_app(), prefix, self._host, self._port)
         port = self._runner.addresses[0][1]
         if self._public_url is None:
             self._public_url = f"http://{self._host}:{port}{_DEFAULT_PREFIX}"
@@ -375,47 +411,10 @@ class CallbackReceiver:
 
     # -- ASGI --------------------------------------------------------------------------------
 
-    async def asgi(
-        self,
-        scope: MutableMapping[str, Any],
-        receive: Callable[[], Awaitable[MutableMapping[str, Any]]],
-        send: Callable[[MutableMapping[str, Any]], Awaitable[None]],
-    ) -> None:
+    @property
+    def asgi(self) -> AsgiApp:
         """An ASGI 3 application: mount it at the prefix of ``public_url``."""
-        if scope["type"] != "http":
-            return
-        headers = {name.decode("latin-1").lower(): value for name, value in scope["headers"]}
-        body = b""
-        more = True
-        while more and len(body) <= self._max_body:
-            message = await receive()
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-        status = await self.receive(
-            _last_segment(scope),
-            query.get("sig", [""])[0],
-            scope["method"],
-            headers.get("content-type", b"").decode("latin-1"),
-            body,
-        )
-        await send({"type": "http.response.start", "status": status, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
-
-
-def _last_segment(scope: MutableMapping[str, Any]) -> str:
-    """The job key of an ASGI request: the last segment of its path, percent-decoded.
-
-    From ``raw_path`` (the path as sent) when the server gives it, so that an escaped ``/`` in
-    a key is not taken for a separator; otherwise from the decoded ``path``, where a key with
-    ``/`` cannot be told apart.
-    """
-    raw = scope.get("raw_path")
-    if isinstance(raw, bytes):
-        segment = raw.split(b"?", 1)[0].rstrip(b"/").rsplit(b"/", 1)[-1]
-        return unquote_to_bytes(segment).decode("utf-8", "surrogateescape")
-    path: str = scope["path"]
-    return path.rstrip("/").rsplit("/", 1)[-1]
+        return self._http.asgi
 
 
 def _strong(secret: object) -> bool:

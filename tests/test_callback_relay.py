@@ -23,9 +23,11 @@ from chanjing_async import (
     CallbackReceiver,
     ConfigurationError,
     JobManager,
+    LipSyncTask,
     PollPolicy,
     TaskStatus,
 )
+from chanjing_async._callback_relay import Relay
 from tests.conftest import TIME_SCALE, job_manager, make_client, numbered, until
 
 if TYPE_CHECKING:
@@ -70,15 +72,23 @@ class Replicas:
 
 @asynccontextmanager
 async def replicas(
-    emulator: EmulatorServer, relay: str | None, *, poll_a: PollPolicy = SLOW
+    emulator: EmulatorServer,
+    relay: str | None,
+    *,
+    poll_a: PollPolicy = SLOW,
+    repeat_interval: float = 10.0,
 ) -> AsyncIterator[Replicas]:
     """Replicas A and B, each with its own client of the emulator, sharing secret and relay."""
     async with AsyncExitStack() as stack:
-        receiver_b = CallbackReceiver(secret=SECRET, relay=relay)
+        receiver_b = CallbackReceiver(secret=SECRET, relay=relay, repeat_interval=repeat_interval)
         client_b = await stack.enter_async_context(make_client(emulator.base_url))
         b = await stack.enter_async_context(job_manager(client_b, callbacks=receiver_b))
         receiver_a = CallbackReceiver(
-            receiver_b.public_url, serve=False, secret=SECRET, relay=relay
+            receiver_b.public_url,
+            serve=False,
+            secret=SECRET,
+            relay=relay,
+            repeat_interval=repeat_interval,
         )
         client_a = await stack.enter_async_context(make_client(emulator.base_url))
         a = await stack.enter_async_context(
@@ -99,10 +109,12 @@ async def subscribed(url: str, channel: str = "chanjing:callbacks") -> int:
     return counts[0][1]
 
 
-async def until_subscribed(url: str, count: int, timeout: float = 3.0) -> None:
+async def until_subscribed(
+    url: str, count: int, timeout: float = 3.0, channel: str = "chanjing:callbacks"
+) -> None:
     with anyio.fail_after(timeout):
         while True:
-            if await subscribed(url) == count:
+            if await subscribed(url, channel) == count:
                 return
             await anyio.sleep(0.02)
 
@@ -165,7 +177,8 @@ async def test_without_a_relay_the_other_replica_answers_unknown(
 async def test_a_repeated_callback_reaches_the_manager_as_a_duplicate(
     emulator: EmulatorServer, files: tuple[str, str], redis_server: RedisServer
 ) -> None:
-    async with replicas(emulator, redis_server.url) as running:
+    # A repeat within 0.2 s of the first callback is held by B, then relayed when that ends.
+    async with replicas(emulator, redis_server.url, repeat_interval=0.2) as running:
         handle = await running.a.submit(numbered(files[0], 1))
         with anyio.fail_after(3):
             task = await handle.wait()
@@ -175,8 +188,12 @@ async def test_a_repeated_callback_reaches_the_manager_as_a_duplicate(
             status = reply.status
         await until(lambda: running.receiver_a.outcomes["relay_duplicate"] == 1)
     assert status == 200
-    assert running.receiver_b.outcomes == {"relayed": 2}
-    assert running.receiver_a.outcomes == {"relay_accepted": 1, "relay_duplicate": 1}
+    assert running.receiver_b.outcomes == {"relayed": 2, "repeat": 1}
+    # A gates relayed callbacks too: the second may reach it within 0.2 s of the first, and
+    # then be held by A for the rest of that interval before its manager calls it a duplicate.
+    outcomes_a = running.receiver_a.outcomes
+    assert (outcomes_a["relay_accepted"], outcomes_a["relay_duplicate"]) == (1, 1)
+    assert set(outcomes_a) <= {"relay_accepted", "relay_duplicate", "relay_repeat"}
 
 
 async def test_messages_that_are_no_relayed_callback_are_counted_and_dropped(
@@ -192,6 +209,74 @@ async def test_messages_that_are_no_relayed_callback_are_counted_and_dropped(
         await until(lambda: running.receiver_a.outcomes["relay_bad"] == 3)
         await until(lambda: running.receiver_b.outcomes["relay_bad"] == 3)
     assert running.receiver_a.outcomes == {"relay_bad": 3}
+
+
+async def test_no_message_ends_a_manager_and_later_callbacks_still_arrive(
+    emulator: EmulatorServer,
+    files: tuple[str, str],
+    redis_server: RedisServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="chanjing_async")
+    nested = b"[" * 100_000  # deeper than the JSON parser's stack: RecursionError
+    garbage = [
+        nested,
+        b'{"origin": "x", "key": "k", "task": ' + nested + b"}",
+        b'{"origin": "x", "key": "k", "task": {"id": "t", "status": 1' + b"0" * 5000 + b"}}",
+        b"\xff\xfe\x00",
+    ]
+    async with replicas(emulator, redis_server.url) as running:
+        client = redis.asyncio.Redis.from_url(redis_server.url)
+        try:
+            for junk in garbage:
+                await client.publish("chanjing:callbacks", junk)
+        finally:
+            await client.aclose()
+        await until(lambda: running.receiver_a.outcomes["relay_bad"] == len(garbage))
+        await until(lambda: running.receiver_b.outcomes["relay_bad"] == len(garbage))
+        # Both managers and their subscriptions go on: a job of A still ends through B.
+        handle = await running.a.submit(numbered(files[0], 1))
+        with anyio.fail_after(3):  # A's first poll would come after 10 s
+            task = await handle.wait()
+    assert task.status == TaskStatus.SUCCEEDED
+    assert running.receiver_a.outcomes == {"relay_bad": len(garbage), "relay_accepted": 1}
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
+    # Counted every time, logged once per receiver (at most one record a minute per kind).
+    bad = [record for record in caplog.records if "relay_bad" in record.getMessage()]
+    assert len(bad) == 2
+
+
+async def test_a_message_that_fails_when_handed_on_costs_only_itself(
+    redis_server: RedisServer,
+) -> None:
+    noted: list[tuple[str, str]] = []
+
+    def note(outcome: str, exc: Exception | None) -> None:
+        noted.append((outcome, repr(exc)))
+
+    listener = Relay(redis_server.url, "test:relay", note)
+    sender = Relay(redis_server.url, "test:relay", note)
+    taken: list[str] = []
+
+    async def take(key: str, task: LipSyncTask) -> None:
+        taken.append(key)
+        if key == "boom":
+            raise RuntimeError("a bug in the manager")
+
+    task = LipSyncTask(id="t1", status=TaskStatus.SUCCEEDED)
+    try:
+        async with anyio.create_task_group() as group:
+            await group.start(listener.listen, take)
+            await until_subscribed(redis_server.url, 1, channel="test:relay")
+            for key in ("boom", "fine", "boom", "fine"):
+                assert await sender.publish(key, task)
+            await until(lambda: len(taken) == 4)
+            group.cancel_scope.cancel()
+    finally:
+        await listener.close()
+        await sender.close()
+    assert taken == ["boom", "fine", "boom", "fine"]
+    assert noted == [("relay_error", "RuntimeError('a bug in the manager')")] * 2
 
 
 # -- Redis outages ---------------------------------------------------------------------------

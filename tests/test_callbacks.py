@@ -340,7 +340,7 @@ async def test_a_forged_callback_is_a_bare_404_and_changes_nothing(
 
 
 async def test_a_stolen_url_cannot_fake_a_result(quiet: Quiet) -> None:
-    receiver = CallbackReceiver()
+    receiver = CallbackReceiver(repeat_interval=1.0)
     async with JobManager(quiet.client, callbacks=receiver, poll=SLOW) as jobs:
         handle = await jobs.submit(tts(quiet.video_id))
         task_id = await created(handle)
@@ -351,13 +351,16 @@ async def test_a_stolen_url_cannot_fake_a_result(quiet: Quiet) -> None:
         assert handle.last is not None
         read = handle.last
         done = handle.done
-        # The forgery did not use up the status: the real callback, once the task has ended,
-        # is a new hint (not a duplicate) and finishes the job at once.
+        # The forgery did not use up the status: the real callback, once the task has ended
+        # (0.5 s), comes within the repeat interval of the forgery (1 s), so it is held, and
+        # handed on when the interval ends: a new hint, not a duplicate, and it finishes the job.
         real = await ended_on_server(quiet.client, task_id)
         assert await post(receiver.url_for(handle.key), envelope(real)) == 200
+        held = dict(receiver.outcomes)
         finished = await handle.wait(timeout=2)
     assert status == 200
-    assert receiver.outcomes == {"accepted": 2}
+    assert held == {"accepted": 1, "repeat": 1}
+    assert receiver.outcomes == {"accepted": 2, "repeat": 1}
     assert detail_calls == 1
     # The handle followed what detail answered, not what the body claimed.
     assert not done
@@ -380,7 +383,8 @@ async def test_a_repeated_callback_is_acknowledged_and_read_once(quiet: Quiet) -
         late = await post(url, envelope(task))
         stats = jobs.stats
     assert (first, second, late) == (200, 200, 200)
-    assert receiver.outcomes == {"accepted": 1, "duplicate": 2}
+    # Within the repeat interval (10 s) of the first: held, and dropped when the manager closed.
+    assert receiver.outcomes == {"accepted": 1, "repeat": 2}
     assert (stats.poll.detail_calls, stats.poll.list_calls) == (1, 0)
     assert result.id == task.id
     assert result.status == TaskStatus.SUCCEEDED
@@ -631,6 +635,14 @@ async def test_the_asgi_front_end(quiet: Quiet) -> None:
         ({"secret": b"fifteen bytes.."}, "secret"),
         ({"secret": "a str of more than sixteen chars"}, "secret"),
         ({"max_body": 1023}, "max_body"),
+        ({"max_connections": 0}, "max_connections"),
+        ({"max_connections": 12.5}, "max_connections"),
+        ({"header_timeout": 0}, "header_timeout"),
+        ({"header_timeout": float("nan")}, "header_timeout"),
+        ({"idle_timeout": -1.0}, "idle_timeout"),
+        ({"idle_timeout": "15"}, "idle_timeout"),
+        ({"repeat_interval": -0.5}, "repeat_interval"),
+        ({"repeat_interval": float("inf")}, "repeat_interval"),
     ],
 )
 def test_a_bad_configuration_names_the_field(options: dict[str, Any], field: str) -> None:
