@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import anyio
 
+from ._callback_claims import CallbackClaims
 from ._config import check_setting, check_type, number_problem
 from ._handle import JobHandle, JobStage
 from ._job_journal import ManagerJournal, doubt, fingerprint, job_of, spec
@@ -33,6 +34,7 @@ from ._submit import SubmitStats, Submitter
 from ._uploads import Uploads
 from .callbacks import CallbackReceiver
 from .errors import (
+    ChanjingError,
     CreateOutcomeUnknown,
     InvalidInputError,
     JobError,
@@ -217,6 +219,7 @@ class JobManager:
         self._handles: dict[str, JobHandle] = {}
         self._recent: OrderedDict[str, JobHandle] = OrderedDict()
         self._reported: dict[str, str] = {}  # possible duplicates: task id -> job key
+        self._claims = CallbackClaims()  # bounds the reads of callbacks naming other tasks
         self._timeouts: dict[str, float] = {}
         self._prepared: dict[str, LipSyncRequest] = {}
         self._uploading: dict[str, anyio.CancelScope] = {}
@@ -803,6 +806,8 @@ class JobManager:
                 return "mismatch"
             # The create of this job is unexplained: the callback names its task (checked
             # through detail before the job adopts it).
+            if not self._claims.admit(key, task.id):
+                return "duplicate"
             running.group.start_soon(reconciler.prove, key, task.id)
             return "accepted"
         if task.id != handle.task_id:
@@ -811,11 +816,26 @@ class JobManager:
         return "accepted" if running.poller.confirm(task.id, task.status) else "duplicate"
 
     def _another_task(self, handle: JobHandle, task_id: str) -> None:
-        """A callback of ``handle``'s job names a task it does not hold."""
+        """A callback of ``handle``'s job names a task it does not hold: if ``detail`` knows
+        it and nobody owns it, this job's create made another task too (a duplicate, never
+        adopted). The callback's word alone records nothing."""
+        if self._foreign(handle, task_id) and self._claims.admit(handle.key, task_id):
+            running = self._running
+            if running is not None:
+                running.group.start_soon(self._confirm_another_task, handle, task_id)
+
+    def _foreign(self, handle: JobHandle, task_id: str) -> bool:
         ledger = self._client.lip_sync.ledger
-        if task_id != handle.task_id and not self._owns(task_id) and not ledger.owns(task_id):
-            # This job's create made another task too: a duplicate, never adopted.
-            ledger.disown(task_id)
+        return task_id != handle.task_id and not self._owns(task_id) and not ledger.owns(task_id)
+
+    async def _confirm_another_task(self, handle: JobHandle, task_id: str) -> None:
+        try:
+            await self._client.lip_sync.get(task_id)
+        except ChanjingError as exc:
+            logger.info("job %s: callback task %s not confirmed (%s)", handle.key, task_id, exc)
+            return
+        if self._foreign(handle, task_id):  # still nobody's after the read
+            self._client.lip_sync.ledger.disown(task_id)
             self._duplicate(handle.key, task_id, proven=True)
 
     def _duplicate(self, key: str, task_id: str, *, proven: bool = False) -> None:

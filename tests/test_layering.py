@@ -26,6 +26,7 @@ FORBIDDEN: dict[str, set[str]] = {
     "_poller": {"client", "_transport", "jobs", "_submit", "callbacks", "cli", "emulator"},
     "_submit": {"client", "_transport", "jobs", "_poller", "callbacks", "cli", "emulator"},
     "_uploads": {"client", "_transport", "jobs", "cli", "emulator"},
+    "_callback_claims": {"client", "_transport", "jobs", "callbacks", "cli", "emulator"},
     "callbacks": {"client", "_transport", "jobs", "_poller", "_submit", "cli", "emulator"},
     "jobs": {"_transport", "cli", "emulator", "_demo", "batch", "_manifest"},
     "journal": {"client", "_transport", "jobs", "_submit", "_poller", "batch", "cli", "emulator"},

@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 import time
+import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -325,6 +326,28 @@ async def test_repeated_callbacks_cost_one_read_and_the_job_still_completes(
     assert finished.status == TaskStatus.SUCCEEDED
     assert receiver.outcomes == {"accepted": 2, "repeat": 100}
     assert stats.poll.detail_calls == 2  # the forgery's read, then the real callback's
+
+
+async def test_a_leaked_url_naming_made_up_tasks_costs_four_reads_and_records_nothing(
+    media: tuple[Path, Path],
+) -> None:
+    # A callback naming a task its job does not hold would be a duplicate of its create: it is
+    # read through detail before anything is recorded, four distinct ids per job at most.
+    receiver = CallbackReceiver(repeat_interval=0)  # the receiver's own bound out of the way
+    async with one_job(media, receiver) as job:
+        before = detail_reads(job.setup.emulator)
+        statuses = [
+            await post(job.url, envelope(claimed(uuid.uuid4().hex, TaskStatus.QUEUED)))
+            for _ in range(50)
+        ]
+        await anyio.sleep(0.2)  # the reads it started have ended
+        reads = detail_reads(job.setup.emulator) - before
+        duplicates = list(job.handle.duplicates)
+        refused = job.jobs._claims.refused
+    assert statuses == [400] * 50  # a task its job does not hold: mismatch
+    assert reads == 4
+    assert refused == 46
+    assert duplicates == []  # the server knows none of them: nothing is recorded
 
 
 # -- finding 12: floods are counted, and logged at a bounded rate ------------------------------
