@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from anyio.abc import TaskStatus
+    from pydantic import SecretStr
     from redis.asyncio.client import PubSub
 
 __all__ = ["Relay", "relayed"]
@@ -67,7 +68,7 @@ class Relay:
     """
 
     def __init__(
-        self, url: str, channel: str, note: Callable[[str, Exception | None], None]
+        self, url: SecretStr, channel: str, note: Callable[[str, Exception | None], None]
     ) -> None:
         self._client = _redis.connect(url)
         self._note = note

@@ -44,10 +44,10 @@ import json
 import logging
 import secrets
 from collections import Counter
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote, urlsplit
 
-from pydantic import ValidationError
+from pydantic import SecretBytes, SecretStr, ValidationError
 
 from . import _redis
 from ._bounded_log import BoundedLog
@@ -161,6 +161,11 @@ class CallbackReceiver:
         idle_timeout: float = IDLE_TIMEOUT,
         repeat_interval: float = REPEAT_INTERVAL,
     ) -> None:
+        # The relay's password and the HMAC secret are hidden before anything can fail: an
+        # error tracker records this frame's locals.
+        hidden_relay = None if relay is None else _hidden(relay)
+        hidden_secret = None if secret is None else _hidden(secret)
+        del relay, secret
         if public_url is not None:
             parts = urlsplit(public_url)
             if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
@@ -170,16 +175,16 @@ class CallbackReceiver:
         elif not serve:
             raise ConfigurationError("public_url is required when serve=False (mounted receiver)")
         check_setting("port", port, integer=True, maximum=65535)
-        if secret is not None and not _strong(secret):
+        if hidden_secret is not None and not _strong(hidden_secret):
             raise ConfigurationError("secret: must be bytes, at least 16 of them")
         check_setting("max_body", max_body, integer=True, minimum=1024)
         check_setting("max_connections", max_connections, integer=True, minimum=1)
         for field, seconds in (("header_timeout", header_timeout), ("idle_timeout", idle_timeout)):
             check_setting(field, seconds, above=True, unit="seconds")
         check_setting("repeat_interval", repeat_interval, unit="seconds")
-        if relay is not None:
-            _redis.check_url(relay, field="relay")
-            if secret is None:
+        if hidden_relay is not None:
+            _redis.check_url(hidden_relay, field="relay")
+            if hidden_secret is None:
                 raise ConfigurationError(
                     "secret: required with a relay (each replica verifies the URLs of the others)"
                 )
@@ -191,7 +196,9 @@ class CallbackReceiver:
         self._host = host
         self._port = port
         self.serve = serve
-        self._secret = secret or secrets.token_bytes(32)
+        self._secret = (
+            SecretBytes(secrets.token_bytes(32)) if hidden_secret is None else hidden_secret
+        )
         self._max_body = max_body
         self._http = CallbackHttp(
             self.receive, self._count, max_body=max_body, body_timeout=header_timeout
@@ -206,7 +213,9 @@ class CallbackReceiver:
             idle_timeout=idle_timeout,
             note=self._note,
         )
-        self._relay = None if relay is None else Relay(relay, relay_channel, self._note)
+        self._relay = (
+            None if hidden_relay is None else Relay(hidden_relay, relay_channel, self._note)
+        )
         self.outcomes: Counter[str] = Counter()
         """Requests by outcome: a verdict (accepted, duplicate, unknown, mismatch), repeat
         (held, see ``repeat_interval``), forged, bad_method, too_large, bad_type, bad_body,
@@ -313,7 +322,7 @@ class CallbackReceiver:
         # surrogatepass: a key decoded from a hostile URL may hold lone surrogates; their bytes
         # are no strict UTF-8, so they never sign like a real key (which is valid text).
         return hmac.new(
-            self._secret, key.encode("utf-8", "surrogatepass"), hashlib.sha256
+            self._secret.get_secret_value(), key.encode("utf-8", "surrogatepass"), hashlib.sha256
         ).hexdigest()
 
     # -- the one decision, shared by the aiohttp and ASGI front ends -------------------------
@@ -417,5 +426,16 @@ class CallbackReceiver:
         return self._http.asgi
 
 
+def _hidden(value: object) -> Any:
+    """``value`` as a SecretStr / SecretBytes (whose repr hides it); other types as they are,
+    for the checks to name."""
+    if isinstance(value, str):
+        return SecretStr(value)
+    if isinstance(value, bytes):
+        return SecretBytes(value)
+    return value
+
+
 def _strong(secret: object) -> bool:
-    return isinstance(secret, bytes) and len(secret) >= 16
+    value = secret.get_secret_value() if isinstance(secret, SecretBytes) else secret
+    return isinstance(value, bytes) and len(value) >= 16

@@ -23,6 +23,7 @@ from aiohttp import web
 
 from chanjing_async import (
     AsyncChanjingClient,
+    CallbackReceiver,
     ChanjingError,
     ConfigurationError,
     LipSyncRequest,
@@ -406,6 +407,9 @@ def raised_by(make: Any) -> BaseException:
     raise AssertionError("expected a failure")
 
 
+HMAC_SECRET = b"callback-hmac-secret-0123456789"
+
+
 def test_bad_settings_next_to_secrets() -> None:
     """Settings refused while the secret key or a Redis URL is in the constructor's hands."""
     redis_url = f"redis://:{REDIS_PASSWORD}@h/0"
@@ -418,9 +422,11 @@ def test_bad_settings_next_to_secrets() -> None:
         ),
         raised_by(lambda: RedisRateLimiter(redis_url, lease=-1)),
         raised_by(lambda: RedisRateLimiter(redis_url, prefix="{x}")),
+        raised_by(lambda: CallbackReceiver(secret=HMAC_SECRET, relay=redis_url, port=-1)),
+        raised_by(lambda: CallbackReceiver(secret=HMAC_SECRET, relay=redis_url, relay_channel="")),
     ]
     assert all(isinstance(error, ConfigurationError) for error in errors)
-    assert leaks(errors, [SECRET, REDIS_PASSWORD]) == []
+    assert leaks(errors, [SECRET, REDIS_PASSWORD, HMAC_SECRET.decode()]) == []
     assert foreign(errors) == []
 
 
