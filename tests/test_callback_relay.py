@@ -18,6 +18,7 @@ import aiohttp
 import anyio
 import pytest
 import redis.asyncio
+from pydantic import SecretStr
 
 from chanjing_async import (
     CallbackReceiver,
@@ -254,8 +255,8 @@ async def test_a_message_that_fails_when_handed_on_costs_only_itself(
     def note(outcome: str, exc: Exception | None) -> None:
         noted.append((outcome, repr(exc)))
 
-    listener = Relay(redis_server.url, "test:relay", note)
-    sender = Relay(redis_server.url, "test:relay", note)
+    listener = Relay(SecretStr(redis_server.url), "test:relay", note)
+    sender = Relay(SecretStr(redis_server.url), "test:relay", note)
     taken: list[str] = []
 
     async def take(key: str, task: LipSyncTask) -> None:
