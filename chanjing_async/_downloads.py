@@ -17,8 +17,12 @@ Result URLs come from a remote server, so a download trusts nothing in them:
 * **Size.** A ``Content-Length`` over ``max_bytes`` is refused before the body is read, and
   the bytes are counted as they come: the body is cut when it passes the cap.
 * **Encoding.** The request asks for ``Accept-Encoding: identity`` and nothing is
-  decompressed; a body that comes with another ``Content-Encoding`` anyway (a gzip bomb, or a
-  server that ignores the request) is refused: the file would not be the result.
+  decompressed; a body that comes with another content coding anyway (a gzip bomb, or a
+  server that ignores the request) is refused: the file would not be the result. Every
+  ``Content-Encoding`` header counts, and every element of its list (``identity`` in one
+  header and ``gzip`` in the next is a gzip body). Likewise a ``Transfer-Encoding`` other than
+  ``chunked`` (``gzip``, ``deflate``, ``br`` ..., which aiohttp passes on as they came) is
+  refused; ``identity`` and empty list elements mean no coding.
 * **Time.** The whole download (every hop and the write) ends within ``timeout`` seconds; a
   connection that cannot be made, or a body that stalls, for ``_STALL`` seconds fails sooner.
 * **Memory.** The body goes to the disk in chunks of ``_CHUNK`` bytes as it comes
@@ -62,6 +66,10 @@ _CHUNK = 1 << 20
 _STALL = 60.0
 """Seconds a connection may take to open, or a body may go without a byte."""
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_CODINGS = {  # the codings a body may come with, and why only those
+    "Content-Encoding": (frozenset({"identity"}), "identity was asked"),
+    "Transfer-Encoding": (frozenset({"identity", "chunked"}), "only chunked is undone"),
+}
 _THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")  # "this host": Linux connects it to loopback
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
@@ -281,9 +289,9 @@ async def _receive(
             endpoint=shown,
             body_excerpt=excerpt.decode("utf-8", "replace").strip(),
         )
-    encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
-    if encoding != "identity":
-        raise DownloadRefusedError(shown, f"Content-Encoding {encoding!r} (identity was asked)")
+    refusal = _coding_refusal(response)
+    if refusal is not None:
+        raise DownloadRefusedError(shown, refusal)
     limit = policy.max_bytes
     if response.content_length is not None and response.content_length > limit:
         announced = f"Content-Length {response.content_length:,} is"
@@ -300,3 +308,15 @@ async def _receive(
             pending.clear()
     if pending:
         await write(pending)
+
+
+def _coding_refusal(response: aiohttp.ClientResponse) -> str | None:
+    """Why the body of ``response`` would not be the result as stored (a coding nothing
+    undoes), or None: every header of each name and every element of its list counts."""
+    for header, (allowed, why) in _CODINGS.items():
+        for value in response.headers.getall(header, []):
+            for element in value.split(","):
+                coding = element.strip().lower()
+                if coding and coding not in allowed:
+                    return f"{header} {coding!r} ({why})"
+    return None

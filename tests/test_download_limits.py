@@ -1,7 +1,8 @@
 """Result downloads are bounded and go only where the policy allows (issue 15, findings 2 and 8).
 
 A small loopback server of this file plays a result host that cannot be trusted: huge, endless,
-gzip-bombed, slow or redirecting bodies. The 1 GiB download runs in a process of its own
+gzip-bombed, slow or redirecting bodies; a raw one sends answers byte for byte (header framings
+aiohttp's server would not write). The 1 GiB download runs in a process of its own
 (``tests/download_rss_worker.py``), whose peak resident size is read from ``/proc``. A batch
 whose output subfolder is swapped for a symbolic link while it runs writes nothing outside its
 output folder.
@@ -9,6 +10,7 @@ output folder.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import math
@@ -17,6 +19,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.abc
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -104,6 +107,42 @@ async def host() -> AsyncIterator[ResultHost]:
         yield results
 
 
+class RawHost:
+    """A loopback host answering each request with ``answer``, as it goes on the wire."""
+
+    def __init__(self, port: int) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        self.answer = b""
+        self.requests = 0
+
+    async def handle(self, stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            # The client hangs up as soon as it refuses the answer.
+            with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError):
+                received = b""
+                while b"\r\n\r\n" not in received:
+                    received += await stream.receive()
+                self.requests += 1
+                await stream.send(self.answer)
+
+
+@pytest.fixture
+async def raw_host() -> AsyncIterator[RawHost]:
+    async with await anyio.create_tcp_listener(local_host="127.0.0.1") as listener:
+        raw = RawHost(listener.extra(anyio.abc.SocketAttribute.local_port))
+        async with anyio.create_task_group() as group:
+            group.start_soon(listener.serve, raw.handle)
+            yield raw
+            group.cancel_scope.cancel()
+
+
+def chunked(body: bytes) -> bytes:
+    """``body`` in the chunked transfer coding, 64 KiB a chunk."""
+    step = 64 * 1024
+    pieces = (body[at : at + step] for at in range(0, len(body), step))
+    return b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for piece in pieces) + b"0\r\n\r\n"
+
+
 def result(url: str) -> LipSyncTask:
     return LipSyncTask(id="t1", status=20, video_url=url)
 
@@ -137,6 +176,45 @@ async def test_a_gzip_bomb_is_refused_not_expanded(host: ResultHost, tmp_path: P
         await fetch(f"{host.url}/bomb/0", tmp_path)
     assert host.headers[-1]["Accept-Encoding"] == "identity"
     assert listing(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("head", "framing", "refused"),
+    [
+        (
+            "Content-Encoding: identity\r\nContent-Encoding: gzip",
+            "length",
+            "Content-Encoding 'gzip'",
+        ),
+        ("Content-Encoding: identity\r\nContent-Encoding: , GZip", "length", "Encoding 'gzip'"),
+        ("Transfer-Encoding: gzip, chunked", "chunked", "Transfer-Encoding 'gzip'"),
+        ("Transfer-Encoding: gzip", "close", "Transfer-Encoding 'gzip'"),
+        ("Transfer-Encoding: deflate, chunked", "chunked", "Transfer-Encoding 'deflate'"),
+        ("Transfer-Encoding: br, chunked", "chunked", "Transfer-Encoding 'br'"),
+    ],
+    ids=["two Content-Encoding headers", "a list", "TE gzip chunked", "TE gzip", "deflate", "br"],
+)
+async def test_every_coding_header_is_read_and_only_chunked_is_let_through(
+    raw_host: RawHost, tmp_path: Path, head: str, framing: str, refused: str
+) -> None:
+    """Each of them saved the gzip bytes as the video before."""
+    body = chunked(gzip_bomb()) if framing == "chunked" else gzip_bomb()
+    end = {"length": f"Content-Length: {len(body)}", "close": "Connection: close"}.get(framing)
+    head = head if end is None else f"{head}\r\n{end}"
+    raw_host.answer = f"HTTP/1.1 200 OK\r\n{head}\r\n\r\n".encode() + body
+    with pytest.raises(DownloadRefusedError, match=refused):
+        await fetch(f"{raw_host.url}/r.mp4", tmp_path)
+    assert raw_host.requests == 1
+    assert listing(tmp_path) == []  # the .part is removed
+
+
+async def test_identity_and_chunked_are_no_coding(raw_host: RawHost, tmp_path: Path) -> None:
+    head = (
+        "Content-Encoding: identity\r\nContent-Encoding: ,identity,\r\nTransfer-Encoding: chunked"
+    )
+    raw_host.answer = f"HTTP/1.1 200 OK\r\n{head}\r\n\r\n".encode() + chunked(b"v" * 100_000)
+    saved = await fetch(f"{raw_host.url}/r.mp4", tmp_path)
+    assert saved.read_bytes() == b"v" * 100_000
 
 
 async def test_an_endless_body_is_cut_at_the_cap(host: ResultHost, tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import unicodedata
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -666,6 +667,30 @@ HIDDEN_CHARACTERS = [
     "a\u2028b",  # LINE SEPARATOR
     "dir\u202e/clip",
 ]
+# Invisible characters outside categories Cf, Cc, Zl and Zp: Default_Ignorable_Code_Point (range
+# ends where a range is long) and blank symbols. Each of them was accepted before.
+IGNORABLE_AND_BLANK = [
+    "\u034f",  # COMBINING GRAPHEME JOINER (Mn): a\u034fb reads ab
+    "\u115f",  # HANGUL CHOSEONG FILLER (Lo)
+    "\u1160",  # HANGUL JUNGSEONG FILLER (Lo)
+    "\u3164",  # HANGUL FILLER (Lo)
+    "\uffa0",  # HALFWIDTH HANGUL FILLER (Lo)
+    "\u17b4",  # KHMER VOWEL INHERENT AQ (Mn)
+    "\u17b5",  # KHMER VOWEL INHERENT AA (Mn)
+    "\u180b",  # MONGOLIAN FREE VARIATION SELECTOR ONE (Mn)
+    "\u180f",  # MONGOLIAN FREE VARIATION SELECTOR FOUR (Mn)
+    "\ufe00",  # VARIATION SELECTOR-1 (Mn)
+    "\ufe0f",  # VARIATION SELECTOR-16 (Mn)
+    "\U000e0100",  # VARIATION SELECTOR-17 (Mn)
+    "\U000e01ef",  # VARIATION SELECTOR-256 (Mn)
+    "\U000e0000",  # reserved in the tags block (Cn)
+    "\U000e0080",
+    "\U000e0fff",
+    "\u2065",  # reserved among the invisible operators (Cn)
+    "\ufff0",  # reserved before the specials (Cn)
+    "\u2800",  # BRAILLE PATTERN BLANK (So)
+    "\U0001d159",  # MUSICAL SYMBOL NULL NOTEHEAD (So)
+]
 
 
 @pytest.mark.parametrize("output", DEVICE_NAMES)
@@ -689,6 +714,21 @@ def test_output_names_refuse_invisible_and_direction_changing_characters(
     assert f"U+{ord(hidden):04X}" in caught.value.allowed
 
 
+@pytest.mark.parametrize("template", ["a{}b", "{}", "clips/{}"])
+@pytest.mark.parametrize("char", IGNORABLE_AND_BLANK, ids=lambda char: f"U+{ord(char):04X}")
+def test_output_names_refuse_default_ignorable_and_blank_characters(
+    tmp_path: Path, char: str, template: str
+) -> None:
+    output = template.format(char)
+    with pytest.raises(InvalidInputError) as caught:
+        output_paths(tmp_path / "out", output)
+    assert caught.value.field == "output"
+    name = unicodedata.name(char, "a reserved character")  # U+2065 ... have no name
+    assert f"invisible or direction-changing characters (U+{ord(char):04X} {name})" in (
+        caught.value.allowed
+    )
+
+
 @pytest.mark.parametrize(
     "output",
     ["console", "auxiliary/x", "nullable", "com10", "lpt", "com", "my-con", "x.con", "con_1"],
@@ -698,7 +738,15 @@ def test_names_that_only_resemble_devices_are_accepted(tmp_path: Path, output: s
 
 
 @pytest.mark.parametrize(
-    "output", ["\u0645\u0631\u062d\u0628\u0627", "\u4f60\u597d/\u4e16\u754c", "caf\u00e9"]
+    "output",
+    [
+        "\u0645\u0631\u062d\u0628\u0627",
+        "\u4f60\u597d/\u4e16\u754c",
+        "caf\u00e9",
+        "cafe\u0301",  # a combining accent is visible
+        "\u4f60\u3000\u597d",  # a space inside a part is visible, whatever its width
+        "\u2801",  # a Braille pattern with a dot
+    ],
 )
 def test_visible_unicode_names_are_accepted(tmp_path: Path, output: str) -> None:
     assert output_paths(tmp_path / "out", output)[0] == tmp_path / "out" / f"{output}.mp4"
