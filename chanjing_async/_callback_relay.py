@@ -90,7 +90,7 @@ class Relay:
 
     async def _publish(self, message: str) -> bool:
         try:
-            await self._client.publish(self._channel, message)
+            await _redis.redis_call(self._client.publish(self._channel, message))
         except self._errors:
             return False
         return True
@@ -124,13 +124,13 @@ class Relay:
 
     async def close(self) -> None:
         """Close the connections (the client connects again if the receiver is reopened)."""
-        await self._client.aclose()
+        await _redis.redis_call(self._client.aclose())
 
     async def _subscribe(self) -> PubSub | None:
         """A subscription to the channel, or None if Redis is unreachable."""
         pubsub = self._client.pubsub()
         try:
-            await pubsub.subscribe(self._channel)
+            await _redis.redis_call(pubsub.subscribe(self._channel))
         except self._errors as exc:
             await _close(pubsub)
             self._lost(exc)
@@ -146,8 +146,8 @@ class Relay:
         """Hand messages to ``take`` until the connection fails, then close ``pubsub``."""
         try:
             while True:
-                message = await pubsub.get_message(
-                    ignore_subscribe_messages=True, timeout=_RELAY_READ
+                message = await _redis.redis_call(
+                    pubsub.get_message(ignore_subscribe_messages=True, timeout=_RELAY_READ)
                 )
                 if message is not None and message["type"] == "message":
                     await self._hand(message["data"], take)
@@ -184,4 +184,4 @@ class Relay:
 async def _close(pubsub: PubSub) -> None:
     """Close a subscription, even while its task is being cancelled."""
     with anyio.CancelScope(shield=True):
-        await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]  # redis-py < 8
+        await _redis.redis_call(pubsub.aclose())  # type: ignore[no-untyped-call,unused-ignore]

@@ -81,19 +81,18 @@ def _config_file() -> dict[str, str]:
     try:
         with path.open(encoding="utf-8") as file:
             warning = config_file_warning(path, os.fstat(file.fileno()).st_mode)
-            text = file.read()
+            data, problem = _json(file.read())  # no frame keeps the text: it holds the key
     except FileNotFoundError:
         return {}
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigurationError(f"{path}: cannot be read ({type(exc).__name__})") from None
+    except (OSError, UnicodeDecodeError) as exc:  # a UnicodeDecodeError holds the bytes read
+        warning, data, problem = None, None, f"cannot be read ({type(exc).__name__})"
     if warning is not None:
         err_console.print(warning, markup=False)
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigurationError(f"{path}: not valid JSON (line {exc.lineno})") from None
-    if not isinstance(data, dict):
-        raise ConfigurationError(f"{path}: must hold a JSON object")
+    if problem is None and not isinstance(data, dict):
+        data, problem = None, "must hold a JSON object"
+    if problem is not None:
+        raise ConfigurationError(f"{path}: {problem}")  # outside the except: nothing chained
+    assert isinstance(data, dict)
     found: dict[str, str] = {}
     for name, keys in _CONFIG_NAMES.items():
         for key in keys:
@@ -102,6 +101,15 @@ def _config_file() -> dict[str, str]:
                 found[name] = value
                 break
     return found
+
+
+def _json(text: str) -> tuple[object, str | None]:
+    """The value ``text`` holds, or None and what is wrong with it. The parse error is not
+    kept: its ``doc`` is the whole text."""
+    try:
+        return json.loads(text), None
+    except json.JSONDecodeError as exc:
+        return None, f"not valid JSON (line {exc.lineno})"
 
 
 def make_client(settings: Settings) -> AsyncChanjingClient:

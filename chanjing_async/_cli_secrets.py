@@ -53,8 +53,12 @@ def command_line_warnings(*, secret_key: str | None, redis_url: str | None) -> l
 
 
 def _has_credentials(url: str) -> bool:
-    """``url`` names a user or a password (``redis://:pw@host``, ``?password=pw``)."""
-    parts = urlsplit(url)
+    """``url`` names a user or a password (``redis://:pw@host``, ``?password=pw``), or may
+    (it does not parse; the command then refuses it, see ``_redis.check_url``)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # its message quotes the URL: not kept, not shown
+        return True
     names = {name.lower() for name, _ in parse_qsl(parts.query, keep_blank_values=True)}
     return "@" in parts.netloc or bool(names & {"password", "username"})
 

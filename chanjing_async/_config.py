@@ -7,7 +7,7 @@ import ipaddress
 import math
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING, TypedDict, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import SecretStr
@@ -63,6 +63,25 @@ def check_setting(field: str, value: object, **rule: Unpack[NumberRule]) -> None
     problem = number_problem(value, **rule)
     if problem is not None:
         raise ConfigurationError(f"{field}={value!r}: {problem}")
+
+
+_K = TypeVar("_K")
+
+
+def conceal(field: str, value: object, kind: type[_K]) -> tuple[SecretStr | _K | None, str | None]:
+    """A secret setting hidden at once, and what is wrong with it (None: nothing).
+
+    A str becomes a SecretStr; a SecretStr, a ``kind`` or None stays. Anything else is
+    refused by a message naming its type only (a bytes secret or a RedisDsn is still a
+    secret), and comes back as None: the caller rebinds its local to the first element before
+    it raises, so no frame an error tracker records holds the value.
+    """
+    if value is None or isinstance(value, (SecretStr, kind)):
+        return value, None
+    if isinstance(value, str):
+        return SecretStr(value), None
+    allowed = " or ".join(dict.fromkeys(("str", "SecretStr", kind.__name__)))
+    return None, f"{field}: must be a {allowed}, or None, not {type(value).__name__}"
 
 
 def check_type(field: str, value: object, *kinds: type, optional: bool = True) -> None:

@@ -4,14 +4,17 @@ redis-py is imported only when a Redis URL is actually used, so the SDK works wi
 URL may carry a password: it is never logged or shown, only :func:`redacted` forms are. It may
 be given as a :class:`~pydantic.SecretStr` (the rate limiter keeps it so), revealed only in the
 call expression that hands it to redis-py. No error raised here chains a redis-py exception:
-redis-py's frames hold the password while it authenticates (``auth_args``).
+redis-py's frames hold the password while it authenticates (``auth_args``), and the arguments of
+a command (the shared token in its SET). Every redis-py await of the SDK goes through
+:func:`redis_call`, which keeps those frames out of a caller's cancellation too.
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from pydantic import SecretStr
@@ -19,6 +22,8 @@ from pydantic import SecretStr
 from .errors import ConfigurationError, raise_unchained
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
     from redis.asyncio import Redis
 
 __all__ = [
@@ -27,6 +32,7 @@ __all__ = [
     "connect",
     "ping",
     "redacted",
+    "redis_call",
     "redis_errors",
     "refusal_errors",
     "refused",
@@ -39,6 +45,21 @@ _CREDENTIALS = ("password", "username")
 
 # Seconds: a Redis that does not answer is treated as down rather than waited on.
 SOCKET_TIMEOUT = 5.0
+
+_T = TypeVar("_T")
+
+
+async def redis_call(pending: Awaitable[_T]) -> _T:
+    """Await one redis-py call (``pending``, made in the call expression).
+
+    A caller's deadline or cancel goes on without the frames of redis-py it crossed, which
+    hold the command's arguments or the password (``auth_args``): the CancelledError is raised
+    again with its traceback cut, as the transport does for aiohttp's.
+    """
+    try:
+        return await pending
+    except asyncio.CancelledError as exc:
+        raise exc.with_traceback(None)  # noqa: B904 - the same exception, nothing chained
 
 
 def check_url(url: object, *, field: str) -> None:
@@ -54,15 +75,24 @@ def _url_problem(url: object, field: str) -> str | None:
         url = url.get_secret_value()
     if not isinstance(url, str):
         return f"{field}: must be a Redis URL such as redis://host:6379/0, not {type(url).__name__}"
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # its message quotes the authority, password included
+        return f"{field}: not a valid Redis URL"
     if parts.scheme not in _SCHEMES or not (parts.netloc or parts.path):
         return f"{field}={redacted(url)!r}: must be a redis://, rediss:// or unix:// URL"
     return None
 
 
 def redacted(url: str | SecretStr) -> str:
-    """``url`` without its credentials: user and password, and a ``password=`` query value."""
-    parts = urlsplit(url.get_secret_value() if isinstance(url, SecretStr) else url)
+    """``url`` without its credentials: user and password, and a ``password=`` query value.
+
+    A URL that does not parse (``redis://:pw@[::1``) is shown as no part of it.
+    """
+    try:
+        parts = urlsplit(url.get_secret_value() if isinstance(url, SecretStr) else url)
+    except ValueError:  # its message quotes the authority, password included
+        return "<not a valid URL>"
     if "@" in parts.netloc:
         parts = parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1])
     if parts.query:
@@ -171,7 +201,7 @@ async def ping(redis: Redis, shown: str, *, field: str) -> None:
             password); redis-py's error is not chained.
     """
     try:
-        await redis.ping()
+        await redis_call(redis.ping())
     except redis_errors() + refusal_errors() as exc:
         problem = f"{field}={shown!r}: Redis did not answer PING ({type(exc).__name__})"
     else:

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from ._redis import Outages, redis_errors
+from ._redis import Outages, redis_call, redis_errors
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
@@ -151,13 +151,13 @@ class RedisAttemptStore:
             _OWNED_MS,
         ]
         with anyio.CancelScope(shield=True), contextlib.suppress(*self._errors):
-            await self._end(keys=[*self._keys, self._owned_key], args=args)
+            await redis_call(self._end(keys=[*self._keys, self._owned_key], args=args))
 
     async def own(self, task_id: str) -> None:
         """A task this process adopted: no other process's job may take it."""
         args: list[str | int] = ["", "0", task_id, _OWNED_MS]
         with anyio.CancelScope(shield=True), contextlib.suppress(*self._errors):
-            await self._end(keys=[*self._keys, self._owned_key], args=args)
+            await redis_call(self._end(keys=[*self._keys, self._owned_key], args=args))
 
     async def rivals(self) -> tuple[list[Window], frozenset[str]]:
         """The other processes' attempt windows (server time) and every owned task id."""
@@ -176,7 +176,7 @@ class RedisAttemptStore:
             yield
         finally:
             with anyio.CancelScope(shield=True), contextlib.suppress(*self._errors):
-                await self._ungate(keys=[self._gate_key], args=[self._me])
+                await redis_call(self._ungate(keys=[self._gate_key], args=[self._me]))
 
     async def _read(self) -> tuple[list[Window], frozenset[str], int]:
         raw: Any = await self._until(lambda: self._snapshot(keys=[*self._keys, self._owned_key]))
@@ -199,7 +199,7 @@ class RedisAttemptStore:
         """Run a Redis call until it succeeds (and returns something true), through outages."""
         while True:
             try:
-                result = await call()
+                result = await redis_call(call())
             except self._outages.catch as exc:
                 self._outages.failed(exc)
             else:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import anyio
 from pydantic import SecretStr
 
-from ._redis import Outages, redis_errors
+from ._redis import Outages, redis_call, redis_errors
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -75,8 +75,10 @@ class RedisTokenStore:
                 found = await self._usable(stale)
                 if found is not None:
                     return found
-                if await self._redis.set(
-                    self._lock_key, self._owner, nx=True, px=int(LOCK_SECONDS * 1000)
+                if await redis_call(
+                    self._redis.set(
+                        self._lock_key, self._owner, nx=True, px=int(LOCK_SECONDS * 1000)
+                    )
                 ):
                     return await self._issue_locked(issue, stale)
             except self._outages.catch as exc:
@@ -97,15 +99,15 @@ class RedisTokenStore:
             # If Redis fails now the token is still good here; the others fetch their own
             # and a 10400 brings everyone back to the stored one.
             with contextlib.suppress(*self._errors):
-                await self._redis.set(self._key, _encode(token, renew_at), exat=expires)
+                await redis_call(self._redis.set(self._key, _encode(token, renew_at), exat=expires))
             return token, renew_at
         finally:
             # The lock expires on its own if Redis cannot take the release.
             with anyio.CancelScope(shield=True), contextlib.suppress(*self._errors):
-                await self._unlock(keys=[self._lock_key], args=[self._owner])
+                await redis_call(self._unlock(keys=[self._lock_key], args=[self._owner]))
 
     async def _usable(self, stale: SecretStr | None) -> tuple[SecretStr, float] | None:
-        found = _decode(await self._redis.get(self._key))
+        found = _decode(await redis_call(self._redis.get(self._key)))
         if found is None or found[0] == stale or time.time() >= found[1]:
             return None
         return found

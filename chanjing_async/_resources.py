@@ -152,9 +152,7 @@ class Files(_Resource):
         )
         try:
             # Streamed from disk: memory does not grow with the file (see Transport.put).
-            await self._api().transport.put(
-                target.sign_url.get_secret_value(), local, target.mime_type
-            )
+            await self._api().transport.put(target.sign_url, local, target.mime_type)
         except OSError as exc:  # gone or unreadable since it was checked
             raise unreadable(local, exc) from None
         return await self.wait_ready(target.file_id, timeout=timeout, poll_interval=poll_interval)

@@ -25,8 +25,9 @@ the API chose, which answers a PUT itself; a redirect would send the file and it
 
 Logs go to ``logging.getLogger("chanjing_async")`` at DEBUG and never contain the token, the
 secret key, request bodies or signed-URL query strings. For error trackers, the token and the
-secret key stay SecretStr in every frame here (``_wire``), and every error is raised outside
-the ``except`` block of its cause: no ``__context__``, no aiohttp exception in any chain.
+secret key stay SecretStr in every frame here (``_wire``), as does a signed upload URL; an
+answer's body and its envelope's ``data`` stay out of every ``repr``; every error is raised
+outside the ``except`` block of its cause: no ``__context__``, no aiohttp exception in any chain.
 """
 
 from __future__ import annotations
@@ -36,14 +37,13 @@ import logging
 import random
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal, Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
 import anyio
-import yarl
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from . import _wire
 from .errors import (
@@ -66,8 +66,6 @@ from .models import Envelope
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
     from pathlib import Path
-
-    from pydantic import SecretStr
 
     from ._clock import ServerClock
     from ._config import RetryPolicy, Timeouts
@@ -112,9 +110,11 @@ class TokenSource(Protocol):
 
 
 def redact_url(url: str) -> str:
-    """The URL without its query string (signed URLs carry their signature there)."""
+    """The URL without its query string (signed URLs carry their signature there) and without
+    the ``user:password@`` of its authority."""
     parts = urlsplit(url)
-    origin = f"{parts.scheme}://{parts.netloc}" if parts.scheme or parts.netloc else ""
+    host = parts.netloc.rpartition("@")[2]
+    origin = f"{parts.scheme}://{host}" if parts.scheme or parts.netloc else ""
     return f"{origin}{parts.path}" + ("?<redacted>" if parts.query else "")
 
 
@@ -222,6 +222,10 @@ class Transport:
     ) -> Any:
         """One attempt: limiter slot, exchange, envelope. A create in doubt raises Unknown.
 
+        The body (the token call's holds a token) stays inside an :class:`_Answer`, and the
+        envelope's ``data`` out of its ``repr``: a Redis refusal raised by the slot's exit
+        crosses this frame.
+
         A create whose outcome is not an answer (a timeout, a dropped connection, a gateway
         page, a garbled body, 50000, or its caller cancelled) keeps its slot until the
         processing horizon (``Timeouts.create_horizon``): the server may count it until then.
@@ -242,7 +246,7 @@ class Transport:
             answered = False
             envelope: Envelope | None = None
             try:
-                status, date, body = await self._exchange(
+                answer = await self._exchange(
                     endpoint.method,
                     self._base_url + endpoint.path,
                     label=endpoint.path,
@@ -251,9 +255,9 @@ class Transport:
                     token=token,
                     fresh_connection=create,
                 )
-                envelope = _decode(endpoint.path, status, body)
+                envelope = _decode(endpoint.path, answer.status, answer.body)
                 # An envelope: the API answered (a gateway page's Date says nothing of it).
-                self.server_clock.observe_date(date, sent, time.monotonic())
+                self.server_clock.observe_date(answer.date, sent, time.monotonic())
                 answered = envelope.code not in _UNKNOWN_CODES or not create
             except TransportError as exc:
                 failure: ChanjingError | None = exc
@@ -313,7 +317,7 @@ class Transport:
     async def _exchange(
         self,
         method: str,
-        url: str | yarl.URL,
+        url: str | SecretStr,
         *,
         label: str,
         params: dict[str, str] | None = None,
@@ -323,20 +327,21 @@ class Transport:
         content_type: str | None = None,
         timeout: aiohttp.ClientTimeout | None = None,
         fresh_connection: bool = False,
-    ) -> tuple[int, str | None, bytes]:
+    ) -> _Answer:
         """One HTTP exchange, redirects not followed: status, ``Date`` header and body.
 
-        ``json`` may hold SecretStr values and ``token`` is one: both are revealed in the call
-        expression only (``_wire``). aiohttp failures become TransportError with ``sent`` set,
-        and a 3xx RedirectError, raised after the ``except`` block: aiohttp's exception (its
-        message embeds the full URL, signed query included, its ``request_info`` the headers)
-        is not chained; its class name is kept in the message.
+        ``json`` may hold SecretStr values, ``token`` is one and ``url`` may be one (a signed
+        URL, sent as written): all are revealed in the call expression only (``_wire``).
+        aiohttp failures become TransportError with ``sent`` set, and a 3xx RedirectError,
+        raised after the ``except`` block: aiohttp's exception (its message embeds the full URL,
+        signed query included, its ``request_info`` the headers) is not chained; its class name
+        is kept in the message.
         """
         session = self._create_session if fresh_connection else self._session
         try:
             async with session.request(
                 method,
-                url,
+                _wire.url(url),
                 params=params,
                 data=data if json is None else _wire.json_body(json),
                 headers=_wire.headers(token, content_type),
@@ -350,7 +355,9 @@ class Transport:
                         response.status, endpoint=label, location=redact_url(location)
                     )
                 else:
-                    return response.status, response.headers.get("Date"), await response.read()
+                    return _Answer(
+                        response.status, response.headers.get("Date"), await response.read()
+                    )
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             # The connection was never established: nothing left this machine.
             message = f"cannot connect ({type(exc).__name__})"
@@ -366,8 +373,11 @@ class Transport:
             raise exc.with_traceback(None)  # noqa: B904 - the same exception, nothing chained
         raise failure
 
-    async def put(self, url: str, path: Path, content_type: str) -> None:
+    async def put(self, url: SecretStr, path: Path, content_type: str) -> None:
         """PUT the file at ``path`` to a signed URL, streamed from disk (never held whole).
+
+        The URL (its signature is a capability) is held as a SecretStr here and revealed in the
+        call expression that hands it to aiohttp.
 
         aiohttp reads the file in chunks in a worker thread and sets ``Content-Length`` from
         its size (a signed PUT URL may require it; no chunked encoding). Transport and gateway
@@ -378,15 +388,14 @@ class Transport:
             OSError: the file cannot be opened.
             TransportError, HTTPStatusError: the PUT failed, after the retries.
         """
-        shown = redact_url(url)
+        shown = redact_url(url.get_secret_value())
         attempt = 0
         while True:
             stream = await anyio.to_thread.run_sync(path.open, "rb")
             try:
-                status, _, body = await self._exchange(
+                answer = await self._exchange(
                     "PUT",
-                    # encoded=True: the signature covers the query exactly as the server wrote it.
-                    yarl.URL(url, encoded=True),
+                    url,
                     label=shown,
                     data=stream,
                     content_type=content_type,
@@ -394,9 +403,11 @@ class Transport:
                         total=self._timeouts.upload, connect=self._timeouts.connect
                     ),
                 )
-                if status in (200, 204):
+                if answer.status in (200, 204):
                     return
-                raise HTTPStatusError(status, endpoint=shown, body_excerpt=_excerpt(body))
+                raise HTTPStatusError(
+                    answer.status, endpoint=shown, body_excerpt=_excerpt(answer.body)
+                )
             except (TransportError, HTTPStatusError) as exc:
                 failure = exc
             finally:
@@ -456,17 +467,29 @@ def _excerpt(body: bytes) -> str:
     return body[:200].decode("utf-8", "replace").strip()
 
 
+@dataclass(frozen=True)
+class _Answer:
+    """An HTTP answer; its ``repr`` leaves the body out (a token call's body holds a token)."""
+
+    status: int
+    date: str | None
+    body: bytes = field(repr=False)
+
+
 def _decode(path: str, status: int, body: bytes) -> Envelope:
     """Decode the envelope once, whatever the HTTP status (a 429 may carry code 40001).
 
     A body that is no envelope becomes HTTPStatusError (non-2xx, or an HTML page served with
-    200) or ResponseValidationError. Neither quotes a JSON body: it may hold a token.
+    200) or ResponseValidationError. Neither quotes a JSON body, nor keeps it in this frame,
+    which its traceback holds: a truncated token answer is no envelope and holds a token.
     """
     try:
         return Envelope.model_validate_json(body)
     except ValidationError:
         pass
-    if not 200 <= status < 300 or body.lstrip()[:1] == b"<":
-        excerpt = _excerpt(body) if body.lstrip()[:1] == b"<" else ""
-        raise HTTPStatusError(status, endpoint=path, body_excerpt=excerpt) from None
-    raise ResponseValidationError(path, f"HTTP {status} body is not a JSON envelope") from None
+    page = body.lstrip()[:1] == b"<"
+    excerpt = _excerpt(body) if page else ""
+    del body
+    if not 200 <= status < 300 or page:
+        raise HTTPStatusError(status, endpoint=path, body_excerpt=excerpt)
+    raise ResponseValidationError(path, f"HTTP {status} body is not a JSON envelope")

@@ -14,12 +14,13 @@ import json
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
+import yarl
 from pydantic import SecretStr
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["headers", "json_body"]
+__all__ = ["headers", "json_body", "url"]
 
 
 def _reveal(value: object) -> str:
@@ -41,3 +42,11 @@ def headers(token: SecretStr | None, content_type: str | None) -> dict[str, str]
     if token is not None:
         sent["access_token"] = token.get_secret_value()
     return sent
+
+
+def url(target: str | SecretStr) -> str | yarl.URL:
+    """The URL to request: a plain one as is, a SecretStr (a signed URL) revealed, sent as
+    written (``encoded=True``: its signature covers the query exactly as the server wrote it)."""
+    if isinstance(target, SecretStr):
+        return yarl.URL(target.get_secret_value(), encoded=True)
+    return target

@@ -16,6 +16,7 @@ from ._config import (
     Timeouts,
     check_setting,
     check_type,
+    conceal,
     resolve_base_url,
     resolve_credentials,
 )
@@ -95,27 +96,27 @@ class AsyncChanjingClient:
         token_refresh_early: float = TOKEN_REFRESH_EARLY,
         downloads: DownloadPolicy | None = None,
     ) -> None:
-        check_type("rate_limiter", rate_limiter, str, SecretStr, RedisRateLimiter)
-        if not isinstance(secret_key, (str, SecretStr, type(None))):
-            raise ConfigurationError(f"secret_key: must be a str, not {type(secret_key).__name__}")
-        # Hidden before anything else can fail: a tracker records this frame's locals.
-        secret_key = SecretStr(secret_key) if isinstance(secret_key, str) else secret_key
-        rate_limiter = SecretStr(rate_limiter) if isinstance(rate_limiter, str) else rate_limiter
-        if isinstance(rate_limiter, SecretStr):
-            rate_limiter = RedisRateLimiter(rate_limiter)
+        # Hidden before anything can fail: a tracker records this frame's locals.
+        secret, key_problem = conceal("secret_key", secret_key, SecretStr)
+        shared, url_problem = conceal("rate_limiter", rate_limiter, RedisRateLimiter)
+        del secret_key, rate_limiter  # only the hidden forms stay in this frame
+        if key_problem or url_problem:
+            raise ConfigurationError(key_problem or url_problem)
+        if isinstance(shared, SecretStr):
+            shared = RedisRateLimiter(shared)
         check_type("allow_insecure_http", allow_insecure_http, bool)
         check_setting("token_refresh_early", token_refresh_early, unit="seconds")
         check_type("timeouts", timeouts, Timeouts)
         check_type("retry", retry, RetryPolicy)
         check_type("limits", limits, RateLimits)
         check_type("downloads", downloads, DownloadPolicy)
-        self.app_id, self._secret_key = resolve_credentials(app_id, secret_key)
+        self.app_id, self._secret_key = resolve_credentials(app_id, secret)
         self.base_url = resolve_base_url(base_url, allow_insecure_http=allow_insecure_http)
         self.timeouts = timeouts or Timeouts()
         self.retry = retry or RetryPolicy()
         self.downloads = downloads or DownloadPolicy()
         self.limits = limits or RateLimits()
-        self.rate_limiter = rate_limiter
+        self.rate_limiter = shared
         if self.rate_limiter is not None and self.limits.kind != "sliding":
             raise ConfigurationError(
                 f"kind={self.limits.kind!r}: a Redis rate limiter keeps the sliding-window log;"

@@ -129,12 +129,16 @@ class _Response(BaseModel):
 
 
 class Envelope(_Response):
-    """The envelope of every API answer: ``{trace_id, code, msg, data}``."""
+    """The envelope of every API answer: ``{trace_id, code, msg, data}``.
+
+    ``data`` stays out of the ``repr`` (the token call's holds a token): an error tracker
+    records the ``repr`` of the transport's locals.
+    """
 
     trace_id: str = ""
     code: int
     msg: str = ""
-    data: Any = None
+    data: Any = Field(default=None, repr=False)
 
 
 class AccessToken(_Response):

@@ -54,12 +54,13 @@ from typing import TYPE_CHECKING
 import anyio
 from pydantic import SecretStr
 
-from ._config import check_setting
+from ._config import check_setting, conceal
 from ._redis import (
     check_url,
     connect,
     ping,
     redacted,
+    redis_call,
     redis_errors,
     refusal_errors,
     refused,
@@ -328,7 +329,7 @@ class RedisSlidingWindowLimiter(_LimiterBase):
         args: list[str | float] = [self._span, self._lease, self._epoch, _epoch(), token]
         args.append(self._limit)
         try:
-            reply = await self._acquire(keys=self._keys, args=args)
+            reply = await redis_call(self._acquire(keys=self._keys, args=args))
         except self._errors as exc:
             self._down(exc)
             return 0, redis_timeout(self._span)
@@ -349,7 +350,7 @@ class RedisSlidingWindowLimiter(_LimiterBase):
 
     async def _forget(self, token: str) -> None:
         try:
-            await self._redis.zrem(self._keys[0], token)
+            await redis_call(self._redis.zrem(self._keys[0], token))
         except self._errors as exc:
             self._down(exc)
 
@@ -361,7 +362,7 @@ class RedisSlidingWindowLimiter(_LimiterBase):
             suspect = int(self._fences.suspect(token))
             args: list[str | float] = [self._span, self._lease, self._epoch, _epoch(), token]
             try:
-                live = int(await self._fence(keys=self._keys, args=[*args, suspect]))
+                live = int(await redis_call(self._fence(keys=self._keys, args=[*args, suspect])))
             except self._errors as exc:
                 self._down(exc)
                 return None
@@ -417,7 +418,9 @@ class RedisSlidingWindowLimiter(_LimiterBase):
             args: list[str | float] = [self._span, self._lease, known, _epoch(), penalty]
             args.append(len(renew))
             try:
-                reply = await self._sync(keys=self._keys, args=[*args, *renew, *offsets])
+                reply = await redis_call(
+                    self._sync(keys=self._keys, args=[*args, *renew, *offsets])
+                )
             except self._errors as exc:
                 self._down(exc)
                 return False
@@ -563,7 +566,9 @@ class RedisRateLimiter:
         prefix: str = "chanjing",
         lease: float = DEFAULT_LEASE,
     ) -> None:
-        url = SecretStr(url) if isinstance(url, str) else url  # hidden before anything can fail
+        url, problem = conceal("rate_limiter", url, SecretStr)  # hidden before anything fails
+        if problem is not None:
+            raise ConfigurationError(problem)
         if (url is None) == (redis is None):
             raise ConfigurationError("RedisRateLimiter: give exactly one of url and redis")
         if url is not None:
@@ -611,7 +616,7 @@ class RedisRateLimiter:
             await ping(redis, where, field="rate_limiter")
         except ConfigurationError:
             if self._given is None:
-                await redis.aclose()
+                await redis_call(redis.aclose())
             raise
         self._redis = redis
 
@@ -655,10 +660,21 @@ class RedisRateLimiter:
         return RedisAttemptStore(self._redis, f"{{{self._prefix}:{app_id}}}")
 
     async def aclose(self) -> None:
-        """Stop the heartbeats, write what is pending, close a connection we opened."""
+        """Stop the heartbeats, write what is pending, close a connection we opened.
+
+        Never raises for Redis refusing the pending writes (full, a key of the wrong type):
+        closing goes on, with one WARNING; the leases of what was not written lapse by
+        themselves.
+        """
         limiters, self._limiters = self._limiters, []
+        refused_by: list[str] = []
         for limiter in limiters:
-            await limiter.aclose()
+            try:
+                await limiter.aclose()
+            except ConfigurationError as exc:  # its message names the refusal, no secret
+                refused_by.append(f"{limiter._name}: {exc}")
+        if refused_by:
+            logger.warning("rate limiter closed without its pending writes (%s)", refused_by)
         redis, self._redis = self._redis, None
         if redis is not None and self._given is None:
-            await redis.aclose()
+            await redis_call(redis.aclose())

@@ -58,7 +58,6 @@ BAD: list[tuple[Callable[[Any], object], str, object, str]] = [
     (lambda v: client(timeouts=v), "timeouts", {"total": 5}, "a Timeouts, or None"),
     (lambda v: client(retry=v), "retry", 2, "a RetryPolicy, or None"),
     (lambda v: client(limits=v), "limits", "10/60", "a RateLimits, or None"),
-    (lambda v: client(rate_limiter=v), "rate_limiter", 6379, "a str or SecretStr or RedisRate"),
     (lambda v: client(allow_insecure_http=v), "allow_insecure_http", "yes", "a bool, or None"),
     (lambda v: manager(job_timeout=v), "job_timeout", math.inf, f"{SECONDS} > 0"),
     (lambda v: manager(job_timeout=v), "job_timeout", True, f"{SECONDS} > 0"),
