@@ -17,6 +17,7 @@ on a busy machine (the handling moment stays inside the horizon, the guarantee's
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
@@ -50,7 +51,9 @@ HORIZON = 300.0 / SCALE
 ARRIVAL_SLACK = 0.15
 LATEST = HORIZON - ARRIVAL_SLACK
 SETTLE = 0.05
-SEEDS = (1, 2, 3, 4, 5)
+# The suite's seeds; CI's runs under load each draw other ones (CHANJING_TEST_SEEDS="6,7"), so
+# that every run tries new schedules rather than replaying the same five.
+SEEDS = tuple(int(seed) for seed in os.environ.get("CHANJING_TEST_SEEDS", "1,2,3,4,5").split(","))
 
 
 def job_number(request: Any) -> int:
