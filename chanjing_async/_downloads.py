@@ -5,8 +5,10 @@ Result URLs come from a remote server, so a download trusts nothing in them:
 * **Targets.** Only ``http``/``https`` URLs are fetched, and only from addresses the policy
   allows. Link-local (``169.254.0.0/16``, ``fe80::/10``: the cloud metadata service),
   unspecified (``0.0.0.0/8``, ``::``), multicast and reserved addresses are always refused;
-  loopback only with ``allow_loopback`` (by default: when the client's base URL is loopback,
-  as for the emulator); private ranges (RFC 1918, ``fc00::/7``, ``100.64.0.0/10`` and every
+  loopback only with ``allow_loopback`` (by default: on the port of the client's base URL
+  when that is loopback, as for the emulator, which serves its results itself; a loopback
+  base URL may also be a TLS sidecar, and the other local ports are none of a result URL's
+  business); private ranges (RFC 1918, ``fc00::/7``, ``100.64.0.0/10`` and every
   other non-global range) only with ``allow_private``. An IPv4 address inside an IPv6 one
   (``::ffff:a.b.c.d``, 6to4, NAT64) is judged as that IPv4 address too. An IP literal is
   checked before any connection; a host name is resolved by the connector's own resolver,
@@ -38,7 +40,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -83,8 +85,9 @@ class DownloadPolicy:
     Attributes:
         max_bytes: the largest result accepted, in bytes (default 4 GiB).
         max_redirects: redirects followed at most (0: none).
-        allow_loopback: fetch from loopback addresses; None (the default) allows them when
-            the client's base URL is loopback (the emulator, tests) and only then.
+        allow_loopback: fetch from loopback addresses (any port); None (the default) allows
+            the port of the client's base URL when that is loopback (the emulator, tests),
+            and nothing else on loopback.
         allow_private: fetch from private and other non-global addresses (RFC 1918,
             ``fc00::/7``, ``100.64.0.0/10`` ...). Link-local, unspecified, multicast and
             reserved addresses are never fetched.
@@ -99,6 +102,8 @@ class DownloadPolicy:
     allow_loopback: bool | None = None
     allow_private: bool = False
     timeout: float = 1800.0
+    _loopback_port: int | None = field(default=None, repr=False)
+    """Set by :meth:`for_base_url`: the only loopback port an inferred allowance opens."""
 
     def __post_init__(self) -> None:
         check_setting("DownloadPolicy.max_bytes", self.max_bytes, integer=True, above=True)
@@ -112,15 +117,20 @@ class DownloadPolicy:
         loopback."""
         if self.allow_loopback is not None:
             return self
-        host = urlsplit(base_url).hostname or ""
+        parts = urlsplit(base_url)
+        host = parts.hostname or ""
         try:
             loopback = ipaddress.ip_address(host).is_loopback
         except ValueError:
             loopback = host == "localhost" or host.endswith(".localhost")
-        return replace(self, allow_loopback=loopback)
+        if not loopback:
+            return replace(self, allow_loopback=False)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        return replace(self, allow_loopback=True, _loopback_port=port)
 
-    def refusal(self, address: str) -> str | None:
-        """Why this policy refuses to connect to an IP ``address`` (None: it does not)."""
+    def refusal(self, address: str, port: int | None = None) -> str | None:
+        """Why this policy refuses to connect to an IP ``address`` on ``port`` (None: it does
+        not). A port of None stands for any port: refused where only one port is open."""
         ip = ipaddress.ip_address(address.split("%", 1)[0])  # a zone id: fe80::1%eth0
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped
@@ -131,12 +141,12 @@ class DownloadPolicy:
             if ip in _NAT64:
                 embedded.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
         for each in embedded:
-            reason = self._refusal(each)
+            reason = self._refusal(each, port)
             if reason is not None:
                 return reason
         return None
 
-    def _refusal(self, ip: Address) -> str | None:
+    def _refusal(self, ip: Address, port: int | None) -> str | None:
         if ip.is_link_local:
             return "a link-local address"
         if ip.is_unspecified or ip in _THIS_NETWORK:
@@ -144,7 +154,11 @@ class DownloadPolicy:
         if ip.is_multicast:
             return "a multicast address"
         if ip.is_loopback:
-            return None if self.allow_loopback else "a loopback address (see allow_loopback)"
+            if not self.allow_loopback:
+                return "a loopback address (see allow_loopback)"
+            if self._loopback_port is not None and port != self._loopback_port:
+                return f"a loopback address on a port other than the API's {self._loopback_port}"
+            return None
         if ip.is_reserved:
             return "a reserved address"
         if ip.is_global or self.allow_private:
@@ -193,9 +207,9 @@ class _GuardedResolver(AbstractResolver):
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
         found = await self._resolver.resolve(host, port, family)
-        kept = [entry for entry in found if self._policy.refusal(entry["host"]) is None]
+        kept = [entry for entry in found if self._policy.refusal(entry["host"], port) is None]
         if not kept:
-            reasons = sorted({self._policy.refusal(entry["host"]) or "" for entry in found})
+            reasons = sorted({self._policy.refusal(entry["host"], port) or "" for entry in found})
             raise DownloadRefusedError(host, f"it resolves only to {', '.join(reasons)}")
         return kept
 
@@ -271,7 +285,7 @@ def _check_target(url: yarl.URL, policy: DownloadPolicy, shown: str) -> None:
     if url.scheme not in ("http", "https") or not url.host:
         raise DownloadRefusedError(shown, "only http:// and https:// URLs are downloaded")
     try:
-        reason = policy.refusal(url.host)
+        reason = policy.refusal(url.host, url.port)
     except ValueError:
         return  # a host name: the resolver checks what it resolves to
     if reason is not None:

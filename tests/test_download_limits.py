@@ -292,9 +292,18 @@ async def test_loopback_is_refused_unless_allowed(host: ResultHost, tmp_path: Pa
     # By default, loopback is allowed only to a client whose API is on loopback.
     with pytest.raises(DownloadRefusedError, match="loopback"):
         await fetch(f"{name}/small/1", tmp_path, base_url="https://open-api.chanjing.cc")
+    # Inferred from a loopback base URL, the allowance covers that port only: a loopback base
+    # URL may be a TLS sidecar, and the other local services are no result's business.
+    sidecar = "http://127.0.0.1:1"
+    for url in (f"{host.url}/small/1", f"{name}/small/1"):
+        with pytest.raises(DownloadRefusedError, match="on a port other than the API's 1"):
+            await fetch(url, tmp_path, base_url=sidecar)
     assert host.hits == {}
     assert (await fetch(f"{name}/small/3", tmp_path)).read_bytes() == b"xxx"
-    assert host.hits == {"small": 1}
+    assert (
+        await fetch(f"{name}/small/3", tmp_path, base_url=sidecar, allow_loopback=True)
+    ).exists()
+    assert host.hits == {"small": 2}
 
 
 def test_the_address_rule() -> None:
