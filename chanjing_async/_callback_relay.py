@@ -18,6 +18,8 @@ import anyio
 from pydantic import ValidationError
 
 from . import _redis
+from ._bounded_log import BoundedLog
+from ._callback_repeats import MAX_KEY, MAX_TASK_ID
 from .models import LipSyncTask
 
 if TYPE_CHECKING:
@@ -38,10 +40,16 @@ _RELAY_BACKOFF_CAP = 5.0
 # some redis-py versions bound a blocking read by the socket timeout (5 s), which would end
 # every idle subscription as an error.
 _RELAY_READ = 1.0
+# Bytes of a relay message read at most: a callback body is capped at 64 KiB by default (the
+# receiver's max_body), and a message is one task object with a key and an origin.
+_RELAY_MAX_BYTES = 256 * 1024
 
 
 def relayed(data: bytes) -> tuple[str, str, LipSyncTask] | None:
-    """The origin, job key and task of a relay message; None if it is not one."""
+    """The origin, job key and task of a relay message; None if it is not one (anything over
+    ``_RELAY_MAX_BYTES`` is dropped unread, and so are keys and task ids no callback has)."""
+    if len(data) > _RELAY_MAX_BYTES:
+        return None
     try:
         message = json.loads(data)
         origin, key = message["origin"], message["key"]
@@ -50,6 +58,8 @@ def relayed(data: bytes) -> tuple[str, str, LipSyncTask] | None:
         # RecursionError: JSON nested deeper than the parser's stack (b'[' * 100_000).
         return None
     if not isinstance(origin, str) or not isinstance(key, str):
+        return None
+    if len(key) > MAX_KEY or len(task.id) > MAX_TASK_ID:
         return None
     return origin, key, task
 
@@ -75,6 +85,7 @@ class Relay:
         self._errors = _redis.redis_errors()
         self._channel = channel
         self._down = False
+        self._log = BoundedLog(logger)  # anyone who can publish can make Redis drop us
         self.where = _redis.redacted(url)
         self.origin = secrets.token_hex(8)
         """This receiver's id in its messages, so it skips its own."""
@@ -137,7 +148,12 @@ class Relay:
             return None
         if self._down:
             self._down = False
-            logger.info("callback relay: Redis %s is back, subscribed again", self.where)
+            self._log.note(
+                "back",
+                logging.INFO,
+                "callback relay: Redis %s is back, subscribed again",
+                self.where,
+            )
         return pubsub
 
     async def _pump(
@@ -173,7 +189,9 @@ class Relay:
         """Log the start of an outage (once: not every failed attempt to end it)."""
         if not self._down:
             self._down = True
-            logger.warning(
+            self._log.note(
+                "lost",
+                logging.WARNING,
                 "callback relay: Redis %s unreachable (%s); callbacks of other replicas' jobs"
                 " are lost until it is back, polling still ends those jobs",
                 self.where,

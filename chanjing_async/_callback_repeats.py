@@ -24,10 +24,18 @@ if TYPE_CHECKING:
 
     from anyio.abc import TaskGroup
 
-__all__ = ["REPEAT_INTERVAL", "RepeatGate"]
+__all__ = ["MAX_KEY", "MAX_PAIRS", "MAX_TASK_ID", "REPEAT_INTERVAL", "RepeatGate"]
 
 REPEAT_INTERVAL = 10.0
 """Seconds during which further callbacks of one job are repeats."""
+MAX_KEY = 512
+"""Characters of a job key a callback URL may carry: percent-encoded (up to 9 bytes for a
+character UTF-8 writes in 3), it must fit in the request line servers accept (8 KiB)."""
+MAX_TASK_ID = 128
+"""Characters of a task id in a callback (Chanjing's are 32): a longer one is no callback."""
+MAX_PAIRS = 4096
+"""(job, task) pairs the gate remembers: the oldest without a held repeat are forgotten first,
+so that a leaked URL naming ever new task ids cannot grow the memory."""
 
 
 class RepeatGate:
@@ -73,6 +81,8 @@ class RepeatGate:
         if pair in self._held:
             self._held[pair] = later
         elif last is None or now - last >= self._interval:
+            if last is None and not self._make_room():
+                return False  # every pair remembered has a repeat held: dropped, polling ends it
             self._last[pair] = now
             self._last.move_to_end(pair)
             return True
@@ -81,9 +91,20 @@ class RepeatGate:
             self._group.start_soon(self._release, pair, last + self._interval)
         return False
 
+    def _make_room(self) -> bool:
+        """Forget the oldest pair without a held repeat if the gate is full; False if none."""
+        if len(self._last) < MAX_PAIRS:
+            return True
+        for pair in self._last:
+            if pair not in self._held:
+                del self._last[pair]
+                return True
+        return False
+
     async def _release(self, pair: tuple[str, str], at: float) -> None:
         await anyio.sleep_until(at)
         later = self._held.pop(pair, None)
+        self._forget_before(anyio.current_time() - self._interval)  # memory back after a burst
         if later is None:  # closed meanwhile
             return
         self._last[pair] = anyio.current_time()

@@ -53,7 +53,7 @@ from . import _redis
 from ._bounded_log import BoundedLog
 from ._callback_http import CallbackHttp
 from ._callback_relay import Relay
-from ._callback_repeats import REPEAT_INTERVAL, RepeatGate
+from ._callback_repeats import MAX_KEY, MAX_TASK_ID, REPEAT_INTERVAL, RepeatGate
 from ._config import check_setting
 from ._receiver_guard import HEADER_TIMEOUT, IDLE_TIMEOUT, MAX_CONNECTIONS, ReceiverGuard
 from .errors import ConfigurationError, InvalidInputError
@@ -259,8 +259,16 @@ class CallbackReceiver:
 
         Raises:
             InvalidInputError: ``.`` or ``..``: HTTP clients resolve such path segments away
-                (``%2E`` too), so the callback would reach another path.
+                (``%2E`` too), so the callback would reach another path; or longer than
+                ``MAX_KEY`` (512) characters: its URL would not fit in a request line.
         """
+        if len(key) > MAX_KEY:
+            raise InvalidInputError(
+                "key",
+                f"{key[:40]}... ({len(key)} characters)",
+                f"must be at most {MAX_KEY} characters with callbacks (the callback URL carries"
+                " it, and must fit in a request line)",
+            )
         if key in _DOT_SEGMENTS:
             raise InvalidInputError(
                 "key",
@@ -349,6 +357,8 @@ class CallbackReceiver:
             task = LipSyncTask.model_validate(data)
         except (ValueError, TypeError, ValidationError, RecursionError):
             # RecursionError: JSON nested deeper than the parser's stack ('[' * 50_000).
+            return self._count("bad_body", 400)
+        if len(task.id) > MAX_TASK_ID:
             return self._count("bad_body", 400)
         if not self._repeats.admit(key, task.id, lambda: self._judge(key, task)):
             return self._count("repeat", 200)

@@ -9,6 +9,7 @@ under the open managers.
 
 from __future__ import annotations
 
+import json
 import logging
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -203,13 +204,23 @@ async def test_messages_that_are_no_relayed_callback_are_counted_and_dropped(
     async with replicas(emulator, redis_server.url) as running:
         client = redis.asyncio.Redis.from_url(redis_server.url)
         try:
-            for junk in (b"not json", b"[1, 2]", b'{"origin": "x", "key": 1, "task": {}}'):
+            task = {"id": "t" * 32, "status": 10}
+            for junk in (
+                b"not json",
+                b"[1, 2]",
+                b'{"origin": "x", "key": 1, "task": {}}',
+                # Over the size cap, dropped unread however valid (padding an otherwise
+                # good message); a key no callback URL carries; a task id no task has.
+                json.dumps({"origin": "x", "key": "k", "task": task, "pad": "x" * 300_000}),
+                json.dumps({"origin": "x", "key": "k" * 513, "task": task}),
+                json.dumps({"origin": "x", "key": "k", "task": {**task, "id": "t" * 129}}),
+            ):
                 await client.publish("chanjing:callbacks", junk)
         finally:
             await client.aclose()
-        await until(lambda: running.receiver_a.outcomes["relay_bad"] == 3)
-        await until(lambda: running.receiver_b.outcomes["relay_bad"] == 3)
-    assert running.receiver_a.outcomes == {"relay_bad": 3}
+        await until(lambda: running.receiver_a.outcomes["relay_bad"] == 6)
+        await until(lambda: running.receiver_b.outcomes["relay_bad"] == 6)
+    assert running.receiver_a.outcomes == {"relay_bad": 6}
 
 
 async def test_no_message_ends_a_manager_and_later_callbacks_still_arrive(

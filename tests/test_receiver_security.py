@@ -25,8 +25,9 @@ import anyio
 import pytest
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from chanjing_async import CallbackReceiver, JobManager, TaskStatus
+from chanjing_async import CallbackReceiver, InvalidInputError, JobManager, TaskStatus
 from chanjing_async._bounded_log import BoundedLog
+from chanjing_async._callback_repeats import MAX_PAIRS, RepeatGate
 from chanjing_async.emulator import EmulatorServer
 from tests.conftest import emulator_settings, make_client
 from tests.test_callbacks import (
@@ -348,6 +349,60 @@ async def test_a_leaked_url_naming_made_up_tasks_costs_four_reads_and_records_no
     assert reads == 4
     assert refused == 46
     assert duplicates == []  # the server knows none of them: nothing is recorded
+
+
+async def test_a_leaked_url_naming_ever_new_task_ids_holds_bounded_memory(
+    media: tuple[Path, Path],
+) -> None:
+    receiver = CallbackReceiver()
+    async with one_job(media, receiver) as job:
+        gate = receiver._repeats
+        remembered = len(gate._last)
+        # Ids longer than any task's (Chanjing's have 32 characters) are no callback.
+        long_ids = [
+            await post(job.url, envelope(claimed("x" * 60_000 + str(n), TaskStatus.QUEUED)))
+            for n in range(50)
+        ]
+        after_long = len(gate._last)
+    assert long_ids == [400] * 50
+    assert receiver.outcomes["bad_body"] == 50
+    assert after_long == remembered  # nothing of theirs is kept
+
+
+async def test_the_repeat_gate_forgets_the_oldest_pairs_beyond_its_cap() -> None:
+    handed: list[str] = []
+
+    async def later() -> None:
+        handed.append("late")
+
+    gate = RepeatGate(0.2, lambda outcome, exc: None)
+    async with anyio.create_task_group() as group:
+        gate.open(group)
+        admitted = sum(gate.admit("job", f"task-{n}", later) for n in range(MAX_PAIRS + 500))
+        full = len(gate._last)
+        newest = f"task-{MAX_PAIRS + 499}"
+        assert not gate.admit("job", newest, later)  # a repeat within the interval: held
+        await anyio.sleep(0.3)  # its interval ends: handed on, and the old pairs forgotten
+        after = len(gate._last)
+        gate.close()
+    assert admitted == MAX_PAIRS + 500  # new pairs are never refused while old ones can go
+    assert full == MAX_PAIRS
+    assert handed == ["late"]
+    assert after <= 1  # at most the pair just handed on: the memory came back
+
+
+async def test_a_key_no_callback_url_can_carry_is_refused_at_submit(
+    media: tuple[Path, Path],
+) -> None:
+    receiver = CallbackReceiver()
+    async with (
+        running(media, callbacks=False) as setup,
+        JobManager(setup.client, callbacks=receiver, poll=SLOW) as jobs,
+    ):
+        with pytest.raises(InvalidInputError, match="at most 512 characters with callbacks"):
+            await jobs.submit(tts(setup.video_id), key="k" * 513)
+        handle = await jobs.submit(tts(setup.video_id), key="你" * 512)
+    assert receiver.url_for(handle.key).count("%") == 512 * 3
 
 
 # -- finding 12: floods are counted, and logged at a bounded rate ------------------------------
