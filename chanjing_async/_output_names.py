@@ -20,7 +20,9 @@ could leave that folder, that a common file system cannot hold, or that misleads
   them): a name holding them is shown as another name (``clip\\u202egpj.mp4`` reads
   ``clip4pm.jpg``, ``a\\u034fb`` reads ``ab``). The zero-width (non-)joiners some scripts use
   are refused too; a name needs none of them. Spaces (category Zs) are visible and stay
-  allowed inside a part.
+  allowed inside a part;
+- **slash look-alikes** (``∕ ⁄ ／ ＼ ⧸ ⧹ ∖ ﹨``): ``a∕..∕b`` reads as a path leaving the folder
+  while it is one file name.
 
 This is the one rule for output names; the manifest, the batch and the CLI all use it.
 """
@@ -71,6 +73,11 @@ _DEFAULT_IGNORABLE = (
 _BLANK = "\u2800\U0001d159"  # Braille pattern blank, musical symbol null notehead
 
 
+# Characters drawn like / or \: fraction slash, division slash, big solidus and reverse
+# solidus, fullwidth solidus and reverse solidus, set minus, small reverse solidus.
+_SLASH_LIKE = re.compile("[\u2044\u2215\u29f8\u29f9\uff0f\uff3c\u2216\ufe68]")
+
+
 def check_output(output: str) -> str | None:
     """Why ``output`` is no valid output name (a sentence), or None when it is one."""
     if not output:
@@ -81,6 +88,13 @@ def check_output(output: str) -> str | None:
         return (
             "must not contain \\ (use / between folders), ':' (no drive letters), "
             '* ? " < > | or control characters'
+        )
+    slash = None if output.isascii() else _SLASH_LIKE.search(output)
+    if slash is not None:
+        char = slash.group()
+        return (
+            f"must not contain a character drawn like / or \\ (U+{ord(char):04X} "
+            f"{unicodedata.name(char)}): use / between folders"
         )
     hidden = None if output.isascii() else _hidden(output)
     if hidden is not None:

@@ -847,3 +847,12 @@ def test_a_5000_digit_json_integer_is_a_row_error(folder: Path) -> None:
     assert manifest.rows == []
     assert [(error.row, error.field) for error in manifest.errors] == [(1, "row")]
     assert "more than 4,300 digits" in manifest.errors[0].reason
+
+
+@pytest.mark.parametrize("char", "\u2044\u2215\u29f8\u29f9\uff0f\uff3c\u2216\ufe68")
+def test_output_names_refuse_slash_look_alikes(tmp_path: Path, char: str) -> None:
+    # a∕..∕b reads as a path leaving the folder, while it is one file name.
+    with pytest.raises(InvalidInputError) as caught:
+        output_paths(tmp_path / "out", f"a{char}..{char}b")
+    assert f"U+{ord(char):04X}" in caught.value.allowed
+    assert "use / between folders" in caught.value.allowed
