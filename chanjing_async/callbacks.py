@@ -44,7 +44,7 @@ import json
 import logging
 import secrets
 from collections import Counter
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import quote, urlsplit
 
 from pydantic import SecretBytes, SecretStr, ValidationError
@@ -163,8 +163,9 @@ class CallbackReceiver:
     ) -> None:
         # The relay's password and the HMAC secret are hidden before anything can fail: an
         # error tracker records this frame's locals.
-        hidden_relay = None if relay is None else _hidden(relay)
-        hidden_secret = None if secret is None else _hidden(secret)
+        # Other types stay as given, for the checks below to name.
+        hidden_relay = SecretStr(relay) if isinstance(relay, str) else relay
+        hidden_secret = SecretBytes(secret) if isinstance(secret, bytes) else secret
         del relay, secret
         if public_url is not None:
             parts = urlsplit(public_url)
@@ -434,16 +435,6 @@ class CallbackReceiver:
     def asgi(self) -> AsgiApp:
         """An ASGI 3 application: mount it at the prefix of ``public_url``."""
         return self._http.asgi
-
-
-def _hidden(value: object) -> Any:
-    """``value`` as a SecretStr / SecretBytes (whose repr hides it); other types as they are,
-    for the checks to name."""
-    if isinstance(value, str):
-        return SecretStr(value)
-    if isinstance(value, bytes):
-        return SecretBytes(value)
-    return value
 
 
 def _strong(secret: object) -> bool:
