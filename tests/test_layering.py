@@ -34,7 +34,18 @@ FORBIDDEN: dict[str, set[str]] = {
     "_manifest_files": {"client", "_transport", "jobs", "journal", "batch", "cli", "emulator"},
     "_manifest_rows": {"client", "_transport", "jobs", "journal", "batch", "cli", "emulator"},
     "_output_names": {"client", "_transport", "jobs", "journal", "batch", "cli", "emulator"},
-    "batch": {"_transport", "cli", "_cli_common", "_cli_batch", "_cli_tasks", "emulator"},
+    "batch": {
+        "_transport",
+        "cli",
+        "_cli_common",
+        "_cli_batch",
+        "_cli_check",
+        "_cli_progress",
+        "_cli_report",
+        "_cli_demo",
+        "_cli_tasks",
+        "emulator",
+    },
 }
 UI_LIBRARIES = {"typer", "rich", "click"}
 

@@ -1,0 +1,56 @@
+"""The first pass of ``chanjing batch run``: every row of a manifest checked, problems shown."""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING
+
+import anyio
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+from ._cli_common import EXIT_USAGE, err_console, fail
+from ._manifest import ManifestCheck, check_manifest
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from ._manifest import RowError
+
+
+async def checked_manifest(
+    manifest_path: Path, out: Path, *, skip_invalid: bool, encoding: str | None = None
+) -> ManifestCheck:
+    """Check every row of the manifest (a progress bar for long files, each problem printed
+    as it is found); end the command with exit 2 when a row is invalid (unless
+    ``skip_invalid``) or none is valid. ``encoding``: the manifest's, None to detect it."""
+    checking = Progress(
+        TextColumn("[bold]checking rows"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    )
+    with checking as progress:
+        bar = progress.add_task("", total=None)
+
+        def read(done: int, size: int) -> None:
+            progress.update(bar, completed=done, total=size)
+
+        def problem(error: RowError) -> None:
+            progress.console.print(f"{manifest_path}: {error}", markup=False)
+
+        check = await anyio.to_thread.run_sync(
+            functools.partial(
+                check_manifest, manifest_path, out_dir=out, on_error=problem, on_progress=read
+            )
+        )
+    if check.errors and not skip_invalid:
+        fail(
+            f"{check.invalid or 1} invalid row(s); nothing was submitted "
+            "(fix them, or pass --skip-invalid)",
+            EXIT_USAGE,
+        )
+    if not check.rows:
+        fail("no valid rows to run", EXIT_USAGE)
+    return check
