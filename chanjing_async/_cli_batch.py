@@ -50,6 +50,13 @@ def batch_run(
             help="Run again the rows an earlier run recorded as failed (a new task each)."
         ),
     ] = False,
+    encoding: Annotated[
+        str | None,
+        typer.Option(
+            help="The manifest's text encoding (utf-8, gb18030, utf-16 ...)."
+            " [default: detected: UTF-8 with or without BOM, UTF-16 with BOM, else GB18030]"
+        ),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the report as JSON instead of tables.")
     ] = False,
@@ -62,7 +69,7 @@ def batch_run(
     settings = settings_of(ctx)
     journal = journal or manifest.with_name(f"{manifest.name}.journal")
     out = out or manifest.with_name(f"{manifest.stem}-results")
-    options = RunOptions(skip_invalid=skip_invalid, retry_failed=retry_failed)
+    options = RunOptions(skip_invalid=skip_invalid, retry_failed=retry_failed, encoding=encoding)
     report = run(lambda: run_manifest(settings, manifest, journal, out, options))
     if as_json:
         dump_json([outcome_json(outcome) for outcome in report.outcomes])
