@@ -10,6 +10,8 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 
 from ._cli_common import EXIT_USAGE, err_console, fail
 from ._manifest import ManifestCheck, check_manifest
+from ._manifest_text import encoding_name
+from .errors import InvalidInputError
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -22,7 +24,9 @@ async def checked_manifest(
 ) -> ManifestCheck:
     """Check every row of the manifest (a progress bar for long files, each problem printed
     as it is found); end the command with exit 2 when a row is invalid (unless
-    ``skip_invalid``) or none is valid. ``encoding``: the manifest's, None to detect it."""
+    ``skip_invalid``), none is valid, or the manifest as a whole is refused (its header, its
+    encoding). ``encoding``: the manifest's, None to detect it (a note says which was used
+    when it is not UTF-8)."""
     checking = Progress(
         TextColumn("[bold]checking rows"),
         BarColumn(),
@@ -40,10 +44,25 @@ async def checked_manifest(
         def problem(error: RowError) -> None:
             progress.console.print(f"{manifest_path}: {error}", markup=False)
 
-        check = await anyio.to_thread.run_sync(
-            functools.partial(
-                check_manifest, manifest_path, out_dir=out, on_error=problem, on_progress=read
-            )
+        checking_rows = functools.partial(
+            check_manifest,
+            manifest_path,
+            out_dir=out,
+            on_error=problem,
+            on_progress=read,
+            encoding=encoding,
+        )
+        try:
+            check = await anyio.to_thread.run_sync(checking_rows)
+        except InvalidInputError as exc:
+            if exc.field == "encoding":
+                fail(f"--encoding {exc.value!r}: {exc.allowed}", EXIT_USAGE)
+            fail(f"{exc}; nothing was submitted", EXIT_USAGE)
+    if encoding is None and check.encoding != "utf-8":
+        err_console.print(
+            f"note: {manifest_path} was read as {encoding_name(check.encoding)}"
+            " (give --encoding to read it otherwise)",
+            markup=False,
         )
     if check.errors and not skip_invalid:
         fail(

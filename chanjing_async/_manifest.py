@@ -1,6 +1,6 @@
 """Batch manifests: one lip-sync job per row of a CSV or JSONL file, every row checked first.
 
-Every problem is a :class:`RowError` (line number, column, value, reason); a batch runs only
+Every problem is a :class:`RowError` (row and line, column, value, reason); a batch runs only
 when there is none (or the invalid rows are skipped). Two ways to read a manifest:
 
 ``read_manifest``
@@ -8,34 +8,50 @@ when there is none (or the invalid rows are skipped). Two ways to read a manifes
     thousand rows, and for programs that want the jobs themselves.
 ``check_manifest`` then ``manifest_rows``
     For a manifest of any length, in memory that does not grow with it: the first pass reads
-    the file as a stream, checks every row and keeps counts, the lines of invalid rows (one
+    the file as a stream, checks every row and keeps counts, the numbers of invalid rows (one
     bit each) and a 16-byte digest of each output name (duplicates are found by sorting the
     digests at the end, then confirmed on the full 128 bits); the second pass reads the file
     again and yields the rows one at a time, for ``run_batch`` to submit through a window.
 
 Files
-    ``.csv``: UTF-8 (a leading BOM is accepted), a header row naming the columns, one job per
-    row. Cells are strings: surrounding whitespace is stripped and an empty cell means "not
-    given". A row shorter than the header leaves the missing cells empty; a value beyond the
-    header's columns, or a record that is not valid CSV, is an error of that row.
+    ``.csv`` (also ``.tsv`` and ``.txt``): a header row naming the columns, then one job per
+    row. The separator is decided by the header line: the most frequent of comma, TAB and
+    semicolon (a comma when tied), so Excel's "CSV" and "Unicode text" (TABs) both read.
+    Cells are strings: surrounding whitespace is stripped and an empty cell means "not given".
+    A row shorter than the header leaves the missing cells empty; a row with values beyond the
+    header's columns (an unquoted value holding the separator) is one error of that row, its
+    cells unread; a record that is not valid CSV is an error of that row. Any problem of the
+    header (an unknown column, a column named twice, no ``output`` column) refuses the whole
+    manifest, whatever the caller does with invalid rows: a misspelt column would otherwise
+    leave its value out of every row. A cell longer than the ``csv`` module reads (131,072
+    characters: an unclosed quote, usually) refuses it too, as the rows after it cannot be
+    told apart.
 
-    ``.jsonl`` or ``.ndjson``: UTF-8, one JSON object per line. Values may be strings or
-    numbers (``"1080"`` and ``1080`` are the same); strings are stripped; ``null`` or an
-    empty string means "not given"; ``text`` may also be a list of strings. A line that is
-    not a JSON object is an error of that row, and so is a string holding a lone surrogate
-    (``"\\udc00"``: valid JSON, but no UTF-8 text), an error of its column.
+    ``.jsonl`` or ``.ndjson``: one JSON object per line. Values may be strings or numbers
+    (``"1080"`` and ``1080`` are the same); strings are stripped; ``null`` or an empty string
+    means "not given"; ``text`` may also be a list of strings. A line that is not a JSON
+    object is an error of that row, and so is a string holding a lone surrogate
+    (``"\\udc00"``: valid JSON, but no Unicode text), an error of its column. Each object is
+    its own header: an unknown key is an error of its row.
+
+    Encodings (``_manifest_text``): UTF-8 with or without a byte-order mark, UTF-16 or UTF-32
+    with one, else GB18030 (which GBK files are) when the file is not UTF-8; ``encoding=``
+    forces one. The decision is made once, reading the whole file before any row, and both
+    passes use it (:attr:`ManifestCheck.encoding`). A file holding a NUL character, or text in
+    none of these, is refused.
 
     Numbers are read by the manifest: the integer columns take whole numbers (``720`` or
     ``720.0``, at most 4,300 digits), ``speed`` and ``pitch`` any finite number; the ranges
     are the request's. A local path the system cannot use (a name too long for it, a NUL
     character) is an error of its column, like a missing file.
 
-    Blank lines, rows whose cells are all empty and objects without a value are skipped. A
-    row's number is its line in the file: in a CSV the header is line 1 (a record spanning
-    several lines is numbered by its first line). Any other extension, an unreadable file, a
-    file that is not UTF-8, a file without rows, and a CSV header without an ``output`` column
-    or with a column named twice are refused as a whole (``InvalidInputError`` with field
-    ``manifest``).
+    Rows are numbered as data: the first row after the CSV header, or the first JSONL object
+    with a value, is row 1. Blank lines, rows whose cells are all empty and objects without a
+    value are no rows. Each problem also names the line where its row starts, shown when it
+    differs (``row 12 (line 13): ...``; a record spanning several lines starts on its first).
+    Any other extension, an unreadable file, a file without rows, and the header and encoding
+    problems above are refused as a whole (``InvalidInputError`` with field ``manifest``; an
+    unknown ``encoding`` name with field ``encoding``).
 
 Columns (:data:`MANIFEST_FIELDS`)
     ``output`` (required)
@@ -65,8 +81,8 @@ Columns (:data:`MANIFEST_FIELDS`)
     A row is either text-driven or audio-driven: ``text``, ``voice``, ``speed`` or ``pitch``
     together with ``audio`` or ``audio_file_id`` is an error. Local paths are relative to the
     folder of the manifest (``~`` is expanded); each file must exist and have an accepted
-    extension. An unknown CSV column is reported once, on the header's line (the rows are still
-    checked); an unknown JSONL key is reported on its line.
+    extension. An unknown column or key is named with the known one it likely misspells
+    (``'sped' (did you mean 'speed'?)``).
 
 Example (CSV)::
 
@@ -77,16 +93,15 @@ Example (CSV)::
 
 from __future__ import annotations
 
-import hashlib
-import itertools
 import os
-from array import array
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._manifest_files import SUFFIXES, records
+from ._manifest_files import SUFFIX_RULE, SUFFIXES, records
 from ._manifest_rows import MANIFEST_FIELDS, ManifestRow, RowChecker, RowError, check_output
+from ._manifest_sets import OutputDigests, RowSet
+from ._manifest_text import text_encoding
 from ._output_names import OUTSIDE
 from .errors import InvalidInputError
 
@@ -113,7 +128,6 @@ _OUTSIDE = (
     " following links)"
 )
 _FOLDERS = 4096  # real locations of output folders remembered
-_BUCKETS = 16  # digests are sorted in this many slices, by their top 4 bits
 _CHANGED = "changed since the manifest was checked (run the batch again)"
 
 
@@ -125,11 +139,13 @@ class Manifest:
         path: the manifest, as an absolute path.
         rows: the valid rows, in file order.
         errors: every problem found, in file order; submit nothing unless it is empty.
+        encoding: the codec the file was read with (``utf-8``, ``gb18030``, ``utf-16-le``...).
     """
 
     path: Path
     rows: list[ManifestRow]
     errors: list[RowError]
+    encoding: str = "utf-8"
 
 
 @dataclass(frozen=True)
@@ -139,50 +155,55 @@ class ManifestCheck:
     Attributes:
         path: the manifest, as an absolute path.
         rows: valid rows.
-        invalid: rows with at least one problem (a CSV header's own problems are no row).
-        errors: problems found, the header's included.
+        invalid: rows with at least one problem.
+        errors: problems found.
+        encoding: the codec the file is read with, by both passes (``utf-8``, ``gb18030``...).
     """
 
     path: Path
     rows: int
     invalid: int
     errors: int
+    encoding: str
     out: OutputFolder | None = field(repr=False)
-    _bad: _Lines = field(repr=False)
+    _bad: RowSet = field(repr=False)
     _duplicates: dict[int, RowError] = field(repr=False)
     _stamp: tuple[int, int] = field(repr=False)
 
 
-def read_manifest(path: str | os.PathLike[str]) -> Manifest:
+def read_manifest(path: str | os.PathLike[str], *, encoding: str | None = None) -> Manifest:
     """Read and check a CSV or JSONL manifest (format in the module documentation).
 
     Row-level problems do not raise: they are collected in :attr:`Manifest.errors`, every one
-    of them, and the rows without problems are in :attr:`Manifest.rows`.
+    of them, and the rows without problems are in :attr:`Manifest.rows`. ``encoding``: the
+    file's text encoding (any codec name Python knows); None detects it.
 
     Raises:
         InvalidInputError: (field ``manifest``) the file as a whole is unusable: an extension
-            other than .csv, .jsonl or .ndjson, missing or unreadable, not UTF-8, no rows, or a
-            CSV header without an ``output`` column or naming a column twice.
+            other than .csv, .tsv, .txt, .jsonl or .ndjson, missing or unreadable, text in no
+            encoding tried, no rows, or a CSV header with a problem (an unknown column, a
+            column named twice, no ``output`` column); (field ``encoding``) no such encoding.
     """
+    given = Path(path)
+    codec = _encoding(given, encoding)
     rows: list[ManifestRow] = []
     errors: list[RowError] = []
-    outputs = _Outputs()
-    seen = False
-    given, walk = _walk(path, None)
-    for record, row, key in walk:
-        seen = seen or record.row
+    outputs = OutputDigests()
+    seen = 0
+    for record, row, key in _walk(given, codec, None):
+        seen += 1
         errors.extend(record.problems)
         if key is not None:
-            outputs.add(key, record.line)
+            outputs.add(key, record.row)
         if row is not None:
             rows.append(row)
     if not seen:
         raise InvalidInputError("manifest", str(path), "has no rows")
-    duplicates = outputs.duplicates(given)
+    duplicates = outputs.duplicates(lambda: _records(given, codec))
     rows = [row for row in rows if row.row not in duplicates]
     # Sorted stably with the duplicate first: a row's output is checked before its values.
     errors = sorted([*duplicates.values(), *errors], key=lambda error: error.row)
-    return Manifest(given.absolute(), rows, errors)
+    return Manifest(given.absolute(), rows, errors, codec)
 
 
 def check_manifest(
@@ -191,6 +212,7 @@ def check_manifest(
     out_dir: str | os.PathLike[str] | None = None,
     on_error: Callable[[RowError], None] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    encoding: str | None = None,
 ) -> ManifestCheck:
     """The first pass over a manifest of any length: check every row, keep only counts.
 
@@ -200,16 +222,19 @@ def check_manifest(
             (:func:`output_paths`), or the row is invalid.
         on_error: told of each problem as it is found (duplicate outputs come last).
         on_progress: told (bytes read, file size) as the file is read.
+        encoding: the file's text encoding (any codec name Python knows); None detects it.
+            The file is read once before any row to decide or confirm it.
 
     Raises:
-        InvalidInputError: (field ``manifest``) as for :func:`read_manifest`.
+        InvalidInputError: as for :func:`read_manifest`.
     """
     given = Path(path)
     out = None if out_dir is None else OutputFolder(Path(out_dir))
     stamp = _stamp(given)
     size = stamp[0]
-    bad = _Lines()
-    outputs = _Outputs()
+    codec = _encoding(given, encoding)
+    bad = RowSet()
+    outputs = OutputDigests()
     counts = {"rows": 0, "errors": 0, "seen": 0}
 
     def report(problems: list[RowError]) -> None:
@@ -219,26 +244,24 @@ def check_manifest(
                 on_error(problem)
 
     progress = None if on_progress is None else (lambda read: on_progress(read, size))
-    _, walk = _walk(given, progress, fingerprints=False)
-    for record, row, key in walk:
-        counts["seen"] += record.row
+    for record, row, key in _walk(given, codec, progress, fingerprints=False):
+        counts["seen"] += 1
         if key is not None:
-            outputs.add(key, record.line)
+            outputs.add(key, record.row)
         if row is not None and out is not None:
-            _check_paths(out, row, record.problems)
+            _check_paths(out, row, record)
         if record.problems:
             report(record.problems)
-            if record.row:
-                bad.add(record.line)
+            bad.add(record.row)
         elif row is not None:
             counts["rows"] += 1
     if not counts["seen"]:
         raise InvalidInputError("manifest", str(path), "has no rows")
-    duplicates = outputs.duplicates(given)
+    duplicates = outputs.duplicates(lambda: _records(given, codec))
     report(list(duplicates.values()))
-    for line in duplicates:
-        if line not in bad:
-            bad.add(line)
+    for number in duplicates:
+        if number not in bad:
+            bad.add(number)
             counts["rows"] -= 1
     if on_progress is not None:
         on_progress(size, size)
@@ -247,6 +270,7 @@ def check_manifest(
         counts["rows"],
         len(bad),
         counts["errors"],
+        codec,
         out,
         bad,
         duplicates,
@@ -259,31 +283,30 @@ def manifest_rows(check: ManifestCheck) -> Iterator[ManifestRow | list[RowError]
 
     Yields a valid row as a :class:`ManifestRow`, an invalid one as its problems (for a
     report of skipped rows). A row whose verdict differs from the first pass (a file appeared
-    or vanished in between) is yielded as problems, never as a row.
+    or vanished in between) is yielded as problems, never as a row. The file is decoded as
+    the first pass decided (:attr:`ManifestCheck.encoding`).
 
     Raises:
         InvalidInputError: (field ``manifest``) the file changed since it was checked.
     """
     if _stamp(check.path) != check._stamp:
         raise InvalidInputError("manifest", str(check.path), _CHANGED)
-    _, walk = _walk(check.path, None)
-    for record, row, _ in walk:
-        if not record.row:
-            continue
-        if record.line not in check._bad:
+    for record, row, _ in _walk(check.path, check.encoding, None):
+        changed = RowError(record.row, "row", None, _CHANGED, record.line)
+        if record.row not in check._bad:
             # Its output folder is checked again when it is submitted (``run_batch``).
             if row is not None and not record.problems:
                 yield row
             else:
-                yield [*record.problems, RowError(record.line, "row", None, _CHANGED)]
+                yield [*record.problems, changed]
             continue
         if row is not None and check.out is not None:
-            _check_paths(check.out, row, record.problems)
+            _check_paths(check.out, row, record)
         problems = record.problems
-        duplicate = check._duplicates.get(record.line)
+        duplicate = check._duplicates.get(record.row)
         if duplicate is not None:
             problems = [duplicate, *problems]
-        yield problems or [RowError(record.line, "row", None, _CHANGED)]
+        yield problems or [changed]
 
 
 def output_paths(out_dir: Path, output: str) -> tuple[Path, Path]:
@@ -350,40 +373,57 @@ class OutputFolder:
 # Passes
 
 
+def _encoding(path: Path, encoding: str | None) -> str:
+    """The manifest's codec, once its name is known to be a manifest's (see ``_stamp``)."""
+    _stamp(path)
+    return text_encoding(path, encoding)
+
+
+def _records(
+    path: Path, codec: str, on_bytes: Callable[[int], None] | None = None
+) -> Iterator[Record]:
+    return records(path, SUFFIXES[path.suffix.lower()], codec, on_bytes)
+
+
 def _walk(
-    path: str | os.PathLike[str],
+    path: Path,
+    codec: str,
     on_bytes: Callable[[int], None] | None,
     *,
     fingerprints: bool = True,
-) -> tuple[Path, Iterator[tuple[Record, ManifestRow | None, str | None]]]:
-    """The manifest's records, each checked: (record, its row or None, its output key)."""
-    given = Path(path)
-    kind = SUFFIXES.get(given.suffix.lower())
-    if kind is None:
-        raise InvalidInputError("manifest", str(path), "must be a .csv, .jsonl or .ndjson file")
-    checker = RowChecker(given.absolute().parent, fingerprints=fingerprints)
+) -> Iterator[tuple[Record, ManifestRow | None, str | None]]:
+    """The manifest's records, each checked: (record, its row or None, its output key).
 
-    def checked() -> Iterator[tuple[Record, ManifestRow | None, str | None]]:
-        for record in records(given, kind, on_bytes):
-            if record.raw is None:
-                yield record, None, None
-            else:
-                yield (record, *checker.check(record.line, record.raw, record.problems))
-
-    return given, checked()
+    Every problem of a record names the line where its row starts.
+    """
+    checker = RowChecker(path.absolute().parent, fingerprints=fingerprints)
+    for record in _records(path, codec, on_bytes):
+        row, key = None, None
+        if record.raw is not None:
+            row, key = checker.check(record.row, record.raw, record.problems)
+        _locate(record)
+        yield record, row, key
 
 
-def _check_paths(out: OutputFolder, row: ManifestRow, problems: list[RowError]) -> None:
+def _locate(record: Record) -> None:
+    """Give the record's line to its problems that have none yet."""
+    record.problems[:] = [
+        problem if problem.line is not None else replace(problem, line=record.line)
+        for problem in record.problems
+    ]
+
+
+def _check_paths(out: OutputFolder, row: ManifestRow, record: Record) -> None:
     try:
         out.check(row.output)
     except InvalidInputError as exc:
-        problems.append(RowError(row.row, "output", row.output, exc.allowed))
+        record.problems.append(RowError(row.row, "output", row.output, exc.allowed, record.line))
 
 
 def _stamp(path: Path) -> tuple[int, int]:
     """Size and modification time of the manifest, to notice a change between the passes."""
     if SUFFIXES.get(path.suffix.lower()) is None:
-        raise InvalidInputError("manifest", str(path), "must be a .csv, .jsonl or .ndjson file")
+        raise InvalidInputError("manifest", str(path), SUFFIX_RULE)
     try:
         status = path.stat()
     except OSError as exc:
@@ -391,78 +431,3 @@ def _stamp(path: Path) -> tuple[int, int]:
             "manifest", str(path), f"cannot be read: {exc.strerror or exc}"
         ) from None
     return status.st_size, status.st_mtime_ns
-
-
-class _Lines:
-    """A set of line numbers, one bit each."""
-
-    def __init__(self) -> None:
-        self._bits = bytearray()
-        self._count = 0
-
-    def add(self, line: int) -> None:
-        index, bit = divmod(line, 8)
-        if index >= len(self._bits):
-            self._bits.extend(bytes(max(index + 1 - len(self._bits), len(self._bits))))
-        if not self._bits[index] & (1 << bit):
-            self._bits[index] |= 1 << bit
-            self._count += 1
-
-    def __contains__(self, line: object) -> bool:
-        if not isinstance(line, int):
-            return False
-        index, bit = divmod(line, 8)
-        return index < len(self._bits) and bool(self._bits[index] & (1 << bit))
-
-    def __len__(self) -> int:
-        return self._count
-
-
-class _Outputs:
-    """The output names of the rows so far, as 128-bit digests: 24 bytes a row.
-
-    ``duplicates`` sorts the first halves, a sixteenth at a time (a million rows: 2.5 MB of
-    Python integers at once, not 40), to find repeated names, then confirms each on the whole
-    digest (two different names share one with a chance of about 2**-128 per pair).
-    """
-
-    def __init__(self) -> None:
-        self._high = array("Q")
-        self._low = array("Q")
-        self._lines = array("Q")
-
-    def add(self, key: str, line: int) -> None:
-        digest = hashlib.blake2b(key.encode(), digest_size=16).digest()
-        self._high.append(int.from_bytes(digest[:8], "big"))
-        self._low.append(int.from_bytes(digest[8:], "big"))
-        self._lines.append(line)
-
-    def duplicates(self, path: Path) -> dict[int, RowError]:
-        """The error of each row whose output an earlier row has, by its line.
-
-        The names as written are read again from ``path``, for those rows only.
-        """
-        repeated: set[int] = set()
-        for bucket in range(_BUCKETS):  # a sixteenth of the names sorted at a time
-            part = sorted(high for high in self._high if high >> 60 == bucket)
-            repeated.update(a for a, b in itertools.pairwise(part) if a == b)
-        first: dict[tuple[int, int], int] = {}
-        earlier: dict[int, int] = {}
-        for high, low, line in zip(self._high, self._low, self._lines, strict=True):
-            if high in repeated:
-                earliest = first.setdefault((high, low), line)
-                if earliest != line:
-                    earlier[line] = earliest
-        if not earlier:
-            return {}
-        kind = SUFFIXES[path.suffix.lower()]
-        return {
-            record.line: RowError(
-                record.line,
-                "output",
-                record.raw.get("output"),
-                f"duplicates the output of row {earlier[record.line]}",
-            )
-            for record in records(path, kind)
-            if record.line in earlier and record.raw is not None
-        }

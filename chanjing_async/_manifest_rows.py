@@ -1,9 +1,10 @@
 """Checking manifest rows one at a time: values converted, the job built, every problem named.
 
 ``RowChecker.check`` turns one record (``_manifest_files``) into a :class:`ManifestRow` or the
-list of its :class:`RowError`; the columns and rules are documented in ``_manifest``. It keeps
-no per-row state: what it remembers (resolved paths, the verdicts on values already seen) is
-bounded, so a manifest of any length is checked in constant memory.
+list of its :class:`RowError` (``_manifest_types``), numbered by data row (the caller adds the
+line of the file); the columns and rules are documented in ``_manifest``. It keeps no per-row
+state: what it remembers (resolved paths, the verdicts on values already seen) is bounded, so
+a manifest of any length is checked in constant memory.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ import json
 import math
 import re
 import unicodedata
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._jobspec import LipSyncJob
+from ._manifest_types import MANIFEST_FIELDS, ManifestRow, RowError
 from ._output_names import check_output
 from .errors import InvalidInputError
 from .models import LipSyncRequest
@@ -27,27 +28,6 @@ if TYPE_CHECKING:
     from collections.abc import Set as AbstractSet
 
 __all__ = ["MANIFEST_FIELDS", "ManifestRow", "RowChecker", "RowError", "check_output", "printable"]
-
-MANIFEST_FIELDS: tuple[str, ...] = (
-    "output",
-    "video",
-    "video_file_id",
-    "text",
-    "voice",
-    "audio_man_id",
-    "speed",
-    "pitch",
-    "audio",
-    "audio_file_id",
-    "model",
-    "screen_width",
-    "screen_height",
-    "backway",
-    "drive_mode",
-    "volume",
-    "callback",
-)
-"""The columns a manifest may have; see the module documentation for their meaning."""
 
 _INTEGERS = frozenset({"model", "screen_width", "screen_height", "backway", "volume"})
 _NUMBERS = frozenset({"speed", "pitch"})
@@ -68,51 +48,6 @@ _SURROGATE_REASON = (
     "must be valid Unicode text: it contains a lone surrogate ({found}), which no UTF-8 "
     "file or request can carry"
 )
-
-
-@dataclass(frozen=True)
-class RowError:
-    """A problem with one row (or, on the header's line, with a CSV column).
-
-    Attributes:
-        row: line number in the file (CSV: the header is line 1; JSONL: the line).
-        field: the manifest column, e.g. ``speed``, or ``row`` for the row as a whole.
-        value: the rejected value as written in the manifest (None when missing).
-        reason: what is wrong, or what is allowed.
-    """
-
-    row: int
-    field: str
-    value: object
-    reason: str
-
-    def __str__(self) -> str:
-        if self.field == "row":
-            shown = "" if self.value is None else f" {self.value!r}:"
-            return f"row {self.row}:{shown} {self.reason}"
-        if self.value is None:
-            return f"row {self.row}: {self.field}: {self.reason}"
-        return f"row {self.row}: {self.field}={self.value!r}: {self.reason}"
-
-
-@dataclass(frozen=True)
-class ManifestRow:
-    """A valid row: the job to submit and what identifies it.
-
-    Attributes:
-        row: line number in the file.
-        output: normalised relative POSIX name without extension (``greetings/clip-01``); the
-            job key.
-        job: the job, its local files given as absolute paths.
-        fingerprint: sha256 (hex) of the row's values in canonical form (local paths resolved),
-            to notice a row changed between two runs. The content of a local file is not part
-            of it.
-    """
-
-    row: int
-    output: str
-    job: LipSyncJob
-    fingerprint: str
 
 
 class _Bad(Exception):

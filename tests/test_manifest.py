@@ -82,9 +82,9 @@ def test_csv_text_and_audio_rows_become_jobs(folder: Path) -> None:
     assert manifest.errors == []
     assert manifest.path == path.absolute()
     assert [(row.row, row.output) for row in manifest.rows] == [
-        (2, "greetings/hello"),
-        (3, "greetings/bye"),
-        (4, "ids"),
+        (1, "greetings/hello"),
+        (2, "greetings/bye"),
+        (3, "ids"),
     ]
 
     text_job = manifest.rows[0].job
@@ -190,7 +190,7 @@ def test_tilde_is_expanded(folder: Path, tmp_path: Path, monkeypatch: pytest.Mon
     assert row.job.video_path == (home / "me.mp4").resolve()
 
 
-def test_bom_crlf_blank_lines_and_empty_rows_are_skipped_and_lines_still_counted(
+def test_bom_crlf_blank_lines_and_empty_rows_are_skipped_and_lines_still_named(
     folder: Path,
 ) -> None:
     text = (
@@ -201,11 +201,15 @@ def test_bom_crlf_blank_lines_and_empty_rows_are_skipped_and_lines_still_counted
         "b,media/talk.mp4,hi,\r\n"
     )
     manifest = read_manifest(write(folder, "batch.csv", text))
-    assert [(row.row, row.output) for row in manifest.rows] == [(3, "a")]
+    assert [(row.row, row.output) for row in manifest.rows] == [(1, "a")]
     config = manifest.rows[0].job.template.tts_config
     assert config is not None
     assert (config.text, config.audio_man_id) == (["hi"], "C-1")
-    assert errors_of(manifest) == [(5, "voice")]
+    assert [(e.row, e.line, e.field) for e in manifest.errors] == [(2, 5, "voice")]
+    assert (
+        str(manifest.errors[0])
+        == "row 2 (line 5): voice: is required for a text-driven row (text + voice)"
+    )
 
 
 def test_jsonl_blank_lines_and_bom_keep_line_numbers(folder: Path) -> None:
@@ -214,7 +218,8 @@ def test_jsonl_blank_lines_and_bom_keep_line_numbers(folder: Path) -> None:
     text = f'\ufeff{row}\n\n   \n{{}}\n{{"output": null, "text": " "}}\n{bad}\r\n'
     manifest = read_manifest(write(folder, "batch.jsonl", text))
     assert [row.row for row in manifest.rows] == [1]
-    assert errors_of(manifest) == [(6, "speed")]
+    assert [(e.row, e.line, e.field) for e in manifest.errors] == [(2, 6, "speed")]
+    assert str(manifest.errors[0]).startswith("row 2 (line 6): speed=9: ")
 
 
 def test_a_multi_line_csv_record_is_numbered_by_its_first_line(folder: Path) -> None:
@@ -225,7 +230,7 @@ def test_a_multi_line_csv_record_is_numbered_by_its_first_line(folder: Path) -> 
     config = manifest.rows[0].job.template.tts_config
     assert config is not None
     assert config.text == ["line one\nline two"]
-    assert errors_of(manifest) == [(4, "voice")]
+    assert [(e.row, e.line, e.field) for e in manifest.errors] == [(2, 4, "voice")]
 
 
 @pytest.mark.parametrize(
@@ -326,11 +331,11 @@ def test_csv_row_errors_name_row_field_and_reason(
     manifest = read_manifest(
         write(folder, "batch.csv", csv_of([good, row, good | {"output": "z"}]))
     )
-    mine = [error for error in manifest.errors if error.row == 3]
+    mine = [error for error in manifest.errors if error.row == 2]
     assert [error.field for error in mine].count(field) == 1, manifest.errors
     (error,) = [error for error in mine if error.field == field]
     assert fragment in error.reason
-    assert all(error.row == 3 for error in manifest.errors)
+    assert all((error.row, error.line) == (2, 3) for error in manifest.errors)
     assert [r.output for r in manifest.rows] == ["first", "z"]
 
 
@@ -379,27 +384,38 @@ def test_duplicate_outputs_are_compared_case_insensitively(folder: Path) -> None
     manifest = read_manifest(write(folder, "batch.csv", csv_of(rows)))
     assert [row.output for row in manifest.rows] == ["Greetings/Clip", "other"]
     assert [(e.row, e.field, e.value, e.reason) for e in manifest.errors] == [
-        (4, "output", "greetings/clip.mp4", "duplicates the output of row 2"),
-        (5, "output", "GREETINGS/CLIP", "duplicates the output of row 2"),
+        (3, "output", "greetings/clip.mp4", "duplicates the output of row 1"),
+        (4, "output", "GREETINGS/CLIP", "duplicates the output of row 1"),
     ]
 
 
-def test_an_unknown_csv_column_is_reported_once_on_the_header_and_rows_are_still_checked(
-    folder: Path,
+@pytest.mark.parametrize(
+    ("header", "fragment"),
+    [
+        (
+            "output,video,text,voice,audio,sped",
+            "has unknown column(s) in its header (line 1): 'sped' (did you mean 'speed'?);"
+            " allowed: output, video, video_file_id,",
+        ),
+        ("output,video,text,Voice", "'Voice' (did you mean 'voice'?)"),
+        ("output,video,text,voice,colour,mdoel", "'colour', 'mdoel' (did you mean 'model'?);"),
+        ("output,video,text,voice,text", "names the column(s) text more than once"),
+        ("ouptut,video,text,voice", "'ouptut' (did you mean 'output'?)"),
+        ("video,text,voice", "has no 'output' column (header, line 1: video, text, voice)"),
+    ],
+)
+def test_any_header_problem_refuses_the_whole_manifest(
+    folder: Path, header: str, fragment: str
 ) -> None:
-    text = csv_of(
-        [
-            {**GOOD_TEXT, "output": "a", "colour": "red"},
-            {**GOOD_TEXT, "output": "b", "speed": "9", "colour": "blue"},
-        ]
-    )
-    manifest = read_manifest(write(folder, "batch.csv", text))
-    assert errors_of(manifest) == [(1, "colour"), (3, "speed")]
-    header_error = manifest.errors[0]
-    assert header_error.value is None
-    assert "is not a known column" in header_error.reason
-    assert all(name in header_error.reason for name in MANIFEST_FIELDS)
-    assert [row.output for row in manifest.rows] == ["a"]
+    """Issue 16, item 1: a misspelt column used to be a warning, and every row was created
+    without its value; no row may be read under a header with a problem."""
+    cells = header.count(",") + 1
+    row = ",".join(["a", "media/talk.mp4", "hi", "C-1", "", "1.2"][:cells])
+    path = write(folder, "batch.csv", f"\n{header}\n{row}\n")
+    with pytest.raises(InvalidInputError) as caught:
+        read_manifest(path)
+    assert caught.value.field == "manifest"
+    assert fragment.replace("line 1", "line 2") in caught.value.allowed
 
 
 def test_every_independent_problem_of_a_row_is_reported(folder: Path) -> None:
@@ -414,11 +430,11 @@ def test_every_independent_problem_of_a_row_is_reported(folder: Path) -> None:
     }
     manifest = read_manifest(write(folder, "batch.csv", csv_of([row])))
     assert sorted(errors_of(manifest)) == [
-        (2, "model"),
-        (2, "output"),
-        (2, "speed"),
-        (2, "video"),
-        (2, "volume"),
+        (1, "model"),
+        (1, "output"),
+        (1, "speed"),
+        (1, "video"),
+        (1, "volume"),
     ]
     assert manifest.rows == []
     video = next(error for error in manifest.errors if error.field == "video")
@@ -431,12 +447,12 @@ def test_every_out_of_range_value_is_reported_not_only_the_first(folder: Path) -
     row |= {"volume": "0", "backway": "3"}
     manifest = read_manifest(write(folder, "batch.csv", csv_of([row])))
     assert sorted(errors_of(manifest)) == [
-        (2, "backway"),
-        (2, "model"),
-        (2, "pitch"),
-        (2, "speed"),
-        (2, "video"),
-        (2, "volume"),
+        (1, "backway"),
+        (1, "model"),
+        (1, "pitch"),
+        (1, "speed"),
+        (1, "video"),
+        (1, "volume"),
     ]
     assert all("(also:" not in error.reason for error in manifest.errors)
 
@@ -461,6 +477,9 @@ def test_a_jsonl_row_with_an_unknown_key_is_not_accepted(folder: Path) -> None:
     manifest = read_manifest(write(folder, "batch.jsonl", jsonl_of([{**GOOD_TEXT, "mdoel": 1}])))
     assert manifest.rows == []
     assert [(e.row, e.field, e.value) for e in manifest.errors] == [(1, "mdoel", 1)]
+    assert str(manifest.errors[0]).startswith(
+        "row 1: mdoel=1: is not a known column (did you mean 'model'?); allowed: output, video"
+    )
 
 
 def test_malformed_csv_records_and_extra_cells_are_row_errors(folder: Path) -> None:
@@ -472,16 +491,19 @@ def test_malformed_csv_records_and_extra_cells_are_row_errors(folder: Path) -> N
         "d,media/talk.mp4,hi,C-1\n"
     )
     manifest = read_manifest(write(folder, "batch.csv", text))
-    assert errors_of(manifest) == [(2, "row"), (3, "row")]
+    assert errors_of(manifest) == [(1, "row"), (2, "row")]
     assert "not valid CSV" in manifest.errors[0].reason
-    assert "5 cells but the header has 4 columns" in manifest.errors[1].reason
+    assert str(manifest.errors[1]) == (
+        "row 2 (line 3): has 5 fields, the header has 4"
+        ' (a value holding a comma must be quoted, e.g. "1,2")'
+    )
     assert [row.output for row in manifest.rows] == ["c", "d"]
 
 
 def test_a_value_under_an_unnamed_csv_column_is_an_error(folder: Path) -> None:
     text = "output,video,text,voice,\na,media/talk.mp4,hi,C-1,\nb,media/talk.mp4,hi,C-1,oops\n"
     manifest = read_manifest(write(folder, "batch.csv", text))
-    assert [(e.row, e.field, e.value) for e in manifest.errors] == [(3, "row", "oops")]
+    assert [(e.row, e.field, e.value) for e in manifest.errors] == [(2, "row", "oops")]
     assert "no name" in manifest.errors[0].reason
     assert [row.output for row in manifest.rows] == ["a"]
 
@@ -496,6 +518,10 @@ def test_row_error_text() -> None:
     assert str(RowError(5, "row", "[1]", "must be a JSON object")) == (
         "row 5: '[1]': must be a JSON object"
     )
+    assert (
+        str(RowError(12, "speed", "9", "too fast", 13)) == "row 12 (line 13): speed='9': too fast"
+    )
+    assert str(RowError(3, "voice", None, "is required", 3)) == "row 3: voice: is required"
 
 
 # --------------------------------------------------------------------------------------------
@@ -505,16 +531,21 @@ def test_row_error_text() -> None:
 @pytest.mark.parametrize(
     ("name", "content", "fragment"),
     [
-        ("batch.txt", b"output\nx\n", "must be a .csv, .jsonl or .ndjson file"),
+        ("batch.xlsx", b"output\nx\n", "must be a .csv, .jsonl or .ndjson file (or .tsv"),
         ("batch.csv", None, "cannot be read"),
-        ("batch.csv", b"output,text\nok,fine\nbad,\xff\xfe\n", "UTF-8 text (line 3 is not)"),
-        ("batch.jsonl", b'{"output": "\xe9"}\n', "UTF-8 text (line 1 is not)"),
+        (
+            "batch.csv",
+            b"output,text\nok,fine\nbad,\xff\xfe\n",
+            "neither UTF-8 nor GB18030 text (line 3 is not UTF-8, line 3 not GB18030)",
+        ),
+        ("batch.jsonl", b'{"output": "\xe9"}\n', "(line 1 is not UTF-8, line 1 not GB18030)"),
         ("batch.csv", b"", "needs a header row"),
         ("batch.csv", b"\n\n", "needs a header row"),
         ("batch.csv", b"output,video,text,voice\n", "has no rows"),
         ("batch.csv", b"output,video\n,,\n\n", "has no rows"),
         ("batch.csv", b"video,text\nmedia/talk.mp4,hi\n", "has no 'output' column"),
         ("batch.csv", b"output,text,text\na,b,c\n", "text more than once"),
+        ("batch.csv", b"output,colour\na,red\n", "unknown column(s) in its header (line 1)"),
         ("batch.csv", b'"output\nx,y', "header row"),
         ("batch.jsonl", b"\n  \n", "has no rows"),
         ("batch.jsonl", b'{}\n{"output": null}\n', "has no rows"),
@@ -812,7 +843,7 @@ def test_values_that_crashed_are_row_errors_in_csv(
     manifest = read_manifest(write(folder, "batch.csv", csv_of([good, row])))
     assert [r.output for r in manifest.rows] == ["first"]
     (error,) = manifest.errors
-    assert (error.row, error.field) == (3, field)
+    assert (error.row, error.line, error.field) == (2, 3, field)
     assert fragment in error.reason
 
 

@@ -65,7 +65,7 @@ def both_passes(path: Path) -> tuple[list[ManifestRow], list[RowError], list[Row
 
 def test_the_two_passes_find_what_read_manifest_finds(tmp_path: Path) -> None:
     lines = [good(n) for n in range(40)]
-    lines[5] = good(5, output="CLIP-1")  # a duplicate of row 3, in another case
+    lines[5] = good(5, output="CLIP-1")  # a duplicate of row 2, in another case
     lines[9] = "clip-9,media/talk.mp4,hi,,\n"  # no voice
     lines[12] = f"clip-12,media/missing.mp4,hi,{VOICE},9\n"  # two problems
     lines[30] = good(30, output="clip-12")  # duplicates an invalid row's output
@@ -78,14 +78,17 @@ def test_the_two_passes_find_what_read_manifest_finds(tmp_path: Path) -> None:
     assert sorted(errors, key=lambda e: e.row) == whole.errors
     assert sorted(reported, key=lambda e: e.row) == whole.errors
     assert [(e.row, e.field) for e in whole.errors] == [
-        (7, "output"),
-        (11, "voice"),
-        (14, "video"),
-        (14, "speed"),
-        (32, "output"),
+        (6, "output"),
+        (10, "voice"),
+        (13, "video"),
+        (13, "speed"),
+        (31, "output"),
     ]
-    assert str(whole.errors[0]) == "row 7: output='CLIP-1': duplicates the output of row 3"
-    assert "of row 14" in whole.errors[-1].reason
+    assert all(error.line == error.row + 1 for error in whole.errors)
+    assert str(whole.errors[0]) == (
+        "row 6 (line 7): output='CLIP-1': duplicates the output of row 2"
+    )
+    assert "of row 13" in whole.errors[-1].reason
 
 
 def test_duplicates_among_many_rows_name_the_first_row(tmp_path: Path) -> None:
@@ -94,7 +97,7 @@ def test_duplicates_among_many_rows_name_the_first_row(tmp_path: Path) -> None:
     path = manifest(tmp_path, lines)
     _, errors, _ = both_passes(path)
     assert [str(error) for error in errors] == [
-        "row 5001: output='Clip-17': duplicates the output of row 19"
+        "row 5000 (line 5001): output='Clip-17': duplicates the output of row 18"
     ]
 
 
@@ -130,7 +133,9 @@ def test_an_output_leaving_the_folder_is_a_row_error_of_the_check(tmp_path: Path
     assert (check.rows, check.invalid) == (1, 1)
     items = list(manifest_rows(check))
     assert isinstance(items[1], list)
-    assert str(items[1][0]).startswith("row 3: output='link/clip': must be a relative name")
+    assert str(items[1][0]).startswith(
+        "row 2 (line 3): output='link/clip': must be a relative name"
+    )
 
 
 def _traced_peak(work: Iterator[object] | None = None, *, whole: Path | None = None) -> int:
