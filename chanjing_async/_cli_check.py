@@ -34,6 +34,7 @@ async def checked_manifest(
         TimeElapsedColumn(),
         console=err_console,
         transient=True,
+        disable=not err_console.is_terminal,  # off a terminal it would print an empty line
     )
     with checking as progress:
         bar = progress.add_task("", total=None)

@@ -5,12 +5,23 @@ Credentials come from the command line first, then the environment (``CHANJING_A
 Chanjing's own SDK reads: ``{"app_id": ..., "secret_key": ..., "base_url": ...}``; the
 camel-case names ``appId`` / ``secretKey`` / ``baseUrl`` are read too). ``--secret-key -``
 reads the key from standard input; ``_cli_secrets`` tells why and warns about the unsafe ways.
+
+Exit codes, for every command: 0 done; 1 the service or the network refused or failed (an
+unknown task, a server that cannot be reached, a batch row that failed, a wrong secret key
+outside a batch run); 2 bad input or configuration, found before anything was sent (and a
+batch run whose credentials the API refused, every row left for the re-run); 130 and 143
+interrupted by Ctrl-C (SIGINT) or SIGTERM, after a clean stop. No user mistake ends in a
+traceback.
 """
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import json
+import logging
 import os
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
@@ -20,6 +31,7 @@ import typer
 from rich.console import Console
 
 from ._cli_secrets import FROM_STDIN, config_file_warning, read_secret_key
+from ._cli_signals import signal_name, sigterm_as_interrupt
 from ._config import ENV_APP_ID, ENV_BASE_URL, ENV_SECRET_KEY, Timeouts
 from ._redis import check_url, redacted
 from .client import AsyncChanjingClient
@@ -32,12 +44,33 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+logger = logging.getLogger("chanjing_async")
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)  # one line per message
+
+# OS errors that a user's path or machine explains (a folder that is a file, a full disk...):
+# `run` shows them as one line. Any other OSError is a bug of ours and keeps its traceback.
+_USER_ERRNOS = frozenset(
+    {
+        errno.EACCES,
+        errno.EPERM,
+        errno.EEXIST,
+        errno.EISDIR,
+        errno.ENOTDIR,
+        errno.ENOENT,
+        errno.ENOSPC,
+        errno.EDQUOT,
+        errno.EROFS,
+        errno.ENAMETOOLONG,
+        errno.ELOOP,
+    }
+)
+_resume_hint: list[str] = []  # set by the running command through on_interrupt()
 
 CONFIG_FILE = Path("~/.chanjing/config.json")
 _CONFIG_NAMES = {
@@ -155,9 +188,14 @@ def make_client(settings: Settings) -> AsyncChanjingClient:
         ) from None
 
 
+def say(line: str) -> None:
+    """Print ``line`` on stderr as it is: no markup, emoji codes or highlighting."""
+    err_console.print(line, markup=False, emoji=False, highlight=False)
+
+
 def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
     """Print one line on stderr and end the command with ``code``."""
-    err_console.print(f"error: {message}", markup=False)
+    say(f"error: {message}")
     raise typer.Exit(code)
 
 
@@ -166,14 +204,37 @@ def exit_code_of(error: ChanjingError) -> int:
     return EXIT_USAGE if isinstance(error, (InvalidInputError, ConfigurationError)) else EXIT_FAILED
 
 
+def on_interrupt(hint: str) -> None:
+    """Have ``run`` tell ``hint`` (how to resume) if the running command is interrupted."""
+    _resume_hint[:] = [hint]
+
+
 def run(main: Callable[[], Awaitable[T]]) -> T:
-    """Run an async command; an SDK error ends it with one readable line and its exit code."""
-    try:
-        return anyio.run(main)
-    except ChanjingError as exc:
-        fail(str(exc), exit_code_of(exc))
-    except KeyboardInterrupt:
-        fail("interrupted", 130)
+    """Run an async command; an SDK error ends it with one readable line and its exit code.
+
+    Ctrl-C and SIGTERM stop it cleanly: the command is cancelled, so every ``async with``
+    unwinds (a job manager closes its journal, a progress display shows the cursor again);
+    then one line says so, with the hint given to ``on_interrupt``, and the exit code is
+    130 (SIGINT) or 143 (SIGTERM). A second signal stops it at once.
+    """
+    _resume_hint.clear()
+    with sigterm_as_interrupt() as received:
+        try:
+            return anyio.run(main)
+        except ChanjingError as exc:
+            fail(str(exc), exit_code_of(exc))
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            pass
+        except OSError as exc:
+            if exc.errno not in _USER_ERRNOS:
+                raise  # a bug of ours: the traceback shows where
+            logger.debug("%s", exc, exc_info=True)
+            where = f"{exc.filename}: " if exc.filename else ""
+            fail(f"{where}{exc.strerror or type(exc).__name__} (--log-level debug shows where)")
+    signum = received[0] if received else signal.SIGINT
+    hint = "".join(f"; {text}" for text in _resume_hint)
+    say(f"interrupted ({signal_name(signum)}){hint}")
+    raise typer.Exit(128 + signum)
 
 
 def dump_json(value: Any) -> None:

@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ._cli_check import checked_manifest
-from ._cli_common import err_console, make_client
+from ._cli_common import err_console, make_client, on_interrupt, say
+from ._cli_paths import check_run_paths
+from ._cli_progress_lines import EVERY, ProgressLines, created_in, plural, stage_counts
 from ._manifest import manifest_rows
 from ._poller import PollPolicy
 from .batch import run_batch
@@ -18,16 +20,6 @@ if TYPE_CHECKING:
 
     from ._cli_common import Settings
     from .batch import BatchProgress, BatchReport
-
-_STAGE_ORDER = (
-    "uploading",
-    "queued",
-    "submitted",
-    "generating",
-    "downloading",
-    "succeeded",
-    "failed",
-)
 
 
 @dataclass(frozen=True)
@@ -48,47 +40,80 @@ class RunOptions:
 async def run_manifest(
     settings: Settings, manifest_path: Path, journal: Path, out: Path, options: RunOptions
 ) -> BatchReport:
-    """Check the credentials and the manifest, then run it with a progress bar on stderr.
+    """Check the credentials, the journal and output paths and the manifest, then run it
+    with progress on stderr: a live bar on a terminal, plain lines anywhere else
+    (``_cli_progress_lines``).
 
     The manifest is read twice, as a stream: once to check every row, then to submit the
-    valid rows through ``run_batch``'s window.
+    valid rows through ``run_batch``'s window. Interrupted (Ctrl-C, SIGTERM), the run
+    unwinds with its journal closed, and ``run`` says how to resume.
     """
     client = make_client(settings)
+    check_run_paths(journal, out)
     check = await checked_manifest(
         manifest_path, out, skip_invalid=options.skip_invalid, encoding=options.encoding
     )
-    progress = Progress(
-        TextColumn("[bold]lip-sync"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=False,
-    )
-    bar = progress.add_task("", total=check.rows)
-
-    def show(snapshot: BatchProgress) -> None:
-        counts = " ".join(
-            f"{stage} {snapshot.stages[stage]}"
-            for stage in _STAGE_ORDER
-            if snapshot.stages.get(stage)
-        )
-        eta = ""
-        seconds = snapshot.submitted_in  # wall seconds: the limiter is paced like the server
-        if seconds > 0:
-            eta = f" | all created in ~{seconds:.{1 if seconds < 10 else 0}f}s"
-        progress.update(bar, completed=snapshot.finished, description=counts + eta)
-
+    on_interrupt(f"the journal {journal} keeps the work done: run the same command again to resume")
+    display: _Bar | _Lines  # its `show` is the run's on_progress
+    if err_console.is_terminal:
+        display = _Bar(check.rows)
+    else:
+        display = _Lines(check.rows, journal, out, settings.time_scale)
     async with client:
-        with progress:
+        with display:
             return await run_batch(
                 client,
                 manifest_rows(check),
                 journal=journal,
                 out_dir=out,
                 poll=PollPolicy().scaled(settings.time_scale),
-                on_progress=show,
+                on_progress=display.show,
                 retry_failed=options.retry_failed,
                 total=check.rows,
             )
+
+
+class _Bar:
+    """A live bar on the terminal: rows finished, per stage, and when all are created."""
+
+    def __init__(self, rows: int) -> None:
+        self._progress = Progress(
+            TextColumn("[bold]lip-sync"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=err_console,
+            transient=False,
+        )
+        self._bar = self._progress.add_task("", total=rows)
+
+    def __enter__(self) -> _Bar:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()  # also when interrupted: the cursor is shown again
+
+    def show(self, snapshot: BatchProgress) -> None:
+        text = " ".join(part for part in (stage_counts(snapshot), created_in(snapshot)) if part)
+        self._progress.update(self._bar, completed=snapshot.finished, description=text)
+
+
+class _Lines:
+    """Plain lines for logs: the run's files first, then ``ProgressLines``."""
+
+    def __init__(self, rows: int, journal: Path, out: Path, time_scale: float) -> None:
+        self._start = f"lip-sync: {plural(rows, 'row')} to run; journal {journal}; results in {out}"
+        self._lines = ProgressLines(say, EVERY / time_scale)
+
+    def __enter__(self) -> _Lines:
+        say(self._start)
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is None:
+            self._lines.end()
+
+    def show(self, snapshot: BatchProgress) -> None:
+        self._lines(snapshot)

@@ -46,6 +46,7 @@ import anyio
 from pydantic import SecretStr, ValidationError
 
 from . import _wire
+from ._connect_failures import cannot_connect
 from .errors import (
     APIError,
     AuthenticationError,
@@ -334,8 +335,9 @@ class Transport:
         URL, sent as written): all are revealed in the call expression only (``_wire``).
         aiohttp failures become TransportError with ``sent`` set, and a 3xx RedirectError,
         raised after the ``except`` block: aiohttp's exception (its message embeds the full URL,
-        signed query included, its ``request_info`` the headers) is not chained; its class name
-        is kept in the message.
+        signed query included, its ``request_info`` the headers) is not chained; the message
+        keeps its class name, or for a connection never made, the host and port tried and why
+        (``cannot connect to 127.0.0.1:8080 (connection refused)``).
         """
         session = self._create_session if fresh_connection else self._session
         try:
@@ -360,7 +362,7 @@ class Transport:
                     )
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             # The connection was never established: nothing left this machine.
-            message = f"cannot connect ({type(exc).__name__})"
+            message = cannot_connect(_wire.url(url), exc)
             failure = TransportError(message, endpoint=label, sent=False)
         except asyncio.TimeoutError:  # also aiohttp's read timeouts; builtin on 3.11+
             failure = RequestTimeoutError("request timed out", endpoint=label, sent=True)

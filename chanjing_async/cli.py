@@ -9,6 +9,8 @@ import typer
 from . import __version__
 from ._cli_batch import register as register_batch
 from ._cli_common import Settings, console, err_console
+from ._cli_help import use_plain_help
+from ._cli_logging import LOG_LEVELS, configure_logging
 from ._cli_secrets import command_line_warnings
 from ._cli_tasks import register as register_tasks
 
@@ -25,6 +27,12 @@ def _show_version(value: bool) -> None:
     if value:
         console.print(f"chanjing-async {__version__}")
         raise typer.Exit()
+
+
+def _checked_level(value: str | None) -> str | None:
+    if value is not None and value.lower() not in LOG_LEVELS:
+        raise typer.BadParameter(f"{value!r}: use one of {', '.join(LOG_LEVELS)}")
+    return value
 
 
 @app.callback()
@@ -70,6 +78,24 @@ def _root(
             " A password belongs in $CHANJING_REDIS_URL: typed here it shows in ps and logs.",
         ),
     ] = None,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            help="Show what the library does (its INFO log) on stderr: retries, reconciliation.",
+        ),
+    ] = False,
+    log_level: Annotated[
+        str | None,
+        typer.Option(
+            callback=_checked_level,
+            metavar="LEVEL",
+            help="Show the library's log on stderr from LEVEL: debug (every request), info,"
+            " warning or error. No secret is ever logged. [default: warnings only]",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Chanjing lip-sync from the terminal."""
     # By name: typer >= 0.20 carries a click of its own, with its own ParameterSource.
@@ -78,6 +104,7 @@ def _root(
         secret_key=secret_key, redis_url=redis_url if typed else None
     ):
         err_console.print(warning, markup=False)
+    ctx.call_on_close(configure_logging(log_level, verbose=verbose))
     ctx.obj = Settings(app_id, secret_key, base_url, time_scale, redis_url)
 
 
@@ -98,6 +125,7 @@ def emulator(ctx: typer.Context) -> None:
 
 register_batch(app)
 register_tasks(app)
+use_plain_help(app)  # after every command is registered
 
 
 def main(argv: list[str] | None = None) -> int:
