@@ -1,21 +1,19 @@
-"""``chanjing lipsync create|get|list|wait``, ``chanjing voices`` and ``chanjing files upload``.
+"""``chanjing lipsync create|get|list|wait`` and ``chanjing voices``; ``register`` also adds
+``lipsync download`` (``_cli_download``) and ``files upload`` (``_cli_files``).
 
-Output rules: what a script needs (a task id, a file id, ``--json``) goes to stdout; notes and
-the wait's spinner go to stderr. Every input is checked before anything is sent (exit 2); a task
-that fails, a wait that runs out or an API error ends with exit 1.
+Output rules (``_cli_task_view``): what a script needs (a task id, a file id, ``--json``) goes
+to stdout; notes and the wait's spinner go to stderr. Every input is checked before anything is
+sent (exit 2); a task that fails, a wait that runs out or an API error ends with exit 1.
 """
 
 from __future__ import annotations
 
 import contextlib
-import enum
 from pathlib import Path  # noqa: TC003 - typer reads the annotations at run time
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich import box
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from ._cli_common import (
     EXIT_FAILED,
@@ -29,28 +27,29 @@ from ._cli_common import (
     run,
     settings_of,
 )
+from ._cli_download import download as download_command
+from ._cli_download import prepare_download, save_results
+from ._cli_files import files_app, paced, upload_file
+from ._cli_task_view import created, finish, note, page_table, show_task, status_name, task_json
 from ._jobspec import LipSyncJob
-from .batch import download_results
 from .errors import ChanjingError, InvalidInputError
-from .models import MAX_PAGE_SIZE, TaskStatus
+from .models import MAX_PAGE_SIZE
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from .client import AsyncChanjingClient
-    from .models import LipSyncTask, Page, PageInfo, Voice
+    from .models import LipSyncTask, Page, Voice
 
 # Seconds of API time; with --time-scale K the CLI waits K times less between reads.
 POLL_INTERVAL = 5.0
 """Between two reads of a task being waited for (tasks take minutes on the live API)."""
-UPLOAD_POLL_INTERVAL = 1.0
-"""First delay between two readiness checks of an uploaded file."""
 DEFAULT_TIMEOUT = 3600.0
 """How long a wait lasts when --timeout is not given."""
-_MIN_INTERVAL = 0.01  # however large K is, never poll in a tight loop
 
-lipsync_app = typer.Typer(help="Lip-sync tasks: create, read, list and wait.", no_args_is_help=True)
-files_app = typer.Typer(no_args_is_help=True)  # help: the callback's docstring
+lipsync_app = typer.Typer(
+    help="Lip-sync tasks: create, read, list, wait and download.", no_args_is_help=True
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -60,85 +59,13 @@ def register(app: typer.Typer) -> None:
     app.add_typer(files_app, name="files")
 
 
-@files_app.callback()
-def _files() -> None:
-    """Input files for lip-sync tasks."""  # a callback keeps `files` a group of one command
-
-
-class Service(str, enum.Enum):
-    """The buckets a lip-sync create reads its files from."""
-
-    lip_sync_video = "lip_sync_video"
-    lip_sync_audio = "lip_sync_audio"
-
-
 # --------------------------------------------------------------------------------------------
 # Shared helpers
-
-
-def _note(message: str) -> None:
-    """One line of information on stderr (never on stdout: scripts read stdout)."""
-    err_console.print(message, markup=False, soft_wrap=True)
-
-
-def _paced(settings: Settings, seconds: float) -> float:
-    """``seconds`` of API time in wall seconds, for an emulator K times faster."""
-    return max(seconds / settings.time_scale, _MIN_INTERVAL)
-
-
-def _status_name(status: int) -> str:
-    try:
-        return TaskStatus(status).name.lower()
-    except ValueError:
-        return f"status {status}"
-
-
-def _task_json(task: LipSyncTask) -> dict[str, Any]:
-    return task.model_dump(mode="json")
-
-
-def _created(task: LipSyncTask, pattern: str = "%Y-%m-%d %H:%M:%S") -> str:
-    return task.created_at.strftime(pattern) if task.create_time else "-"
-
-
-def _show_task(task: LipSyncTask) -> None:
-    """A task as two columns on stdout."""
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="bold", no_wrap=True)
-    grid.add_column(overflow="fold")
-    rows = {
-        "id": task.id,
-        "status": f"{_status_name(task.status)} ({task.status})",
-        "progress": f"{task.progress}%",
-        "created": f"{_created(task)} UTC",
-        "duration": str(task.duration),
-        "msg": task.msg or "-",
-        "video_url": task.video_url or "-",
-        "preview_url": task.preview_url or "-",
-    }
-    for key, value in rows.items():
-        grid.add_row(key, value)
-    console.print(grid, markup=False)
 
 
 def _check_timeout(timeout: float | None) -> None:
     if timeout is not None and not timeout > 0:
         fail(f"--timeout={timeout!r}: must be a number of seconds > 0", EXIT_USAGE)
-
-
-def _check_download(dest: Path | None) -> None:
-    """Refuse a --download target that cannot be written, before anything is sent."""
-    if dest is None:
-        return
-    problem = None
-    if dest.suffix.lower() == ".jpg":
-        problem = "must not end in .jpg: the preview image is saved next to the video as .jpg"
-    elif dest.is_dir():
-        problem = "is a folder; give a file name such as result.mp4"
-    elif not dest.parent.is_dir():
-        problem = f"its folder {str(dest.parent)!r} does not exist"
-    if problem is not None:
-        fail(f"--download={str(dest)!r}: {problem}", EXIT_USAGE)
 
 
 @contextlib.contextmanager
@@ -165,7 +92,7 @@ async def _wait(
     try:
         with _spinner(f"waiting for task {task_id}"):
             return await client.lip_sync.wait(
-                task_id, timeout=limit, poll_interval=_paced(settings, POLL_INTERVAL)
+                task_id, timeout=limit, poll_interval=paced(settings, POLL_INTERVAL)
             )
     except ChanjingError:
         raise  # RequestTimeoutError is a TimeoutError too: one HTTP call, not the wait
@@ -175,33 +102,6 @@ async def _wait(
             f"(chanjing lipsync wait {task_id})",
             EXIT_FAILED,
         )
-
-
-async def _download(client: AsyncChanjingClient, task: LipSyncTask, dest: Path) -> None:
-    """Save the video to ``dest`` and the preview next to it as ``.jpg`` (fresh URLs if needed)."""
-    saved = await download_results(client, task, dest, dest.with_suffix(".jpg"))
-    _note(f"saved {' and '.join(str(path) for path in saved)}")
-
-
-def _page_table(info: PageInfo, noun: str) -> Table:
-    """A table for one page of a list, its first column the ids (never cut)."""
-    table = Table(
-        caption=f"page {info.page} of {info.total_page}, {info.total_count} {noun}",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-    )
-    table.add_column("id", no_wrap=True, min_width=32)
-    return table
-
-
-def _finish(task: LipSyncTask, *, as_json: bool, show: bool) -> None:
-    """Print the ended task (JSON, or the two columns when ``show``); exit 1 if it failed."""
-    if as_json:
-        dump_json(_task_json(task))
-    elif show:
-        _show_task(task)
-    if task.failed:
-        fail(f"task {task.id} failed: {task.msg or '(no reason given)'}", EXIT_FAILED)
 
 
 # --------------------------------------------------------------------------------------------
@@ -412,39 +312,35 @@ def create(
     if timeout is not None and not wait:
         fail("--timeout: only with --wait or --download", EXIT_USAGE)
     _check_timeout(timeout)
-    _check_download(download)
+    prepare_download(download)
 
     async def main() -> LipSyncTask | None:
         async with make_client(settings) as client:
             file_ids: dict[Path, str] = {}
             for path, service in job.uploads():
-                detail = await client.files.upload(
-                    path,
-                    service=service,
-                    poll_interval=_paced(settings, UPLOAD_POLL_INTERVAL),
-                )
+                detail = await upload_file(client, settings, path, service)
                 file_ids[path] = detail.id
-                _note(f"uploaded {path.name} ({service}): {detail.id}")
+                note(f"uploaded {path.name} ({service}): {detail.id}")
             task_id = await client.lip_sync.create(job.to_request(file_ids))
             if not as_json:
                 typer.echo(task_id)  # at once: a script has the id even if the wait fails
-            _note(f"created task {task_id}")
+            note(f"created task {task_id}")
             if not wait:
                 return await client.lip_sync.get(task_id) if as_json else None
             task = await _wait(client, task_id, settings, timeout)
             if task.succeeded:
-                _note(f"task {task_id} succeeded (duration {task.duration})")
+                note(f"task {task_id} succeeded (duration {task.duration})")
                 if download is not None:
-                    await _download(client, task, download)
+                    await save_results(client, task, download)
             return task
 
     task = run(main)
     if task is None:
         return
     if wait:
-        _finish(task, as_json=as_json, show=False)
+        finish(task, as_json=as_json, show=False)
     else:
-        dump_json(_task_json(task))
+        dump_json(task_json(task))
 
 
 # --------------------------------------------------------------------------------------------
@@ -465,9 +361,9 @@ def get(ctx: typer.Context, task_id: TaskId, as_json: JsonFlag = False) -> None:
 
     task = run(main)
     if as_json:
-        dump_json(_task_json(task))
+        dump_json(task_json(task))
     else:
-        _show_task(task)
+        show_task(task)
 
 
 @lipsync_app.command("list")
@@ -488,7 +384,7 @@ def list_tasks(
     if as_json:
         dump_json(result.model_dump(mode="json", by_alias=True))
         return
-    table = _page_table(result.page_info, "tasks")
+    table = page_table(result.page_info, "task")
     table.add_column("status", no_wrap=True)
     table.add_column("duration", justify="right", no_wrap=True)
     table.add_column("created (UTC)", no_wrap=True)
@@ -496,9 +392,9 @@ def list_tasks(
     for task in result.items:
         table.add_row(
             task.id,
-            _status_name(task.status) + ("" if task.is_terminal else f" {task.progress}%"),
+            status_name(task.status) + ("" if task.is_terminal else f" {task.progress}%"),
             str(task.duration),
-            _created(task, "%m-%d %H:%M"),
+            created(task, "%m-%d %H:%M"),
             task.msg,
         )
     console.print(table, markup=False)
@@ -525,16 +421,20 @@ def wait_task(
     """Wait until a task ends and show it; exit 1 if it failed."""
     settings = settings_of(ctx)
     _check_timeout(timeout)
-    _check_download(download)
+    prepare_download(download)
 
     async def main() -> LipSyncTask:
         async with make_client(settings) as client:
             task = await _wait(client, task_id, settings, timeout)
             if task.succeeded and download is not None:
-                await _download(client, task, download)
+                await save_results(client, task, download)
             return task
 
-    _finish(run(main), as_json=as_json, show=True)
+    finish(run(main), as_json=as_json, show=True)
+
+
+# After wait: `lipsync --help` lists the commands in the order they were added.
+lipsync_app.command("download")(download_command)
 
 
 # --------------------------------------------------------------------------------------------
@@ -558,7 +458,7 @@ def voices(
     if as_json:
         dump_json(result.model_dump(mode="json", by_alias=True))
         return
-    table = _page_table(result.page_info, "voices")
+    table = page_table(result.page_info, "voice")
     for column in ("name", "gender", "lang", "grade", "desc"):
         table.add_column(column)
     for voice in result.items:
@@ -566,34 +466,3 @@ def voices(
             voice.id, voice.name, str(voice.gender), voice.lang, str(voice.grade), voice.desc
         )
     console.print(table, markup=False)
-
-
-# --------------------------------------------------------------------------------------------
-# chanjing files upload
-
-
-@files_app.command()
-def upload(
-    ctx: typer.Context,
-    path: Annotated[Path, typer.Argument(help="The local file.", show_default=False)],
-    service: Annotated[
-        Service,
-        typer.Option(help="lip_sync_video (.mp4 .mov .webm) or lip_sync_audio (.mp3 .m4a .wav)."),
-    ],
-) -> None:
-    """Upload a file, wait until it is ready and print its id."""
-    settings = settings_of(ctx)
-
-    async def main() -> str:
-        async with make_client(settings) as client:
-            # upload() checks the file and its format before sending anything.
-            detail = await client.files.upload(
-                path,
-                service=service.value,
-                poll_interval=_paced(settings, UPLOAD_POLL_INTERVAL),
-            )
-            return detail.id
-
-    file_id = run(main)
-    _note(f"uploaded {path.name} ({service.value}), ready")
-    typer.echo(file_id)
