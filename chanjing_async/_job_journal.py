@@ -10,10 +10,18 @@ submitting it again gives:
 * a **new handle that resumes the row**, when the row is unfinished but the job is not live
   here: a row of an earlier run, or one this run left unfinished when its handle ended without
   the job ending (its deadline passed while the task ran on; its create's outcome stayed
-  unknown with no candidate, as when the task list could not be read; its "sending" write
-  failed, so nothing was sent). The new handle picks the job up exactly as a later run would:
-  a created task is tracked again (with a new deadline), an unexplained create is reconciled
+  unknown with no candidate, as when the task list could not be read; it was never sent, see
+  :func:`never_sent`). The new handle picks the job up exactly as a later run would: a
+  created task is tracked again (with a new deadline), an unexplained create is reconciled
   again, a job never sent is queued.
+
+A job **never sent** failed before any create of it could make a task, for a reason that says
+nothing about the job itself: no connection (its uploads or its create), the credentials or
+the token refused, 40001 too often, a page from something in front of the API, its "sending"
+write failed. Its row keeps its last stage (queued or uploading), with ``sent_at`` cleared
+and the error noted: no task of it can exist, so sending it again makes no second one. A job
+the service refused or failed (bad parameters, a file it could not use, a failed task) is
+written as failed: it runs again only with ``retry_failed``, as a new task.
 
 A submit whose writes cannot be committed withdraws them (``Journal.flush(writes)``) and
 raises ``JournalError``; the manager then forgets the jobs (``undo``), so the same submit,
@@ -34,11 +42,15 @@ from typing import TYPE_CHECKING, Any
 from ._handle import JobHandle, JobStage
 from ._jobspec import LipSyncJob
 from .errors import (
+    AuthenticationError,
     CreateOutcomeUnknown,
+    HTTPStatusError,
     JobCancelledError,
     JobError,
     JobTimeoutError,
     JournalError,
+    RateLimitError,
+    TransportError,
     job_failure,
 )
 from .limits import SlidingWindowLimiter
@@ -51,7 +63,15 @@ if TYPE_CHECKING:
     from .client import AsyncChanjingClient
     from .journal import Journal, JournalRow
 
-__all__ = ["ManagerJournal", "doubt", "fingerprint", "job_of", "spec"]
+__all__ = [
+    "ManagerJournal",
+    "doubt",
+    "fingerprint",
+    "job_of",
+    "never_sent",
+    "spec",
+    "stays_unfinished",
+]
 
 FINISHED_KEPT = 4096
 """Done handles kept for repeated keys; older ones are read back from the journal."""
@@ -241,23 +261,51 @@ class ManagerJournal:
             return
         del self._live[key]
         error = handle.error
-        if (
-            isinstance(error, (JobTimeoutError, JournalError))
-            or (isinstance(error, JobCancelledError) and self.closing)
-            or (isinstance(error, CreateOutcomeUnknown) and not error.candidates)
-        ):
+        if stays_unfinished(error, closing=self.closing):
             # The task runs on; nothing was sent; left by a closing manager; or a create whose
             # outcome the task list could not tell (its sent_at stays): the row stays
             # unfinished, for a submit of the key, resume() or a later run.
             self._left.add(key)
+            if error is not None and never_sent(error):
+                # Its create was refused, or never left: none of it is pending.
+                self.journal.update(key, sent_at=None, error=_error_text(error))
             return
         self._keep(key, handle, fingerprint)
         self.journal.update(
             key,
             stage=handle.stage.value,
             task=_task_record(handle.last),
-            error=None if error is None else f"{type(error).__name__}: {error}",
+            error=None if error is None else _error_text(error),
         )
+
+
+def never_sent(error: BaseException | None) -> bool:
+    """True for the error of a job that ended before any create of it could make a task, for
+    a reason that says nothing about the job (see the module doc): it is to be run again.
+
+    A create that reached the API and may have made a task raises CreateOutcomeUnknown
+    instead, and a transport error ends no job once it has a task (the poller reads again), so
+    these types alone tell it.
+    """
+    return isinstance(
+        error, (TransportError, AuthenticationError, RateLimitError, HTTPStatusError, JournalError)
+    )
+
+
+def stays_unfinished(error: BaseException | None, *, closing: bool) -> bool:
+    """True when a job that ended with ``error`` keeps its row unfinished, to be taken up
+    again: never sent, past its deadline (the task runs on), left by a closing manager, or a
+    create whose outcome the task list could not tell (no candidates)."""
+    return (
+        never_sent(error)
+        or isinstance(error, JobTimeoutError)
+        or (isinstance(error, JobCancelledError) and closing)
+        or (isinstance(error, CreateOutcomeUnknown) and not error.candidates)
+    )
+
+
+def _error_text(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
 
 
 # -- rows and jobs ---------------------------------------------------------------------------------

@@ -12,27 +12,47 @@ Rows are taken one at a time from an iterable (``manifest_rows``, the second pas
 checked manifest) and at most ``window`` of them are in progress at once, from their submit to
 the end of their downloads: the next row is read when one ends, so a manifest of a million
 rows is run in the memory of a thousand. Each row is submitted on its own, so a row refused at
-submit (its output name journaled for a different job by an earlier run, or a file that
-would leave the output folder) fails alone while the others go on.
+submit (its output name journaled for a different job by an earlier run: *changed*, or a
+file that would leave the output folder) ends alone while the others go on.
+
+A row whose create was never sent (no connection, the credentials refused) is *not sent*:
+its journal row stays unfinished (``_job_journal.never_sent``), so running the batch again
+runs it, without ``retry_failed``. Refused credentials stop the batch at once: they refuse
+every row alike, and each row would ask for a token again. The rows not ended are left in
+the journal as they were (a closing manager leaves them unfinished), the rows not read are
+not submitted, and the report says why it stopped (``BatchReport.stopped``, exit code 2).
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import re
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import anyio
 
+from ._batch_state import (
+    BatchProgress,
+    BatchReport,
+    Result,
+    RowOutcome,
+    Run,
+    left_behind,
+    refused,
+    report_progress,
+    skipped,
+    snapshot,
+)
 from ._handle import JobStage
+from ._job_journal import never_sent, stays_unfinished
 from ._manifest import ManifestRow, OutputFolder
 from .errors import (
+    AuthenticationError,
     ChanjingError,
     HTTPStatusError,
     InvalidInputError,
@@ -65,68 +85,11 @@ __all__ = [
 # Result URLs that fail with these statuses are read again from `detail` (they expire).
 _EXPIRED = frozenset({401, 403, 404, 410})
 _DOWNLOAD_ATTEMPTS = 3
-_PROGRESS_EVERY = 0.1
+DOWNLOAD_FAILED = "download failed: "
+"""How the reason of a row whose download failed begins (a re-run downloads it again)."""
 DEFAULT_WINDOW = 1000
 """Rows of a batch in progress at once: about 100 minutes of creates at 10 a minute."""
 _PARTIAL = re.compile(r"\..+\.[0-9a-f]{8}\.part")
-
-
-@dataclass(frozen=True)
-class RowOutcome:
-    """How one manifest row ended.
-
-    Attributes:
-        row: its line in the manifest.
-        output: its output name (also its job key in the journal).
-        result: ``succeeded``, ``failed`` or ``skipped`` (an invalid row, with --skip-invalid).
-        task_id: its task, if one was created.
-        reason: why it failed or was skipped.
-        files: the files saved for it.
-        resumed: True when an earlier run had already finished it.
-    """
-
-    row: int
-    output: str
-    result: Literal["succeeded", "failed", "skipped"]
-    task_id: str | None = None
-    reason: str | None = None
-    files: tuple[Path, ...] = ()
-    resumed: bool = False
-
-
-@dataclass
-class BatchReport:
-    """Every row's outcome, in manifest order."""
-
-    outcomes: list[RowOutcome] = field(default_factory=list)
-
-    def count(self, result: str) -> int:
-        """Rows that ended with ``result``."""
-        return sum(outcome.result == result for outcome in self.outcomes)
-
-    @property
-    def exit_code(self) -> int:
-        """0 when every row succeeded, 1 when some failed or were skipped as invalid."""
-        return 1 if self.count("failed") or self.count("skipped") else 0
-
-
-@dataclass(frozen=True)
-class BatchProgress:
-    """A snapshot of a running batch, for progress displays.
-
-    Attributes:
-        total: valid rows of this run (those still in the manifest count as queued).
-        stages: rows per stage (``JobStage`` values, plus ``downloading``).
-        finished: rows done (downloaded, failed or finished earlier).
-        next_create: seconds until the create limiter admits the next create (0: now).
-        submitted_in: estimated seconds until every row waiting for a create is created.
-    """
-
-    total: int
-    stages: dict[str, int]
-    finished: int
-    next_create: float
-    submitted_in: float
 
 
 async def run_batch(
@@ -159,14 +122,15 @@ async def run_batch(
         on_progress: called with a snapshot about ten times a second, and once at the end.
         download_concurrency: downloads at once.
         retry_failed: run again the rows an earlier run recorded as failed (not those whose
-            create outcome stayed unknown; see ``JobManager``).
+            create outcome stayed unknown; see ``JobManager``). Rows not sent run again
+            without it.
         total: the number of valid rows, for progress (default: ``len(rows)`` of a list).
         window: rows in progress at most (submitted and not yet downloaded).
 
     Raises:
         InvalidInputError: (list only) an output would leave ``out_dir``; nothing was sent.
-            In a stream, such a row fails on its own, as does a row whose output name was
-            journaled for a different job.
+            In a stream, such a row fails on its own; a row whose output name was journaled
+            for a different job ends ``changed``.
     """
     if type(window) is not int or window < 1:
         raise InvalidInputError("window", window, "must be an integer >= 1")
@@ -180,11 +144,12 @@ async def run_batch(
     await anyio.Path(out).mkdir(parents=True, exist_ok=True)
     await anyio.to_thread.run_sync(_remove_partial_downloads, out)
     outcomes: list[RowOutcome] = []
+    unread = iter(rows)
     async with JobManager(client, journal=journal, poll=poll, retry_failed=retry_failed) as jobs:
         assert jobs.journal is not None
         delivered = {row.key for row in await jobs.journal.rows() if row.delivered_at is not None}
         delivery = _Delivery(client, jobs.journal, download_concurrency, out)
-        run = _Run(delivery, total, outcomes)
+        run = Run(delivery, total, outcomes)
         slots = anyio.Semaphore(window)
 
         async def finish(
@@ -193,69 +158,42 @@ async def run_batch(
             try:
                 async for _ in jobs.as_completed([handle]):
                     pass
-                outcome = await run.delivery.outcome(
+                outcome = await delivery.outcome(
                     row, handle, files, delivered=handle.key in delivered
                 )
                 run.ended(replace(outcome, resumed=resumed))
+                if isinstance(handle.error, AuthenticationError):
+                    run.stop(f"the credentials were refused ({_reason(handle.error)})")
             finally:
                 slots.release()
 
         async with anyio.create_task_group() as group:
+            run.scope = group.cancel_scope
             if on_progress is not None:
-                group.start_soon(_report, on_progress, client, run)
-            for item in rows:
+                group.start_soon(report_progress, on_progress, client, run)
+            for item in unread:
                 if not isinstance(item, ManifestRow):
-                    outcomes.append(_skipped(item))
+                    outcomes.append(skipped(item))
                     continue
+                run.reading = item
                 await slots.acquire()
                 try:
                     files = folder.paths(item.output)
                     handle = await jobs.submit(item.job, key=item.output)
                 except InvalidInputError as exc:
                     slots.release()
-                    run.ended(RowOutcome(item.row, item.output, "failed", reason=_refused(exc)))
+                    run.ended(refused(item, exc, known=jobs.get(item.output) is not None))
                     continue
-                run.live[handle.key] = handle
+                run.live[handle.key] = (item, handle)
                 # Done at once: an earlier run finished it (the journal gave it back).
                 group.start_soon(finish, item, handle, files, handle.done)
-            run.reading = False
+            run.reading, run.submitting = None, False
             # Every row is submitted; the jobs and their downloads end the group.
+        if run.stopped is not None:
+            await left_behind(jobs.journal, run, unread)
         if on_progress is not None:
-            on_progress(_snapshot(client, run))
-    return BatchReport(sorted(outcomes, key=lambda outcome: outcome.row))
-
-
-def _skipped(errors: list[RowError]) -> RowOutcome:
-    reason = "; ".join(str(error) for error in errors)
-    return RowOutcome(errors[0].row, "-", "skipped", reason=reason)
-
-
-def _refused(exc: InvalidInputError) -> str:
-    """Why submit refused a row: its output name as a journal key, or the output folder."""
-    if exc.field == "key":
-        return f"refused: the row changed since the journal recorded it ({exc.allowed})"
-    return f"refused: {exc.field}: {exc.allowed}"
-
-
-class _Run:
-    """What a running batch holds: the rows in progress (at most the window) and counts."""
-
-    def __init__(self, delivery: _Delivery, total: int | None, outcomes: list[RowOutcome]) -> None:
-        self.delivery = delivery
-        self.total = total
-        self.outcomes = outcomes
-        self.live: dict[str, JobHandle] = {}
-        self.results: Counter[str] = Counter()
-        self.reading = True
-
-    def ended(self, outcome: RowOutcome) -> None:
-        self.live.pop(outcome.output, None)
-        self.results[outcome.result] += 1
-        self.outcomes.append(outcome)
-
-    @property
-    def finished(self) -> int:
-        return self.results["succeeded"] + self.results["failed"]
+            on_progress(snapshot(client, run))
+    return BatchReport(sorted(outcomes, key=lambda outcome: outcome.row), run.stopped)
 
 
 class _Delivery:
@@ -278,8 +216,14 @@ class _Delivery:
         *,
         delivered: bool,
     ) -> RowOutcome:
-        if handle.error is not None:
-            return RowOutcome(row.row, row.output, "failed", handle.task_id, _reason(handle.error))
+        error = handle.error
+        if error is not None:
+            result: Result = "failed"
+            if never_sent(error):
+                result = "not sent"
+            elif stays_unfinished(error, closing=False):
+                result = "unfinished"
+            return RowOutcome(row.row, row.output, result, handle.task_id, _reason(error))
         task = handle.result()
         video, preview = files
         if delivered and await anyio.Path(video).exists():
@@ -289,7 +233,7 @@ class _Delivery:
             async with self._slots:
                 saved = await download_results(self._client, task, video, preview, within=self._out)
         except ChanjingError as exc:
-            reason = f"download failed: {exc}"
+            reason = f"{DOWNLOAD_FAILED}{exc}"
             return RowOutcome(row.row, row.output, "failed", task.id, reason)
         finally:
             self.downloading -= 1
@@ -343,12 +287,16 @@ async def download_results(
 
 
 def _reason(error: BaseException) -> str:
-    """A one-line reason, without the job-key prefix of job errors."""
+    """A one-line reason, without the job-key prefix of job errors (nor the endpoint of
+    what kept a job from being sent)."""
     if isinstance(error, JobFailedError):
         return f"task failed: {error.msg}"
     text = str(error)
     if text.startswith("job ") and "): " in text:
         text = text.split("): ", 1)[1]
+    endpoint = getattr(error, "endpoint", None)
+    if never_sent(error) and endpoint and text.startswith(f"{endpoint}: "):
+        return text[len(endpoint) + 2 :]  # not sent: what kept it from the API is the point
     return f"{type(error).__name__}: {text}"
 
 
@@ -357,33 +305,6 @@ def _remove_partial_downloads(out: Path) -> None:
     for partial in out.rglob(".*.part"):
         if _PARTIAL.fullmatch(partial.name):  # ours: .<name>.<8 hex>.part, nothing else
             partial.unlink(missing_ok=True)
-
-
-async def _report(
-    on_progress: Callable[[BatchProgress], None], client: AsyncChanjingClient, run: _Run
-) -> None:
-    while run.reading or run.live:
-        on_progress(_snapshot(client, run))
-        await anyio.sleep(_PROGRESS_EVERY)
-
-
-def _snapshot(client: AsyncChanjingClient, run: _Run) -> BatchProgress:
-    stages = Counter(handle.stage.value for handle in run.live.values() if not handle.done)
-    stages.update({result: count for result, count in run.results.items() if result != "skipped"})
-    total = run.finished + len(run.live) if run.total is None else run.total
-    unread = max(0, total - run.finished - len(run.live))  # still in the manifest
-    if unread:
-        stages[JobStage.QUEUED.value] += unread
-    if run.delivery.downloading:
-        stages["downloading"] = run.delivery.downloading
-    limiter = client.limiters.create
-    now = time.monotonic()
-    free = limiter.next_free()
-    next_create = 0.0 if not math.isfinite(free) else max(0.0, free - now)
-    waiting = stages[JobStage.UPLOADING.value] + stages[JobStage.QUEUED.value]
-    # The greedy schedule: after the next create, one more window per `limit` creates.
-    submitted_in = next_create + (waiting - 1) // limiter.limit * limiter.window if waiting else 0.0
-    return BatchProgress(total, dict(stages), run.finished, next_create, submitted_in)
 
 
 async def journal_summary(path: str | Path) -> dict[str, object]:
@@ -409,6 +330,11 @@ async def journal_summary(path: str | Path) -> dict[str, object]:
                 "stage": row.stage,
                 "task_id": row.task_id,
                 "create_pending": row.sent_at is not None and row.task_id is None,
+                # Never sent (its error is kept): the same run again sends it.
+                "not_sent": row.error is not None
+                and row.sent_at is None
+                and row.task_id is None
+                and not JobStage(row.stage).is_final,
                 "error": row.error,
                 "delivered": row.delivered_at is not None,
             }

@@ -157,9 +157,8 @@ class JobManager:
         journal: a :class:`~chanjing_async.journal.Journal` or the path of its SQLite file.
             Each job is then written down before its create is sent, and a manager opened
             later on the same journal picks up every job where it was left (see below).
-        retry_failed: with a journal, submit again the jobs it records as failed (a failed
-            task is created anew, a new task), except those whose create outcome stayed
-            unknown: their task may exist, so they stay failed.
+        retry_failed: with a journal, submit again the jobs it records as failed (a new
+            task each), except a create whose outcome stayed unknown: its task may exist.
 
     **With a journal.** ``submit(job, key=...)`` with a key the journal already holds does not
     submit anything new: the job resumes from its row (the same job, checked by a fingerprint
@@ -171,10 +170,11 @@ class JobManager:
     uploads the journal remembers. ``resume()`` does the same for every unfinished row.
     Creates then go out one at a time, so a crash leaves at most one create unexplained and
     the task list can tell which task it made; the limiter learns the creates of the last
-    window from the journal, so a restart is not answered 40001. A job whose deadline passed,
-    whose create's outcome stayed unknown without candidates, or that was left unfinished
-    when the manager closed stays unfinished in the journal: its key, submitted again (in
-    this run too), resumes the row with a new handle (``_job_journal`` has the rules). A
+    window from the journal, so a restart is not answered 40001. A job never sent (no
+    connection, credentials refused: nothing can have been created), past its deadline, whose
+    create's outcome stayed unknown without candidates, or left unfinished by a closing
+    manager stays unfinished in the journal: its key, submitted again (in this run too),
+    resumes the row with a new handle (``_job_journal`` has the rules). A
     journal write that fails (a full disk) raises ``JournalError`` from the call that needed
     it (``submit``: nothing was submitted; the same call can be made again) or fails the one
     job whose create it was to precede (nothing was sent); it never stops the manager.
@@ -419,9 +419,9 @@ class JobManager:
         """Pick up every unfinished job of the journal that is not live in this manager.
 
         Those are the rows of earlier runs not taken up yet by ``submit``, and the rows this
-        run left unfinished (a job past its deadline, a create whose outcome stayed unknown
-        without candidates, a job whose "sending" write failed): each gets a new handle, as a
-        later run would give it.
+        run left unfinished (a job never sent, past its deadline, or whose create's outcome
+        stayed unknown without candidates: see ``_job_journal``): each gets a new handle, as
+        a later run would give it.
 
         Returns:
             Their handles, in submission order; [] without a journal.

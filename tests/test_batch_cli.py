@@ -11,6 +11,7 @@ import csv
 import functools
 import json
 import random
+import re
 import signal
 import sqlite3
 import subprocess
@@ -236,7 +237,8 @@ def test_bad_rows_are_reported_and_nothing_is_submitted(
     write_manifest(tmp_path, 3, extra=[bad])
     result = run(emulator_process, batch_run(emulator_process, tmp_path))
     assert result.returncode == 2
-    assert f"row 5: {field}" in result.stderr
+    # The fourth data row (line 5 of the file, after the header).
+    assert re.search(rf"row 4\b[^:]*: {field}", result.stderr), result.stderr
     assert "nothing was submitted" in result.stderr
     requests = sum(e["requests"] for e in emulator_process.stats()["endpoints"].values())
     assert requests == 0
@@ -254,7 +256,7 @@ def test_skip_invalid_runs_the_other_rows(
     )
     assert result.returncode == 1, result.stderr  # not every row succeeded
     report = {row["row"]: row["result"] for row in json.loads(result.stdout)}
-    assert report == {2: "succeeded", 3: "succeeded", 4: "succeeded", 5: "skipped"}
+    assert report == {1: "succeeded", 2: "succeeded", 3: "succeeded", 4: "skipped"}
     assert outputs(tmp_path / "out") == expected_outputs(3)
     assert not (tmp_path / "escape.mp4").exists()
 
@@ -295,13 +297,13 @@ def test_a_changed_row_is_refused_on_resume(
         manifest.read_text(encoding="utf-8").replace("第 1 行", "changed"), encoding="utf-8"
     )
     result = run(emulator_process, batch_run(emulator_process, tmp_path, "--json"))
-    # Rows are submitted as they are read: the changed row fails on its own, never re-created.
+    # Rows are submitted as they are read: the changed row ends on its own, never re-created.
     assert result.returncode == 1, result.stderr
-    report = {row["row"]: row for row in json.loads(result.stdout)}
-    assert report[2]["result"] == "succeeded"
-    assert report[2]["resumed"]
-    assert report[3]["result"] == "failed"
-    assert "changed since the journal recorded it" in report[3]["reason"]
+    report = {row["output"]: row for row in json.loads(result.stdout)}
+    assert report["clip-00"]["result"] == "succeeded"
+    assert report["clip-00"]["resumed"]
+    assert report["clip-01"]["result"] == "changed"
+    assert "give the row a new output name" in report["clip-01"]["reason"]
     assert emulator_process.stats()["tasks_created"] == 2
 
 
