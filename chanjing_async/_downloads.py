@@ -51,6 +51,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
 from ._config import check_setting, check_type
+from ._connect_failures import cannot_connect
 from ._output_files import PartFile
 from ._transport import redact_url
 from .errors import ChanjingError, HTTPStatusError, RequestTimeoutError, TransportError
@@ -233,7 +234,7 @@ async def save(url: str, dest: Path, policy: DownloadPolicy, *, within: Path | N
                 await _fetch(url, policy, part.write)
                 return await part.commit()
             except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-                error = TransportError(_failed("cannot connect", exc), endpoint=shown, sent=False)
+                error = TransportError(cannot_connect(url, exc), endpoint=shown, sent=False)
             except asyncio.TimeoutError:  # a stall (builtin TimeoutError on 3.11+)
                 error = RequestTimeoutError(f"no byte for {_STALL:g} s", endpoint=shown, sent=True)
             except aiohttp.ClientError as exc:

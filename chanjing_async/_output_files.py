@@ -5,7 +5,10 @@ The bytes go to a hidden ``.<name>.<8 hex>.part`` file created beside the final 
 renamed to the final name once whole and synced: ``dest`` is either complete or untouched.
 Creation, rename and removal are all relative to one open descriptor of the folder
 (``dir_fd``, ``src_dir_fd``/``dst_dir_fd``), so the folder cannot change under the write; a
-rename replaces a symbolic link at the final name itself, never the file it points to.
+rename replaces a symbolic link at the final name itself, never the file it points to. Only
+a regular file (or a link) at the final name is replaced: a device, a pipe, a socket or a
+folder there (``/dev/null``, which a rename as root would replace with a plain file) is refused
+before anything is downloaded, and again just before the rename.
 
 With ``within`` (a batch's output folder), ``dest``'s folder is reached from ``within`` one
 component at a time, at write time, each opened with ``O_DIRECTORY | O_NOFOLLOW`` (a missing
@@ -24,6 +27,7 @@ from __future__ import annotations
 import errno
 import os
 import secrets
+import stat
 from typing import TYPE_CHECKING
 
 import anyio
@@ -69,6 +73,7 @@ class PartFile:
             _check_folders(dest, within)
         part = cls(dest, folder, prefix, dest.name)
         try:
+            part._refuse_special()
             part._fd = os.open(prefix + part._part, _PART, 0o666, dir_fd=folder)
         except OSError:
             part._close_folder()
@@ -93,6 +98,7 @@ class PartFile:
     def _commit(self) -> None:
         assert self._fd is not None
         os.fsync(self._fd)
+        self._refuse_special()
         os.replace(
             self._prefix + self._part,
             self._prefix + self._name,
@@ -100,6 +106,16 @@ class PartFile:
             dst_dir_fd=self._folder,
         )
         self._committed = True
+
+    def _refuse_special(self) -> None:
+        """Raise ``OSError`` (EEXIST) if something other than a file or a link has the final
+        name: the rename would replace it."""
+        try:
+            found = os.stat(self._prefix + self._name, dir_fd=self._folder, follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        if not (stat.S_ISREG(found.st_mode) or stat.S_ISLNK(found.st_mode)):
+            raise OSError(errno.EEXIST, "something other than a file has this name", str(self.dest))
 
     async def close(self) -> None:
         """Close the file and the folder; remove the ``.part`` file unless it was committed."""

@@ -146,6 +146,26 @@ async def test_a_download_replaces_a_symlink_at_the_final_name_not_its_target(
     assert (outside / "victim.mp4").read_bytes() == b"precious"
 
 
+@pytest.mark.parametrize("kind", ["fifo", "folder"])
+async def test_a_download_never_replaces_a_device_pipe_or_folder_at_the_final_name(
+    tmp_path: Path, client: AsyncChanjingClient, files: tuple[str, str], kind: str
+) -> None:
+    """``--download /dev/null`` as root renamed a plain file over the device: a pipe stands
+    in for it here. The download is refused and the pipe stays a pipe."""
+    task = await finished_task(client, files[0])
+    folder = tmp_path / "out"
+    folder.mkdir()
+    dest = folder / "clip.mp4"
+    if kind == "fifo":
+        os.mkfifo(dest)
+    else:
+        dest.mkdir()
+    with pytest.raises(ChanjingError, match="something other than a file has this name"):
+        await client.lip_sync.download(task, dest)
+    assert dest.is_fifo() if kind == "fifo" else dest.is_dir()
+    assert [path.name for path in folder.iterdir()] == ["clip.mp4"]  # no .part left
+
+
 def test_partial_cleanup_stays_inside_the_folder_and_spares_final_files(tmp_path: Path) -> None:
     out, outside = tmp_path / "out", tmp_path / "outside"
     (out / "sub").mkdir(parents=True)
