@@ -2,7 +2,7 @@
 
 The CLI runs the manifest through ``batch run`` against an embedded emulator: eight
 text-driven rows, three audio-driven rows and one whose video cannot be decoded, which fails
-on purpose.
+on purpose. The results are the emulator's placeholder files, not real videos.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from pathlib import Path
 
-DEMO_VOICE = "C-f2429d07554749839849497589199916"  # the create page's example voice id
+# The create page's example voice id, listed first in the emulator's catalogue (示例声音).
+DEMO_VOICE = "C-f2429d07554749839849497589199916"
 DEMO_TEXTS = (  # the first is the create page's own example (reference S1)
     "君不见黄河之水天上来,奔流到海不复回。",
     "大家好,欢迎来到今天的直播间。",

@@ -388,9 +388,17 @@ _FILE_NOT_READY_MARKERS = (
 )
 
 
+# "没有找到对应的声音ID" / "声音ID对应的audio_man不存在或被禁用": the TTS page answers an unknown or
+# disabled voice with 50000 (reference §7, S8). The caller's input: nothing was created. The
+# emulator answers it with 40000, as every other parameter error.
+_UNKNOWN_VOICE_MARKER = "声音ID"
+
+
 def error_for_code(code: int, msg: str, *, trace_id: str, endpoint: str) -> APIError:
     """Build the typed error for a non-zero envelope code; unknown codes give plain APIError."""
     if code == 50000 and any(marker in msg for marker in _FILE_NOT_READY_MARKERS):
         return FileNotReadyError(code, msg, trace_id=trace_id, endpoint=endpoint)
+    if code == 50000 and _UNKNOWN_VOICE_MARKER in msg:
+        return InvalidRequestError(code, msg, trace_id=trace_id, endpoint=endpoint)
     cls = _CODE_TO_ERROR.get(code, APIError)
     return cls(code, msg, trace_id=trace_id, endpoint=endpoint)

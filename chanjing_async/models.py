@@ -303,9 +303,22 @@ def _text_list(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
 
+# The create page sets no text limit; the TTS page does: "文本长度限制为4000字以下" (reference §7).
+# The emulator refuses longer texts alike (40000), counting characters of the parts joined.
+MAX_TEXT_CHARS = 3999
+
+
 def _texts(value: list[str]) -> list[str]:
     if not value or any(not part.strip() for part in value):
         raise ValueError("must be a non-empty string or a non-empty list of non-empty strings")
+    length = sum(len(part) for part in value)
+    if length > MAX_TEXT_CHARS:
+        # The value shown is the length: the text itself would fill the message.
+        raise InvalidInputError(
+            "tts_config.text",
+            f"{length:,} characters",
+            f"must be at most {MAX_TEXT_CHARS:,} characters in all (the TTS limit: under 4,000)",
+        )
     return value
 
 

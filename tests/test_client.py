@@ -24,6 +24,7 @@ from tests.conftest import (
     APP_ID,
     SECRET_KEY,
     SEED_EXAMPLE,
+    VOICE,
     CallbackReceiver,
     emulator_settings,
     make_client,
@@ -189,7 +190,7 @@ async def test_failed_tasks_carry_the_reason(media: tuple[Path, Path]) -> None:
     ):
         video = await client.files.upload(media[0], service="lip_sync_video", poll_interval=0.02)
         task_id = await client.lip_sync.create(
-            LipSyncRequest.tts(video.id, text="hi", audio_man_id="v")
+            LipSyncRequest.tts(video.id, text="hi", audio_man_id=VOICE)
         )
         task = await client.lip_sync.wait(task_id, timeout=10, poll_interval=0.05)
         assert task.failed

@@ -14,7 +14,7 @@ import pytest
 
 from chanjing_async import LipSyncRequest, RateLimits
 from chanjing_async.emulator import EmulatorServer
-from tests.conftest import TIME_SCALE, emulator_settings, make_client
+from tests.conftest import TIME_SCALE, VOICE, emulator_settings, make_client
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -30,7 +30,7 @@ async def run_creates(emulator: EmulatorServer, limits: RateLimits, video: Path)
     """Submit JOBS creates from JOBS coroutines at once; return the server's arrival times."""
     async with make_client(emulator.base_url, limits=limits) as client:
         uploaded = await client.files.upload(video, service="lip_sync_video", poll_interval=0.02)
-        request = LipSyncRequest.tts(uploaded.id, text="你好", audio_man_id="voice")
+        request = LipSyncRequest.tts(uploaded.id, text="你好", audio_man_id=VOICE)
         async with anyio.create_task_group() as group:
             for _ in range(JOBS):
                 group.start_soon(client.lip_sync.create, request)

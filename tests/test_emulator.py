@@ -22,6 +22,8 @@ from chanjing_async.emulator import EmulatorServer, EmulatorSettings, Fault, Fau
 from chanjing_async.emulator.__main__ import build_parser, main, settings_from_args
 from chanjing_async.emulator._network import NetworkLatency
 from chanjing_async.emulator._ratelimit import Arrival, WindowLimiter
+from chanjing_async.emulator._validation import MAX_TEXT_CHARS
+from tests.conftest import VOICE
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -145,7 +147,7 @@ def tts_body(video: str, **overrides: object) -> Json:
     body: Json = {
         "video_file_id": video,
         "audio_type": "tts",
-        "tts_config": {"text": ["君不见黄河之水天上来"], "audio_man_id": "voice-1"},
+        "tts_config": {"text": ["君不见黄河之水天上来"], "audio_man_id": VOICE},
     }
     body.update(overrides)
     return body
@@ -382,21 +384,38 @@ async def test_put_is_refused_like_object_storage() -> None:
         ({"audio_type": "video"}, 'audio_type: must be "tts" or "audio"'),
         ({"tts_config": None}, "tts_config: is required when audio_type is tts"),
         ({"tts_config": "hi"}, "tts_config: must be an object"),
-        ({"tts_config": {"audio_man_id": "v"}}, "tts_config.text: must be a non-empty string"),
-        ({"tts_config": {"text": [], "audio_man_id": "v"}}, "tts_config.text: must be"),
-        ({"tts_config": {"text": ["a", ""], "audio_man_id": "v"}}, "tts_config.text: must be"),
-        ({"tts_config": {"text": "  ", "audio_man_id": "v"}}, "tts_config.text: must be"),
+        ({"tts_config": {"audio_man_id": VOICE}}, "tts_config.text: must be a non-empty string"),
+        ({"tts_config": {"text": [], "audio_man_id": VOICE}}, "tts_config.text: must be"),
+        ({"tts_config": {"text": ["a", ""], "audio_man_id": VOICE}}, "tts_config.text: must be"),
+        ({"tts_config": {"text": "  ", "audio_man_id": VOICE}}, "tts_config.text: must be"),
         ({"tts_config": {"text": "hi"}}, "tts_config.audio_man_id: is required"),
         (
-            {"tts_config": {"text": "hi", "audio_man_id": "v", "speed": 2.5}},
+            {"tts_config": {"text": "x" * (MAX_TEXT_CHARS + 1), "audio_man_id": VOICE}},
+            f"tts_config.text: must be at most 3999 characters in all, got {MAX_TEXT_CHARS + 1}",
+        ),
+        (
+            {"tts_config": {"text": ["一" * 2000, "二" * 2000], "audio_man_id": VOICE}},
+            "tts_config.text: must be at most 3999 characters in all, got 4000",
+        ),
+        (
+            {"tts_config": {"text": "hi", "audio_man_id": "C-doesnotexist"}},
+            "tts_config.audio_man_id: 没有找到对应的声音ID 'C-doesnotexist' (list_common_audio",
+        ),
+        (
+            {"tts_config": {"text": "hi", "audio_man_id": "晓晓"}},
+            "tts_config.audio_man_id: 没有找到对应的声音ID '晓晓' (list_common_audio lists the "
+            "voice ids): '晓晓' is a voice name, its id is c52ba7f8141cd5221b965edf83525f20",
+        ),
+        (
+            {"tts_config": {"text": "hi", "audio_man_id": VOICE, "speed": 2.5}},
             "tts_config.speed: must be between 0.5 and 2",
         ),
         (
-            {"tts_config": {"text": "hi", "audio_man_id": "v", "speed": True}},
+            {"tts_config": {"text": "hi", "audio_man_id": VOICE, "speed": True}},
             "tts_config.speed: must be between 0.5 and 2",
         ),
         (
-            {"tts_config": {"text": "hi", "audio_man_id": "v", "pitch": 0.05}},
+            {"tts_config": {"text": "hi", "audio_man_id": VOICE, "pitch": 0.05}},
             "tts_config.pitch: must be between 0.1 and 3",
         ),
         ({"audio_type": "audio"}, "audio_file_id: is required"),
@@ -428,7 +447,7 @@ async def test_create_needs_a_json_object(api: Api) -> None:
 @pytest.mark.parametrize("text", ["一二三四五", ["一二", "三四五"]])
 async def test_text_as_string_or_list_is_accepted(api: Api, text: object) -> None:
     video = await api.upload()
-    config = {"text": text, "audio_man_id": "v", "speed": 0.5, "pitch": 3}
+    config = {"text": text, "audio_man_id": VOICE, "speed": 0.5, "pitch": 3}
     extras = {"model": 2, "backway": 2, "drive_mode": "random", "volume": 1, "callback": ""}
     extras["audio_type"] = None  # null is absent: the default, tts
     payload = await api.create(tts_body(video, tts_config=config, unknown_field=1, **extras))
@@ -589,15 +608,16 @@ async def test_voices_are_a_fixed_paged_catalogue(api: Api) -> None:
         return await api.call("GET", "/open/v1/list_common_audio", params=params)
 
     first = (await voices())["data"]
-    assert first["page_info"] == {"page": 1, "size": 10, "total_count": 25, "total_page": 3}
-    voice = first["list"][0]
+    assert first["page_info"] == {"page": 1, "size": 10, "total_count": 26, "total_page": 3}
+    example, voice = first["list"][:2]
+    assert (example["id"], example["name"]) == (VOICE, "示例声音")  # the docs' example id
     assert set(voice) == {
         "id", "grade", "name", "gender", "lang", "desc", "speed", "pitch", "audition"
     }  # fmt: skip
     assert HEX32.fullmatch(voice["id"])
     last = (await voices(page="3", size="10"))["data"]["list"]
-    assert len(last) == 5
-    again = (await voices(page="1", size="25"))["data"]["list"]
+    assert len(last) == 6
+    again = (await voices(page="1", size="26"))["data"]["list"]
     assert again[:10] == first["list"]  # deterministic
     async with api.http.get(voice["audition"]) as response:
         assert (response.status, response.content_type) == (200, "audio/mpeg")
@@ -958,15 +978,10 @@ async def test_cli_serves_until_interrupted() -> None:
     command += ["--secret-key", "do-not-print-me", "--time-scale", "60"]
     async with await anyio.open_process(command) as process:
         assert process.stdout is not None
-        line = ""
+        banner = ""
         with anyio.fail_after(10):
-            while not line.endswith("\n"):
-                line += (await process.stdout.receive()).decode()
-        assert re.fullmatch(
-            r"Chanjing emulator listening on http://127\.0\.0\.1:\d+ "
-            r"\(app_id=emulator-app, time scale 60\)\n",
-            line,
-        )
+            while not banner.endswith("Ctrl-C stops it.\n"):
+                banner += (await process.stdout.receive()).decode()
         process.send_signal(signal.SIGINT)
         try:
             with anyio.fail_after(10):
@@ -974,7 +989,13 @@ async def test_cli_serves_until_interrupted() -> None:
         finally:
             if process.returncode is None:
                 process.kill()  # a failure, not a hang on exit
-        assert "do-not-print-me" not in line
+        assert re.match(
+            r"Chanjing emulator listening on http://127\.0\.0\.1:\d+ "
+            r"\(app_id=emulator-app, time scale 60\)\n",
+            banner,
+        )
+        assert "do-not-print-me" not in banner
+        assert "CHANJING_SECRET_KEY='<the --secret-key you gave>'" in banner
 
 
 # -- list order -------------------------------------------------------------------------------

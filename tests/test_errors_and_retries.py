@@ -237,6 +237,18 @@ async def test_create_parameter_errors_are_not_retried(
     assert requests_to(emulator, "create") == 1
 
 
+@pytest.mark.parametrize("msg", ["没有找到对应的声音ID", "声音ID对应的audio_man不存在或被禁用"])
+async def test_create_refused_for_its_voice_with_50000_created_nothing(
+    client: AsyncChanjingClient, emulator: EmulatorServer, files: tuple[str, str], msg: str
+) -> None:
+    # The TTS page's answer to an unknown or disabled voice: not "系统内部错误", so not ambiguous.
+    emulator.inject(Fault(endpoint="create", kind="code", code=50000, msg=msg, count=1))
+    with pytest.raises(InvalidRequestError, match=msg):
+        await client.lip_sync.create(audio_request(files))
+    assert requests_to(emulator, "create") == 1
+    assert client.lip_sync.ledger.open_attempts == []  # not ambiguous
+
+
 async def test_create_is_retried_when_the_connection_was_never_established(
     emulator: EmulatorServer, files: tuple[str, str]
 ) -> None:

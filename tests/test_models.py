@@ -14,7 +14,15 @@ from chanjing_async import (
     Page,
     TaskStatus,
 )
-from chanjing_async.models import AccessToken, FileDetail, TtsConfig, UploadUrl, check_page
+from chanjing_async.emulator._validation import MAX_TEXT_CHARS as EMULATOR_MAX_TEXT_CHARS
+from chanjing_async.models import (
+    MAX_TEXT_CHARS,
+    AccessToken,
+    FileDetail,
+    TtsConfig,
+    UploadUrl,
+    check_page,
+)
 from tests.conftest import SEED_EXAMPLE
 
 
@@ -109,6 +117,19 @@ def test_invalid_fields_are_named_with_value_and_rule(
     assert caught.value.field == field
     assert allowed in caught.value.allowed
     assert str(caught.value).startswith(f"{field}=")
+
+
+def test_text_is_bounded_as_the_emulator_bounds_it() -> None:
+    assert MAX_TEXT_CHARS == EMULATOR_MAX_TEXT_CHARS  # the SDK refuses what the emulator would
+    accepted = LipSyncRequest.tts("v", text=["长" * 3000, "x" * 999], audio_man_id="C-1")
+    assert accepted.tts_config is not None
+    assert sum(map(len, accepted.tts_config.text)) == 3999
+    with pytest.raises(InvalidInputError) as caught:
+        LipSyncRequest.tts("v", text=["长" * 3000, "x" * 1000], audio_man_id="C-1")
+    assert str(caught.value) == (
+        "tts_config.text='4,000 characters': "
+        "must be at most 3,999 characters in all (the TTS limit: under 4,000)"
+    )
 
 
 def test_tts_config_alone_names_its_wire_prefix() -> None:

@@ -26,7 +26,7 @@ from chanjing_async import (
     RateLimits,
 )
 from chanjing_async.emulator import EmulatorServer, Fault
-from tests.conftest import TIME_SCALE, emulator_settings, make_client
+from tests.conftest import TIME_SCALE, VOICE, emulator_settings, make_client
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -70,7 +70,7 @@ def fixed_cadence(interval: float, time_scale: float, *, page_size: int) -> Poll
 
 async def video_request(client: AsyncChanjingClient, video: Path) -> LipSyncRequest:
     uploaded = await client.files.upload(video, service="lip_sync_video", poll_interval=0.01)
-    return LipSyncRequest.tts(uploaded.id, text="你好", audio_man_id="C-voice")
+    return LipSyncRequest.tts(uploaded.id, text="你好", audio_man_id=VOICE)
 
 
 def audio_request(files: tuple[str, str]) -> LipSyncRequest:

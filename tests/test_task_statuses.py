@@ -21,7 +21,7 @@ from chanjing_async import (
 )
 from chanjing_async.emulator import EmulatorServer
 from chanjing_async.emulator._task_controls import STATUS_MESSAGES
-from tests.conftest import TIME_SCALE, emulator_settings, job_manager, make_client, until
+from tests.conftest import TIME_SCALE, VOICE, emulator_settings, job_manager, make_client, until
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -48,7 +48,7 @@ async def slow(media: tuple[Path, Path]) -> AsyncIterator[Slow]:
             video = await client.files.upload(
                 media[0], service="lip_sync_video", poll_interval=0.01
             )
-            request = LipSyncRequest.tts(video.id, text="你好", audio_man_id="C-voice")
+            request = LipSyncRequest.tts(video.id, text="你好", audio_man_id=VOICE)
             yield Slow(emulator, client, request)
 
 

@@ -22,7 +22,7 @@ from chanjing_async import (
     TaskNotFoundError,
 )
 from chanjing_async.emulator import EmulatorServer, Fault
-from tests.conftest import TIME_SCALE, emulator_settings, job_manager, make_client, until
+from tests.conftest import TIME_SCALE, VOICE, emulator_settings, job_manager, make_client, until
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -49,7 +49,7 @@ def list_reads(emulator: EmulatorServer) -> int:
 
 async def video_request(client: AsyncChanjingClient, video: Path) -> LipSyncRequest:
     uploaded = await client.files.upload(video, service="lip_sync_video", poll_interval=0.01)
-    return LipSyncRequest.tts(uploaded.id, text="你好", audio_man_id="C-voice")
+    return LipSyncRequest.tts(uploaded.id, text="你好", audio_man_id=VOICE)
 
 
 def in_flight(handles: list[JobHandle]) -> bool:

@@ -5,27 +5,53 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import signal
+import sys
 import threading
 
+from ._banner import banner
 from .server import serve
 from .settings import FILE_STATUS_TWO, LIST_ORDERS, RATE_WINDOWS, EmulatorSettings
 
 _DEFAULTS = EmulatorSettings()
 
 
+def _port(text: str) -> int:
+    """An argparse type: a TCP port number, 0 for any free one."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is no port: use 0 to 65535 (0: any free port)")
+    return port
+
+
 def build_parser(prog: str = "python -m chanjing_async.emulator") -> argparse.ArgumentParser:
     """The command-line parser; every settings flag defaults to the ``EmulatorSettings`` value."""
     parser = argparse.ArgumentParser(
         prog=prog,
-        description="Local emulator of the Chanjing lip-sync Open API.",
+        description="Local emulator of the Chanjing lip-sync Open API. Once it listens it "
+        "prints the credentials it accepts and the lines that point the chanjing command and "
+        "the SDK at it.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind")
-    parser.add_argument("--port", type=int, default=8080, help="port to bind (0: any free port)")
+    parser.add_argument("--port", type=_port, default=8080, help="port to bind (0: any free port)")
     parser.add_argument("--app-id", default=_DEFAULTS.app_id, help="accepted app id")
-    # No default shown: the secret never appears in output, not even the built-in one.
-    parser.add_argument("--secret-key", default=None, help="accepted secret key")
+    # The built-in secret is a public test value, shown here and in the banner; a secret given
+    # here is never printed.
+    parser.add_argument("--secret-key", default=_DEFAULTS.secret_key, help="accepted secret key")
+    parser.add_argument(
+        "--voice",
+        action="append",
+        default=argparse.SUPPRESS,  # no "(default: [])" in the help
+        metavar="ID",
+        help="also accept this TTS voice id (e.g. your own customised voice), not listed; "
+        "repeatable. The catalogue's voices (chanjing voices) are always accepted, others "
+        "refused",
+    )
     parser.add_argument(
         "--time-scale",
         type=float,
@@ -142,7 +168,8 @@ def settings_from_args(ns: argparse.Namespace) -> EmulatorSettings:
     """
     return EmulatorSettings(
         app_id=ns.app_id,
-        secret_key=_DEFAULTS.secret_key if ns.secret_key is None else ns.secret_key,
+        secret_key=ns.secret_key,
+        extra_voices=tuple(getattr(ns, "voice", ())),
         time_scale=ns.time_scale,
         task_seconds=ns.task_seconds,
         file_ready_seconds=ns.file_ready_seconds,
@@ -171,7 +198,8 @@ def main(argv: list[str] | None = None, *, prog: str | None = None) -> int:
         prog: The program name shown in help and errors (``chanjing emulator`` from the CLI).
 
     Returns:
-        The exit status: 0 after Ctrl-C.
+        The exit status: 0 after Ctrl-C, 2 for bad flags or an address it cannot listen on
+        (one line on stderr, no traceback).
     """
     parser = build_parser(prog) if prog else build_parser()
     ns = parser.parse_args(argv)
@@ -179,21 +207,37 @@ def main(argv: list[str] | None = None, *, prog: str | None = None) -> int:
         settings = settings_from_args(ns)
     except ValueError as exc:
         parser.error(str(exc))
+    listening = False
 
     def ready(base_url: str) -> None:
-        print(
-            f"Chanjing emulator listening on {base_url} "
-            f"(app_id={settings.app_id}, time scale {settings.time_scale:g})",
-            flush=True,
-        )
+        nonlocal listening
+        listening = True
+        default_secret = settings.secret_key == _DEFAULTS.secret_key
+        print(banner(settings, base_url, default_secret=default_secret), end="", flush=True)
 
     # Serve until Ctrl-C even when started with SIGINT ignored (a shell's background job
     # without job control): otherwise nothing but SIGKILL would stop it.
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.default_int_handler)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(settings, ns.host, ns.port, ready=ready))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve(settings, ns.host, ns.port, ready=ready))
+    except OSError as exc:
+        if listening:
+            raise
+        print(f"{parser.prog}: error: {_bind_problem(exc, ns.host, ns.port)}", file=sys.stderr)
+        return 2
     return 0
+
+
+def _bind_problem(exc: OSError, host: str, port: int) -> str:
+    """One line saying why the emulator cannot listen on ``host:port``, and what to do."""
+    if exc.errno == errno.EADDRINUSE:
+        return f"port {port} is in use: choose another with --port (0 picks a free one)"
+    if exc.errno == errno.EACCES:
+        return f"no permission to listen on port {port}: choose one above 1023 with --port"
+    reason = exc.strerror or str(exc)
+    return f"cannot listen on {host}:{port}: {reason}: check --host and --port"
 
 
 if __name__ == "__main__":

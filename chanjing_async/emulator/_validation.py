@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from ._protocol import param_error
+from ._voices import CATALOGUE_IDS, unknown_voice_reason
 
 AUDIO_TYPES = ("tts", "audio")
 MAX_PAGE_SIZE = 100  # reference §5.3 leaves it open; 100 is generous without being unbounded
+# The create page sets no text limit; the TTS page does: "文本长度限制为4000字以下", "单次请求长度
+# 限制小于4千字" (reference §7, S8). Counted in characters (code points), the parts joined.
+MAX_TEXT_CHARS = 3999
 
 
 @dataclass(frozen=True)
@@ -32,14 +36,18 @@ class CreateRequest:
     callback: str | None
 
 
-def parse_create(body: Mapping[str, Any]) -> CreateRequest:
+def parse_create(body: Mapping[str, Any], extra_voices: Collection[str]) -> CreateRequest:
     """Validate a create body as documented on the create page (reference §5.1).
 
     Fields are checked in the order of the documented table and the first failure is reported.
-    Unknown fields are ignored, and ``null`` counts as absent for optional fields.
+    Unknown fields are ignored, and ``null`` counts as absent for optional fields. The text may
+    hold at most ``MAX_TEXT_CHARS`` characters, and ``audio_man_id`` must name a voice of the
+    catalogue or of ``extra_voices`` (the live TTS endpoint answers "没有找到对应的声音ID"; a
+    40000 here, like every other parameter error, so that a client knows nothing was created).
 
     Args:
         body: The decoded JSON object.
+        extra_voices: Voice ids accepted besides the catalogue's.
 
     Returns:
         The parts of the request the emulator acts on.
@@ -61,7 +69,9 @@ def parse_create(body: Mapping[str, Any]) -> CreateRequest:
         if not isinstance(config, Mapping):
             raise param_error("tts_config", "must be an object")
         text = _text(config.get("text"))
-        _required_string(config, "audio_man_id", prefix="tts_config.")
+        voice = _required_string(config, "audio_man_id", prefix="tts_config.")
+        if voice not in CATALOGUE_IDS and voice not in extra_voices:
+            raise param_error("tts_config.audio_man_id", unknown_voice_reason(voice))
         _number_between(config, "speed", 0.5, 2, prefix="tts_config.")
         # Pitch range per the vendor SDK docs (reference §7); the create page defers to TTS docs.
         _number_between(config, "pitch", 0.1, 3, prefix="tts_config.")
@@ -124,15 +134,20 @@ def _text(value: object) -> str:
     # The table types text as array[string] but the page's example sends a string (reference
     # §10 q1): both are accepted.
     if isinstance(value, str) and value.strip():
-        return value
-    if (
+        text = value
+    elif (
         isinstance(value, list)
         and value
         and all(isinstance(part, str) and part.strip() for part in value)
     ):
-        return "".join(value)
-    reason = "must be a non-empty string or a non-empty list of non-empty strings"
-    raise param_error("tts_config.text", reason)
+        text = "".join(value)
+    else:
+        reason = "must be a non-empty string or a non-empty list of non-empty strings"
+        raise param_error("tts_config.text", reason)
+    if len(text) > MAX_TEXT_CHARS:
+        reason = f"must be at most {MAX_TEXT_CHARS} characters in all, got {len(text)}"
+        raise param_error("tts_config.text", reason)
+    return text
 
 
 def _number_between(

@@ -1,12 +1,24 @@
-"""The fixed public-voice catalogue served by ``list_common_audio`` (reference §7)."""
+"""The fixed public-voice catalogue served by ``list_common_audio`` (reference §7).
+
+A TTS create must name a voice the emulator knows: one of this catalogue, or one of
+``EmulatorSettings.extra_voices`` (a user's own customised voices, which the live service lists
+elsewhere). Anything else, a voice's *name* included, is refused as the live TTS endpoint
+refuses it ("没有找到对应的声音ID", reference §7 and S8), so that tests catch a wrong voice.
+"""
 
 from __future__ import annotations
 
 import hashlib
 from typing import Any
 
+# The create page's example id (reference S1), a customised voice ("C-" + 32 hex): listed first
+# so that the documentation's own example works against the emulator.
+EXAMPLE_VOICE_ID = "C-f2429d07554749839849497589199916"
+EXAMPLE_VOICE_NAME = "示例声音"
+
 # (name, gender, lang, grade, desc). A place name in `name` marks a dialect, as on the live list.
 _VOICES: tuple[tuple[str, str, str, int, str], ...] = (
+    (EXAMPLE_VOICE_NAME, "female", "zh", 0, "创建页示例 (the create page's example voice id)"),
     ("晓晓", "female", "zh", 0, "温柔女声"),
     ("云希", "male", "zh", 0, "阳光男声"),
     ("晓伊", "female", "zh", 0, "甜美少女"),
@@ -35,10 +47,35 @@ _VOICES: tuple[tuple[str, str, str, int, str], ...] = (
 )
 
 
+def _voice_id(name: str) -> str:
+    """A catalogue voice's id: derived from its name, so the same in every emulator run."""
+    if name == EXAMPLE_VOICE_NAME:
+        return EXAMPLE_VOICE_ID
+    return hashlib.md5(name.encode(), usedforsecurity=False).hexdigest()
+
+
+_IDS_BY_NAME = {entry[0]: _voice_id(entry[0]) for entry in _VOICES}
+CATALOGUE_IDS = frozenset(_IDS_BY_NAME.values())
+
+
+def unknown_voice_reason(value: str) -> str:
+    """Why ``value`` is no voice id: the live message, and the id when a name was given.
+
+    Args:
+        value: The ``audio_man_id`` of a create that names no known voice.
+
+    Returns:
+        The reason for the 40000 message.
+    """
+    reason = f"没有找到对应的声音ID {value!r} (list_common_audio lists the voice ids)"
+    known = _IDS_BY_NAME.get(value.strip())
+    if known is not None:
+        reason += f": {value.strip()!r} is a voice name, its id is {known}"
+    return reason
+
+
 def voice_catalogue(base_url: str) -> list[dict[str, Any]]:
     """Build the voice list, with audition URLs on ``base_url``.
-
-    Ids are derived from the names, so they are the same in every emulator run.
 
     Args:
         base_url: Origin of the request, e.g. ``http://127.0.0.1:8080``.
@@ -48,7 +85,7 @@ def voice_catalogue(base_url: str) -> list[dict[str, Any]]:
     """
     voices = []
     for name, gender, lang, grade, desc in _VOICES:
-        voice_id = hashlib.md5(name.encode(), usedforsecurity=False).hexdigest()
+        voice_id = _IDS_BY_NAME[name]
         voices.append(
             {
                 "id": voice_id,

@@ -207,7 +207,9 @@ async def _file_detail(request: web.Request) -> web.Response:
 
 async def _create(request: web.Request) -> web.Response:
     body = await _json_object(request, param_error("body", "must be a JSON object"))
-    task = request.app[STATE_KEY].create_task(parse_create(body), body, _origin(request))
+    state = request.app[STATE_KEY]
+    parsed = parse_create(body, state.settings.extra_voices)
+    task = state.create_task(parsed, body, _origin(request))
     if task.callback is not None:
         request.app[SENDER_KEY].schedule(task)
     return api_response(task.id)

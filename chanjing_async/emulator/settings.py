@@ -40,6 +40,10 @@ class EmulatorSettings:
             2, and a create accepts it. ``"failed"``: processing ends in 2 with ``msg``
             "文件上传失败", and a create naming the file is refused with 50000
             "视频文件上传失败" (or 音频...), as it is for a file in 98, 99 or 100.
+        extra_voices: Voice ids a TTS create may name besides the catalogue of
+            ``list_common_audio`` (e.g. your account's customised voices, which the live service
+            lists elsewhere); not listed. Any other ``audio_man_id`` is refused with 40000
+            "没有找到对应的声音ID".
         token_ttl_seconds: Lifetime of an access token (reference §3.1: about one day).
         upload_url_ttl_seconds: Validity of a signed upload URL (reference §4.2: 15 minutes).
         result_url_ttl_seconds: Validity of a result URL (``video_url``, ``preview_url``),
@@ -103,6 +107,7 @@ class EmulatorSettings:
     task_seconds: float = 30.0
     file_ready_seconds: float = 3.0
     file_status_two: FileStatusTwo | None = None
+    extra_voices: tuple[str, ...] = ()
     token_ttl_seconds: float = 86400.0
     upload_url_ttl_seconds: float = 900.0
     result_url_ttl_seconds: float | None = None
@@ -131,6 +136,7 @@ class EmulatorSettings:
             value = getattr(self, name)
             if not isinstance(value, str) or not value:
                 raise ValueError(f"{name} must be a non-empty string")
+        self._check_voices()
         _check_number("time_scale", self.time_scale, positive=True)
         durations = ("task_seconds", "file_ready_seconds", "latency_seconds")
         for name in (*durations, "latency_base_seconds", "latency_mean_seconds"):
@@ -173,6 +179,16 @@ class EmulatorSettings:
             raise ValueError(f"seed must be an integer or None, got {self.seed!r}")
         # Any sign: a server clock may run behind the client's as well as ahead of it.
         _check_number("clock_offset_seconds", self.clock_offset_seconds, positive=None)
+
+    def _check_voices(self) -> None:
+        """Validate the extra voices; a list (as from JSON) is stored as a tuple."""
+        voices: object = self.extra_voices
+        if isinstance(voices, str) or not isinstance(voices, (tuple, list)):
+            raise ValueError(f"extra_voices must be a tuple of voice ids, got {voices!r}")
+        for voice in voices:
+            if not isinstance(voice, str) or not voice.strip():
+                raise ValueError(f"extra_voices must hold non-empty strings, got {voice!r}")
+        object.__setattr__(self, "extra_voices", tuple(voices))
 
     def _check_tail(self) -> None:
         """Validate the latency tail; a list pair (as from JSON) is stored as a tuple."""
