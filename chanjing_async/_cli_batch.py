@@ -47,7 +47,8 @@ def batch_run(
     retry_failed: Annotated[
         bool,
         typer.Option(
-            help="Run again the rows an earlier run recorded as failed (a new task each)."
+            help="Run again, as new tasks, the rows the service failed in an earlier run"
+            " (rows not sent run again without it)."
         ),
     ] = False,
     encoding: Annotated[
@@ -61,10 +62,28 @@ def batch_run(
         bool, typer.Option("--json", help="Print the report as JSON instead of tables.")
     ] = False,
 ) -> None:
-    """Validate every row, then create, track and download them all; run it again to resume.
+    """Check every row of MANIFEST, then create, track and download them all; run the same
+    command again to resume.
 
-    Exit code 0 when every row succeeded, 1 when some failed (or were skipped as invalid),
-    2 for bad input (then nothing was submitted).
+    MANIFEST is a table with a header row: .csv (Excel's "CSV"), or .txt / .tsv with TABs
+    (Excel's "Unicode text"); UTF-8, GBK/GB18030 and UTF-16 with a BOM are recognised
+    (--encoding forces one). Or .jsonl: one JSON object per line, keys as the columns.
+    Rows are numbered from 1 after the header.
+
+    Columns: output (required; the result is saved as OUT/<output>.mp4 and .jpg), video or
+    video_file_id (one of them); then text and voice (speed 0.5-2.0, pitch 0.1-3.0 optional)
+    for a spoken text, or audio or audio_file_id for a recorded one; optional model (0, 1,
+    2), screen_width, screen_height, backway (1, 2), drive_mode (random), volume (1-100),
+    callback (an http(s) URL). audio_man_id is another name for voice. Paths are relative
+    to the manifest's folder; an empty cell means "not given".
+
+    A header with an unknown or repeated column refuses the whole manifest; an invalid row
+    stops the run before anything is sent, unless --skip-invalid. The journal defaults to
+    MANIFEST.journal and the results folder to MANIFEST-results, both next to the manifest.
+
+    Exit code 0 when every row succeeded, 1 when some did not (failed, not sent, unfinished,
+    changed, skipped; refused credentials stop the run at once, every row left for the
+    next), 2 for bad input (then nothing was sent).
     """
     settings = settings_of(ctx)
     journal = journal or manifest.with_name(f"{manifest.name}.journal")

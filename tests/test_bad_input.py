@@ -212,11 +212,19 @@ CASES = [
         ),
         id="upload-unknown-service",
     ),
+    pytest.param(
+        Case(("files", "upload", "{notes}"), ("not a lip-sync video or audio file",)),
+        id="upload-extension-decides-no-service",
+    ),
+    pytest.param(
+        Case(("lipsync", "download", "abc", "{notes}/x.mp4"), ("cannot be made",)),
+        id="download-into-a-file",
+    ),
     # ---- manifests: bad rows, and files that are no manifest
     pytest.param(
         Case(
             BATCH,
-            ("row 3: speed='9'", "must be between 0.5 and 2", NOT_SUBMITTED),
+            ("row 2 (line 3): speed='9'", "must be between 0.5 and 2", NOT_SUBMITTED),
             files=csv_manifest(GOOD_ROW, f"clip-2,media/face.mp4,hi,{VOICE},9\n"),
         ),
         id="manifest-speed-out-of-range",
@@ -224,7 +232,7 @@ CASES = [
     pytest.param(
         Case(
             BATCH,
-            ("row 2: output='../escape'", "inside the output folder", NOT_SUBMITTED),
+            ("row 1 (line 2): output='../escape'", "inside the output folder", NOT_SUBMITTED),
             files=csv_manifest(f"../escape,media/face.mp4,hi,{VOICE},\n"),
         ),
         id="manifest-output-traversal",
@@ -232,7 +240,7 @@ CASES = [
     pytest.param(
         Case(
             BATCH,
-            ("row 3: output='CLIP-1'", "duplicates the output of row 2", NOT_SUBMITTED),
+            ("row 2 (line 3): output='CLIP-1'", "duplicates the output of row 1", NOT_SUBMITTED),
             files=csv_manifest(GOOD_ROW, f"CLIP-1,media/face.mp4,hi,{VOICE},\n"),
         ),
         id="manifest-duplicate-output",
@@ -240,7 +248,12 @@ CASES = [
     pytest.param(
         Case(
             BATCH,
-            ("row 1: colour", "is not a known column; allowed: output, video", NOT_SUBMITTED),
+            (
+                "manifest=",
+                "has unknown column(s) in its header (line 1): 'colour'",
+                "allowed: output, video",
+                NOT_SUBMITTED,
+            ),
             files=csv_manifest(
                 f"clip-1,media/face.mp4,hi,{VOICE},1,red\n",
                 header="output,video,text,voice,speed,colour\n",
@@ -251,7 +264,7 @@ CASES = [
     pytest.param(
         Case(
             BATCH,
-            ("row 2: model='7'", "must be 0 or 1 or 2", NOT_SUBMITTED),
+            ("row 1 (line 2): model='7'", "must be 0 or 1 or 2", NOT_SUBMITTED),
             files=csv_manifest(
                 f"clip-1,media/face.mp4,hi,{VOICE},7\n", header="output,video,text,voice,model\n"
             ),
@@ -261,7 +274,7 @@ CASES = [
     pytest.param(
         Case(
             BATCH,
-            ("row 2: video=", "missing.mp4", "must be an existing file", NOT_SUBMITTED),
+            ("row 1 (line 2): video=", "missing.mp4", "must be an existing file", NOT_SUBMITTED),
             files=csv_manifest(f"clip-1,media/missing.mp4,hi,{VOICE},\n"),
         ),
         id="manifest-missing-file",
@@ -282,12 +295,27 @@ CASES = [
     pytest.param(
         Case(
             BATCH,
-            ("manifest=", "manifest.csv", "must be UTF-8 text (line 2 is not)"),
+            (
+                "manifest=",
+                "manifest.csv",
+                "is neither UTF-8 nor GB18030 text (line 2 is not UTF-8",
+                NOT_SUBMITTED,
+            ),
             files={
-                "manifest.csv": HEADER.encode() + "clip-1,media/face.mp4,你好,v,\n".encode("gbk")
+                "manifest.csv": HEADER.encode()
+                + b"clip-1,media/face.mp4,\xff\xfe,"
+                + VOICE.encode()
+                + b",\n"
             },
         ),
-        id="manifest-not-utf8",
+        id="manifest-in-no-known-encoding",
+    ),
+    pytest.param(
+        Case(
+            (*BATCH, "--encoding", "nope"),
+            ("--encoding 'nope'", "is no text encoding Python knows"),
+        ),
+        id="manifest-unknown-encoding",
     ),
     pytest.param(
         Case(

@@ -209,7 +209,7 @@ def test_batch_run_refuses_device_names_and_invisible_characters_before_sending(
     code = main(["batch", "run", str(manifest), "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert code == 2, err
-    assert "row 3: output=" in err
+    assert "row 2 (line 3): output=" in err
     assert fragment in "".join(err.split("\n"))
     assert "Traceback" not in err
     stats = emulator_process.stats()
