@@ -157,8 +157,14 @@ class _GuardedSite(web.BaseSite):
         guard = self._guard
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: guard.protocol(server), self._host, self._port
+            lambda: guard.protocol(server), self._host, self._port, backlog=BACKLOG
         )
+
+
+BACKLOG = 100
+"""The listen backlog (asyncio's default, made explicit). asyncio accepts up to this many
+connections at a time before any of them reaches the guard, so open descriptors can exceed
+``max_connections`` by that much for a moment, until the guard closes the oldest."""
 
 
 class _Connection(asyncio.Protocol):

@@ -28,6 +28,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 from chanjing_async import CallbackReceiver, InvalidInputError, JobManager, TaskStatus
 from chanjing_async._bounded_log import BoundedLog
 from chanjing_async._callback_repeats import MAX_PAIRS, RepeatGate
+from chanjing_async._receiver_guard import BACKLOG
 from chanjing_async.emulator import EmulatorServer
 from tests.conftest import emulator_settings, make_client
 from tests.test_callbacks import (
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
 
     from chanjing_async import AsyncChanjingClient, JobHandle
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 NESTED = b"[" * 50_000  # deeper than the JSON parser's stack, smaller than max_body (64 KiB)
 GARBAGE = [
@@ -227,8 +228,9 @@ async def test_slow_clients_are_closed_in_time_and_callbacks_still_arrive(
     # 300 clients beyond the cap of 128: the oldest made room for newer ones.
     assert receiver.outcomes["evicted"] >= 300 - 128
     assert receiver.outcomes["evicted"] + receiver.outcomes["slow_head"] >= 300
-    # Ours: the cap, the emulator's callbacks (both ends) and the client's API connections.
-    assert attack.fds.peak - attack.fds.baseline <= 128 + 32
+    # Ours: the cap, one accept batch not yet seen by the guard, the emulator's callbacks (both
+    # ends) and the client's API connections.
+    assert attack.fds.peak - attack.fds.baseline <= 128 + BACKLOG + 32
 
 
 async def test_a_flood_beyond_the_cap_is_closed_and_callbacks_get_through(
