@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 
     from tests.conftest import EmulatorProcess
 
+pytestmark = pytest.mark.slow
+
+
 VIDEO_BYTES = b"\x00\x00\x00\x18ftypmp42" + bytes(512)
 AUDIO_BYTES = b"RIFF" + bytes(512)
 
@@ -314,6 +317,7 @@ CASES = [
         Case(
             (*BATCH, "--encoding", "nope"),
             ("--encoding 'nope'", "is no text encoding Python knows"),
+            files=csv_manifest(GOOD_ROW),
         ),
         id="manifest-unknown-encoding",
     ),
