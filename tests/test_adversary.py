@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
     from chanjing_async import AsyncChanjingClient, JobManagerStats
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 SCALE = 600.0
 TIMEOUT = 0.2

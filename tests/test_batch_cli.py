@@ -31,6 +31,9 @@ if TYPE_CHECKING:
     from tests.conftest import EmulatorProcess
 
 
+pytestmark = pytest.mark.slow
+
+
 def write_manifest(folder: Path, rows: int, *, extra: list[dict[str, str]] | None = None) -> Path:
     """A CSV manifest: text-driven rows, every third one audio-driven, sharing the media."""
     media = folder / "media"

@@ -14,6 +14,8 @@ import sqlite3
 import subprocess
 from typing import TYPE_CHECKING
 
+import pytest
+
 from chanjing_async._cli_report import next_steps
 from chanjing_async.batch import BatchReport, RowOutcome
 from tests.conftest import (
@@ -30,6 +32,9 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from chanjing_async._batch_state import Result
+
+
+pytestmark = pytest.mark.slow
 
 
 def batch(folder: Path, *extra: str) -> list[str]:

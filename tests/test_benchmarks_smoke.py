@@ -12,12 +12,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from benchmarks import late_creates
 from benchmarks.__main__ import SCENARIOS
+
+pytestmark = pytest.mark.slow
+
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.timeout(300)  # every scenario once; on a loaded machine a minute is not enough
 def test_every_scenario_runs_and_reports(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--smoke", "--out", str(tmp_path)],

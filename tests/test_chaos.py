@@ -35,7 +35,7 @@ from tests.conftest import emulator_settings, job_manager, make_client, numbered
 if TYPE_CHECKING:
     from pathlib import Path
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 JOBS = 500
 # A documented minute lasts 0.1 s: 500 creates need 50 windows, 5 s, plus the pauses of

@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 
     from tests.conftest import EmulatorProcess
 
+pytestmark = pytest.mark.slow
+
+
 HEADER = ["output", "video", "text", "voice", "speed"]
 ROWS = [
     ["问候/你好", "media/face.mp4", "你好，世界", VOICE, "1.2"],

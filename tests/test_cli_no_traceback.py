@@ -36,6 +36,9 @@ if TYPE_CHECKING:
     from tests.conftest import EmulatorProcess
 
 
+pytestmark = pytest.mark.slow
+
+
 @dataclass(frozen=True)
 class Mistake:
     """A command that a user may get wrong.

@@ -36,6 +36,9 @@ from tests.test_batch_cli import (
 if TYPE_CHECKING:
     from tests.conftest import EmulatorProcess
 
+pytestmark = pytest.mark.slow
+
+
 ANSI = re.compile(r"\x1b\[")
 # 40 rows take four create windows at the test time scale: a run of about 4 s.
 ROWS = 40

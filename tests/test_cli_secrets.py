@@ -20,6 +20,9 @@ import pytest
 from chanjing_async.cli import main
 from tests.conftest import APP_ID, SECRET_KEY, TIME_SCALE, EmulatorProcess
 
+pytestmark = pytest.mark.slow
+
+
 REDIS_PASSWORD = "redis-pass-9f3a"
 REDIS_URL = f"redis://:{REDIS_PASSWORD}@127.0.0.1:6379/0"
 

@@ -16,6 +16,9 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
+pytestmark = pytest.mark.slow
+
+
 TASK_ID = re.compile(r"[0-9a-f]{32}")
 
 

@@ -53,6 +53,7 @@ async def test_25_creates_zero_40001_within_1_1x_ideal(
     assert IDEAL_LAST <= span <= 1.1 * IDEAL_LAST
 
 
+@pytest.mark.slow
 async def test_token_bucket_option_gives_up_the_burst(media: tuple[Path, Path]) -> None:
     # Not asserted here: zero 40001. A bucket anchors on send times, so latency jitter larger
     # than its margin can still meet a 40001 (limits.TokenBucketLimiter); a loaded CI machine

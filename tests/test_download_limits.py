@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
     from chanjing_async.emulator import EmulatorServer
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 MIB = 1 << 20
 GIB = 1 << 30

@@ -27,6 +27,9 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
+pytestmark = pytest.mark.slow
+
+
 CHANJING = [sys.executable, "-m", "chanjing_async"]
 BANNER_END = b"Ctrl-C stops it.\n"
 

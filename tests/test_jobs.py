@@ -74,6 +74,7 @@ async def wait_all(handles: list[JobHandle]) -> None:
 
 
 @pytest.mark.parametrize("rate_window", ["sliding", "fixed"])
+@pytest.mark.slow
 async def test_100_jobs_zero_40001_in_order_at_the_pace_of_the_limit(
     rate_window: str, media: tuple[Path, Path]
 ) -> None:
@@ -105,6 +106,7 @@ async def test_100_jobs_zero_40001_in_order_at_the_pace_of_the_limit(
     assert ideal <= times[-1] <= 1.5 * ideal, times[-1] / ideal
 
 
+@pytest.mark.slow
 async def test_a_40001_storm_loses_no_job_and_keeps_the_order(
     emulator: EmulatorServer, client: AsyncChanjingClient, files: tuple[str, str]
 ) -> None:
@@ -149,6 +151,7 @@ async def test_a_create_refused_too_often_fails_its_job_visibly(
         ("drop_before", 0, 1),
     ],
 )
+@pytest.mark.slow
 async def test_a_dropped_create_is_reconciled_without_duplicate(
     kind: str,
     adopted: int,
@@ -190,6 +193,7 @@ async def test_a_job_cancelled_while_reconciled_is_not_resent(
     assert handle.stage is JobStage.CANCELLED
 
 
+@pytest.mark.slow
 async def test_an_unowned_task_in_the_window_is_never_guessed(
     emulator: EmulatorServer, client: AsyncChanjingClient, files: tuple[str, str]
 ) -> None:
@@ -211,6 +215,7 @@ async def test_an_unowned_task_in_the_window_is_never_guessed(
     assert emulator.state.stats()["tasks_created"] == 2  # nothing resent
 
 
+@pytest.mark.slow
 async def test_tasks_this_client_created_elsewhere_are_never_adopted(
     emulator: EmulatorServer, client: AsyncChanjingClient, files: tuple[str, str]
 ) -> None:
@@ -227,6 +232,7 @@ async def test_tasks_this_client_created_elsewhere_are_never_adopted(
     assert emulator.state.stats()["tasks_created"] == 2
 
 
+@pytest.mark.slow
 async def test_an_unstable_list_order_never_makes_a_duplicate(
     media: tuple[Path, Path],
 ) -> None:

@@ -194,6 +194,7 @@ async def test_a_create_lost_in_a_crash_is_adopted_not_sent_again(
     assert creates(emulator) == 1
 
 
+@pytest.mark.slow
 async def test_a_create_that_never_arrived_is_sent_once(
     emulator: EmulatorServer, client: AsyncChanjingClient, files: tuple[str, str], tmp_path: Path
 ) -> None:
@@ -207,6 +208,7 @@ async def test_a_create_that_never_arrived_is_sent_once(
     assert creates(emulator) == 1
 
 
+@pytest.mark.slow
 async def test_a_crash_next_to_a_foreign_task_fails_rather_than_guess(
     emulator: EmulatorServer, client: AsyncChanjingClient, files: tuple[str, str], tmp_path: Path
 ) -> None:
@@ -333,6 +335,7 @@ async def test_other_sqlite_files_are_left_alone(tmp_path: Path) -> None:
     assert tables == {"users"}
 
 
+@pytest.mark.slow
 async def test_a_crashed_create_is_adopted_even_if_its_files_are_gone(
     emulator: EmulatorServer, client: AsyncChanjingClient, media: tuple[Path, Path], tmp_path: Path
 ) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import unicodedata
 from typing import TYPE_CHECKING, Any
 
@@ -802,7 +801,8 @@ def test_a_manifest_row_with_a_device_name_or_an_override_is_a_row_error(folder:
 # Size
 
 
-def test_thousands_of_rows_read_quickly(folder: Path) -> None:
+def test_thousands_of_rows_are_read_each_with_its_own_fingerprint(folder: Path) -> None:
+    """How fast is for the benchmark (``manifest``), not for a timed unit test."""
     rows: list[dict[str, Any]] = []
     for index in range(3000):
         if index % 2:
@@ -810,13 +810,10 @@ def test_thousands_of_rows_read_quickly(folder: Path) -> None:
         else:
             rows.append({**AUDIO_ROW, "output": f"batch/clip-{index}", "model": "1"})
     path = write(folder, "big.csv", csv_of(rows))
-    started = time.perf_counter()
     manifest = read_manifest(path)
-    elapsed = time.perf_counter() - started
     assert manifest.errors == []
     assert len(manifest.rows) == 3000
     assert len({row.fingerprint for row in manifest.rows}) == 3000
-    assert elapsed < 2.0
 
 
 # --------------------------------------------------------------------------------------------

@@ -109,6 +109,7 @@ def test_a_gbk_file_whose_first_non_ascii_byte_is_far_down_is_read_as_gbk_by_bot
     assert last.job.template.tts_config.text == ["最后一行"]
 
 
+@pytest.mark.slow
 def test_the_check_of_a_gbk_manifest_stays_in_bounded_memory(folder: Path) -> None:
     rows = [[f"行-{n}", "media/talk.mp4", f"第 {n} 行", "C-1", ""] for n in range(5000)]
     path = folder / "a.csv"

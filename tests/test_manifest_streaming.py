@@ -164,7 +164,7 @@ def test_memory_does_not_grow_with_the_manifest(tmp_path: Path) -> None:
     assert whole > 10 * max(first, second), (whole, first, second)
 
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 
 async def test_run_batch_keeps_at_most_its_window_of_rows_in_progress(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from chanjing_async import JobHandle, JobManager, PollPolicy
 from chanjing_async.emulator import EmulatorServer, Fault
 from tests.conftest import emulator_settings, make_client, until
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 # Read once soon after attach, then parked for an hour: no task is due again during the test.
 POLICY = dataclasses.replace(memory.POLICY, first=0.01)

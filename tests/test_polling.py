@@ -114,6 +114,7 @@ BULK_TASK_SECONDS = 600.0
 BULK_INTERVAL = 30.0  # the fixed cadence, real seconds: 20 reads per job for a naive poller
 
 
+@pytest.mark.slow
 async def test_1000_jobs_use_50x_fewer_reads_than_one_detail_per_job_per_interval(
     media: tuple[Path, Path],
 ) -> None:
@@ -204,6 +205,7 @@ async def test_jobs_finish_with_their_own_tasks_whatever_the_list_order(
     assert detail_calls > 0
 
 
+@pytest.mark.slow
 async def test_newest_first_needs_fewer_reads_than_a_random_order(
     media: tuple[Path, Path],
 ) -> None:
@@ -219,6 +221,7 @@ async def test_newest_first_needs_fewer_reads_than_a_random_order(
 LONG_TASK_SECONDS = 180.0
 
 
+@pytest.mark.slow
 async def test_a_long_task_is_read_far_less_than_every_min_interval(
     media: tuple[Path, Path],
 ) -> None:
@@ -314,6 +317,7 @@ async def test_failing_reads_are_retried_until_the_jobs_succeed(
 # -- 5. deadlines -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_a_passed_deadline_ends_the_job_and_its_reads(media: tuple[Path, Path]) -> None:
     deadline = 60 / TIME_SCALE  # one minute of a 5-minute task (queued for the first 30 s)
     settings = emulator_settings(task_seconds=300.0)

@@ -42,7 +42,10 @@ if TYPE_CHECKING:
 
 # Hypothesis's report of a failing example touches mypy_extensions.TypedDict, whose deprecation
 # warning pytest (filterwarnings = error) would turn into an INTERNALERROR hiding the failure.
-pytestmark = pytest.mark.filterwarnings("ignore:mypy_extensions.TypedDict:DeprecationWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:mypy_extensions.TypedDict:DeprecationWarning"),
+    pytest.mark.slow,
+]
 
 PROPERTIES = settings(
     max_examples=200,

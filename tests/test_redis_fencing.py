@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from chanjing_async.emulator import EmulatorServer
     from tests.redis_server import RedisServer
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 logger = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from chanjing_async.emulator import EmulatorServer
     from tests.redis_server import RedisServer
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 logger = logging.getLogger(__name__)
 
 LIMIT, WINDOW, MARGIN = 10, 0.5, 0.02

@@ -14,6 +14,8 @@ import time
 import urllib.request
 from typing import TYPE_CHECKING, Any
 
+import pytest
+
 from tests.test_batch_cli import expected_outputs, journal, outputs, write_manifest
 
 if TYPE_CHECKING:
@@ -21,6 +23,9 @@ if TYPE_CHECKING:
 
     from tests.conftest import EmulatorProcess
     from tests.redis_server import RedisServer
+
+pytestmark = pytest.mark.slow
+
 
 logger = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from chanjing_async import AsyncChanjingClient, JobHandle
     from tests.redis_server import RedisServer
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 HORIZON = 300.0 / TIME_SCALE
 

@@ -98,6 +98,7 @@ async def test_a_direct_wait_returns_a_failed_task_for_a_failure_status(
     assert not task.succeeded
 
 
+@pytest.mark.slow
 async def test_manual_review_keeps_the_job_waiting_and_shows_on_its_events(
     slow: Slow,
 ) -> None:

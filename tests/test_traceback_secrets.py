@@ -169,6 +169,7 @@ async def test_create_refused_or_ambiguous(
     assert foreign(errors) == []
 
 
+@pytest.mark.slow
 async def test_reads_whose_connection_drops(
     emulator: EmulatorServer, tokens: list[str], media: tuple[Path, Path]
 ) -> None:

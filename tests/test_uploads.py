@@ -45,6 +45,7 @@ def _video(path: Path, size: int) -> Path:
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not _rss.available(), reason="needs Linux /proc/self/clear_refs")
 def test_a_1_gib_upload_adds_at_most_50_mb_of_memory(tmp_path: Path) -> None:
     big = _video(tmp_path / "big.mp4", GIB)

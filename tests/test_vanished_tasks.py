@@ -129,6 +129,7 @@ async def test_a_task_the_list_still_shows_is_not_given_up(
     assert poll.list_calls >= 1  # the census read the list, and found the task there
 
 
+@pytest.mark.slow
 async def test_the_census_waits_for_a_list_that_fails(
     media: tuple[Path, Path],
 ) -> None:
