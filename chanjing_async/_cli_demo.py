@@ -85,7 +85,7 @@ def demo(
             return await run_manifest(local, manifest, journal, results, RunOptions())
 
     report = run(main)
-    print_report(report, results)
+    print_report(report, results, advice=False)  # a demo starts afresh: nothing to resume
     console.print(f"Note: {PLACEHOLDERS}.", markup=False, soft_wrap=True)
     console.print(f"demo folder: {folder} (delete it when done)", markup=False, soft_wrap=True)
     failed = {outcome.output for outcome in report.outcomes if outcome.result == "failed"}

@@ -26,8 +26,8 @@ _RESULTS: tuple[tuple[Result, str], ...] = (
 )
 
 
-def print_report(report: BatchReport, out: Path) -> None:
-    """The summary table, the rows that did not succeed, and what to do next."""
+def print_report(report: BatchReport, out: Path, *, advice: bool = True) -> None:
+    """The summary table, the rows that did not succeed, and (``advice``) what to do next."""
     resumed = sum(outcome.resumed for outcome in report.outcomes)
     summary = Table(title="batch summary")
     summary.add_column("result")
@@ -58,7 +58,7 @@ def print_report(report: BatchReport, out: Path) -> None:
         console.print(table)
     if report.count("succeeded"):
         console.print(f"results (video .mp4 and preview .jpg per row) are in {out}")
-    for line in next_steps(report):
+    for line in next_steps(report) if advice else ():
         console.print(line, markup=False, soft_wrap=True)
 
 

@@ -219,6 +219,7 @@ def test_the_demo_leaves_the_current_folder_alone(tmp_path: Path) -> None:
     assert f"demo folder: {folder}" in output  # printed at the start and at the end
     assert output.count(str(folder)) >= 2
     assert "placeholder files of a few bytes, not real videos" in output
+    assert "--retry-failed" not in output  # the row fails on purpose; a demo starts afresh
 
 
 def test_the_demo_refuses_a_file_as_its_folder(tmp_path: Path) -> None:
