@@ -216,9 +216,15 @@ def resolve_base_url(base_url: str | None, *, allow_insecure_http: bool | None =
         ConfigurationError: not an http(s) URL, or plain http to a host that is not loopback.
     """
     url = (base_url or os.environ.get(ENV_BASE_URL) or DEFAULT_BASE_URL).rstrip("/")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigurationError(f"base_url={url!r}: must be an http:// or https:// URL")
+    try:
+        parts = urlsplit(url)
+        problem = "names no host" if not parts.hostname else None
+        problem = "port 0 is no port to connect to" if parts.port == 0 else problem
+    except ValueError as exc:  # '[::1' without its bracket, a port out of range or no number
+        parts, problem = None, str(exc).lower()
+    if parts is None or parts.scheme not in ("http", "https") or problem is not None:
+        why = f" ({problem})" if problem else ""
+        raise ConfigurationError(f"base_url={url!r}: must be an http:// or https:// URL{why}")
     if allow_insecure_http is None:
         allow_insecure_http = os.environ.get(ENV_ALLOW_INSECURE_HTTP, "").lower() in _TRUE
     if parts.scheme == "http" and not allow_insecure_http and not is_loopback(parts.hostname):

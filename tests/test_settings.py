@@ -123,6 +123,27 @@ NOT_LOOPBACK = [
 ]
 
 
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("http://127.0.0.1:99999", "(port out of range 0-65535)"),
+        ("http://127.0.0.1:abc", "(port could not be cast to integer value as 'abc')"),
+        ("http://[::1", "(invalid ipv6 url)"),
+        ("http://127.0.0.1:0", "(port 0 is no port to connect to)"),
+        ("https://", "(names no host)"),
+        ("ftp://example.com", "URL"),
+    ],
+)
+def test_a_base_url_no_connection_can_use_is_a_configuration_error(url: str, why: str) -> None:
+    """Such URLs failed deep in aiohttp with a ValueError (a traceback on the command line)."""
+    with pytest.raises(ConfigurationError) as caught:
+        client(base_url=url)
+    message = str(caught.value)
+    assert message.startswith(f"base_url={url.rstrip('/')!r}: must be an http:// or https:// URL")
+    assert message.endswith(why)
+    assert caught.value.__context__ is None
+
+
 @pytest.mark.parametrize("url", NOT_LOOPBACK)
 def test_plain_http_to_a_host_that_is_not_loopback_is_refused(
     url: str, monkeypatch: pytest.MonkeyPatch
