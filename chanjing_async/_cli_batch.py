@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from ._cli_common import dump_json, run, settings_of
+from ._cli_common import EXIT_USAGE, dump_json, fail, run, settings_of
 from ._cli_demo import demo
 from ._cli_progress import RunOptions, run_manifest
 from ._cli_report import outcome_json, print_report, print_status
@@ -86,6 +86,8 @@ def batch_run(
     next), 2 for bad input (then nothing was sent).
     """
     settings = settings_of(ctx)
+    if not manifest.name:  # '' or '/': no file to read, nor a name for the journal
+        fail(f"MANIFEST={str(manifest)!r}: give a .csv, .txt, .tsv or .jsonl file", EXIT_USAGE)
     journal = journal or manifest.with_name(f"{manifest.name}.journal")
     out = out or manifest.with_name(f"{manifest.stem}-results")
     options = RunOptions(skip_invalid=skip_invalid, retry_failed=retry_failed, encoding=encoding)

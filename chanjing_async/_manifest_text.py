@@ -171,6 +171,8 @@ def _scan(path: Path, codec: str) -> _NotText | None:
                     text = exc.object[: exc.start].decode(codec, "replace")
                     line = newlines + text.count("\n") + 1
                     return _nul(text, newlines) or _NotText(line, nul=False)
+                except UnicodeError:  # no position: UTF-16 without its mark, idna, undefined
+                    return _NotText(newlines + 1, nul=False)
                 found = _nul(text, newlines)
                 if found is not None:
                     return found

@@ -323,6 +323,25 @@ CASES = [
     ),
     pytest.param(
         Case(
+            (*BATCH, "--encoding", "utf-16"),
+            ("manifest=", "is not utf-16 text (--encoding): line 1", NOT_SUBMITTED),
+            files=csv_manifest(GOOD_ROW),  # UTF-8: as UTF-16 it has no byte-order mark
+        ),
+        id="manifest-forced-encoding-without-its-mark",
+    ),
+    pytest.param(
+        Case(("batch", "run", ""), ("MANIFEST=", "give a .csv, .txt, .tsv or .jsonl file")),
+        id="manifest-empty-name",
+    ),
+    pytest.param(
+        Case(
+            ("--base-url", "http://127.0.0.1:99999", "voices"),
+            ("base_url='http://127.0.0.1:99999'", "(port out of range 0-65535)"),
+        ),
+        id="base-url-port-out-of-range",
+    ),
+    pytest.param(
+        Case(
             ("batch", "run", "{dir}/manifest.xlsx"),
             ("manifest=", "manifest.xlsx", "must be a .csv, .jsonl or .ndjson file"),
             files={"manifest.xlsx": "output\nclip\n"},
