@@ -190,6 +190,10 @@ class ManagerJournal:
             The row to resume from; None to start afresh.
         """
         key = handle.key
+        if row is not None and row.fingerprint != fingerprint:  # never created (``replaceable``)
+            self.journal.forget(key)
+            del self.rows[key]
+            row = None
         if row is None:
             self.journal.add(key, spec(job), fingerprint, handle.stage.value)
         else:
@@ -277,6 +281,13 @@ class ManagerJournal:
             task=_task_record(handle.last),
             error=None if error is None else _error_text(error),
         )
+
+
+def replaceable(row: JournalRow) -> bool:
+    """Whether a job row may give its key to a different job: nothing of it can exist at the
+    service (no task, no create sent or in doubt, no duplicate), e.g. a row never sent, or
+    one the service refused. A row that made or may have made a task keeps its key."""
+    return row.task_id is None and row.sent_at is None and not row.duplicates and row.task is None
 
 
 def never_sent(error: BaseException | None) -> bool:

@@ -26,7 +26,7 @@ import anyio
 from ._callback_claims import CallbackClaims
 from ._config import check_setting, check_type, number_problem
 from ._handle import JobHandle, JobStage
-from ._job_journal import ManagerJournal, doubt, fingerprint, job_of, spec
+from ._job_journal import ManagerJournal, doubt, fingerprint, job_of, replaceable, spec
 from ._jobspec import LipSyncJob
 from ._poller import Poller, PollPolicy, PollStats
 from ._resources import require_id
@@ -601,7 +601,7 @@ class JobManager:
                 return _Plan(key, job, digest, None, known[0])
             raise InvalidInputError("key", key, "is already used by another job of this manager")
         row = None if records is None else records.rows.get(key)
-        if row is not None and row.fingerprint != digest:
+        if row is not None and row.fingerprint != digest and not replaceable(row):
             raise InvalidInputError(
                 "key", key, "was journaled for a different job: use another key or journal"
             )

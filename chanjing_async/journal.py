@@ -196,7 +196,10 @@ class Journal:
         """Tie the journal to one account and server; refuse it for another.
 
         Its task ids mean nothing to another app id or another server (an emulator's journal
-        used against the real API would resume tasks that do not exist there).
+        used against the real API would resume tasks that do not exist there). A journal
+        that never sent a create (no task, no send time, no duplicate on any row: a first run
+        with a wrong app id or base URL) passes to the new owner, and forgets its uploads,
+        whose file ids belong to the old one.
 
         Raises:
             ConfigurationError: the journal was written for another app id or base URL.
@@ -208,7 +211,15 @@ class Journal:
             if found is None:
                 self._queue("INSERT INTO meta VALUES ('owner', ?)", (owner,))
             elif found != owner:
-                raise refusal(self.path, f"it belongs to {found}, not to this client ({owner})")
+                if await anyio.to_thread.run_sync(_sent_a_create, db):
+                    reason = (
+                        f"it belongs to {found}, not to this client ({owner}), and holds"
+                        " creates sent there: give another --journal for this account"
+                    )
+                    raise refusal(self.path, reason)
+                self._queue("UPDATE meta SET value = ? WHERE name = 'owner'", (owner,))
+                self._queue("DELETE FROM uploads", ())
+                self.uploads.clear()
 
     def _require(self) -> sqlite3.Connection:
         if self._db is None:
@@ -225,6 +236,10 @@ class Journal:
             "VALUES (?, ?, ?, ?, ?, ?)",
             (key, seq, json.dumps(spec, ensure_ascii=False), fingerprint, stage, time.time()),
         )
+
+    def forget(self, key: str) -> None:
+        """Queue the removal of a job row (one that never made a task, replaced by another)."""
+        self._queue("DELETE FROM jobs WHERE key = ?", (key,))
 
     def update(self, key: str, **values: Any) -> None:
         """Queue new values for some columns of a job (dicts are stored as JSON)."""
@@ -320,6 +335,15 @@ class Journal:
 def _meta(db: sqlite3.Connection, name: str) -> str | None:
     row = db.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
     return None if row is None else str(row[0])
+
+
+def _sent_a_create(db: sqlite3.Connection) -> bool:
+    """Whether some row shows a create that may have reached the journal's owner."""
+    found = db.execute(
+        "SELECT 1 FROM jobs WHERE task_id IS NOT NULL OR sent_at IS NOT NULL"
+        " OR duplicates IS NOT NULL OR task IS NOT NULL LIMIT 1"
+    ).fetchone()
+    return found is not None
 
 
 def _select_rows(db: sqlite3.Connection, keys: Collection[str] | None) -> list[JournalRow]:

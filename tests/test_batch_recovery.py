@@ -76,6 +76,32 @@ def test_a_refused_secret_stops_at_once_and_the_rerun_runs_every_row(
     assert emulator_process.stats()["tasks_created"] == 30
 
 
+@pytest.mark.parametrize("first", ["wrong-app", "wrong-url"])
+def test_after_a_wrong_app_id_or_url_the_same_command_runs_every_row_even_one_edited(
+    emulator_process: EmulatorProcess, tmp_path: Path, first: str
+) -> None:
+    """Nothing was created by the first run: its journal passes to the right account, and a
+    row edited meanwhile is run as edited (it was never created: nothing to protect)."""
+    manifest = write_manifest(tmp_path, 4)
+    if first == "wrong-app":
+        wrong = emulator_process.env(CHANJING_APP_ID="not-the-app")
+    else:
+        wrong = emulator_process.env(CHANJING_BASE_URL=f"http://127.0.0.1:{free_port()}")
+    refused = subprocess.run(
+        batch(tmp_path), env=wrong, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert refused.returncode == 1, refused.stderr
+    assert "run the same command again" in refused.stdout
+    manifest.write_text(
+        manifest.read_text(encoding="utf-8").replace("第 0 行", "第 0 行 (edited)"),
+        encoding="utf-8",
+    )
+    again = run(emulator_process, batch(tmp_path, "--json"))
+    assert again.returncode == 0, again.stderr
+    assert set(results(again).values()) == {"succeeded"}
+    assert emulator_process.stats()["tasks_created"] == 4
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -23,12 +23,14 @@ from chanjing_async import (
     JobManager,
     JobStage,
     LipSyncJob,
+    TaskStatus,
 )
 from chanjing_async.emulator import EmulatorServer
 from chanjing_async.journal import Journal
 from tests.conftest import (
     JOB_POLL,
     SECRET_KEY,
+    VOICE,
     emulator_settings,
     job_manager,
     make_client,
@@ -310,16 +312,38 @@ async def test_one_journal_has_one_writer_at_a_time(tmp_path: Path) -> None:
 
 
 async def test_a_journal_is_tied_to_its_app_and_server(
-    client: AsyncChanjingClient, tmp_path: Path
+    client: AsyncChanjingClient, files: tuple[str, str], tmp_path: Path
 ) -> None:
     path = tmp_path / "jobs.sqlite"
-    async with manager(client, path):
-        pass
+    async with manager(client, path) as jobs:
+        await (await jobs.submit(numbered(files[0], 1), key="row-1")).wait()
     async with EmulatorServer(emulator_settings()) as other, make_client(other.base_url) as moved:
-        with pytest.raises(ConfigurationError, match="belongs to"):
+        with pytest.raises(ConfigurationError, match="belongs to .* holds creates sent there"):
             await manager(moved, path).__aenter__()
     async with manager(client, path):  # the lock was released by the refused open
         pass
+
+
+async def test_a_journal_that_never_sent_a_create_passes_to_the_next_account(
+    client: AsyncChanjingClient, media: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A first run with a wrong base URL sends nothing: its re-run with the right one must
+    not be refused, and the uploads of the wrong server are not reused."""
+    path = tmp_path / "jobs.sqlite"
+    video = media[0]
+    job = LipSyncJob.tts(video, text="hi", audio_man_id=VOICE)
+    async with manager(client, path) as jobs:
+        await (await jobs.submit(job, key="row-1")).wait()
+    async with Journal(path) as journal:  # as if that create had never been sent
+        journal.update("row-1", stage="queued", task_id=None, sent_at=None, task=None)
+        await journal.flush()
+    async with EmulatorServer(emulator_settings()) as other, make_client(other.base_url) as moved:
+        async with manager(moved, path) as jobs:
+            task = await (await jobs.submit(job, key="row-1")).wait()
+        assert task.status == TaskStatus.SUCCEEDED
+        assert other.state.stats()["tasks_created"] == 1
+        uploads = other.state.stats()["endpoints"]["create_upload_url"]["requests"]
+        assert uploads == 1  # the first server's file id was not reused here
 
 
 async def test_other_sqlite_files_are_left_alone(tmp_path: Path) -> None:
