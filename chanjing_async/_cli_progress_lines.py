@@ -30,6 +30,9 @@ STAGE_ORDER = (
     "downloading",
     "succeeded",
     "failed",
+    "not sent",
+    "unfinished",
+    "changed",
 )
 
 

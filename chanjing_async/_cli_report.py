@@ -36,7 +36,7 @@ def print_report(report: BatchReport, out: Path, *, advice: bool = True) -> None
         count = report.count(result)
         if count or result in ("succeeded", "failed"):
             summary.add_row(label, str(count))
-    summary.add_row("finished in an earlier run", str(resumed))
+    summary.add_row("of these, finished in an earlier run", str(resumed))  # not added up
     console.print(summary)
     problems = [
         outcome

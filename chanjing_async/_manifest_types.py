@@ -75,7 +75,20 @@ class RowError:
             return f"{where}:{shown} {self.reason}"
         if self.value is None:
             return f"{where}: {self.field}: {self.reason}"
-        return f"{where}: {self.field}={self.value!r}: {self.reason}"
+        return f"{where}: {self.field}={_shown(self.value)}: {self.reason}"
+
+
+def _shown(value: object) -> str:
+    """``value`` as an error shows it: its repr, cut after 80 characters (a 4,000-character
+    text would fill the screen), with its length then."""
+    text = repr(value)
+    if len(text) <= _SHOWN:
+        return text
+    size = f"{len(value):,} characters" if isinstance(value, str) else f"{len(text):,} in all"
+    return f"{text[:_SHOWN]}... ({size})"
+
+
+_SHOWN = 80
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from chanjing_async._cli_progress_lines import stage_counts
+from chanjing_async.batch import BatchProgress
 from tests.conftest import SECRET_KEY
 from tests.test_bad_input import squeeze
 from tests.test_batch_cli import (
@@ -262,4 +264,16 @@ def test_a_server_that_cannot_be_reached_is_named_by_host_and_port_only(
     assert result.returncode == 1
     assert result.stderr.strip() == (
         f"error: /open/v1/access_token: cannot connect to 127.0.0.1:{port} (connection refused)"
+    )
+
+
+def test_a_progress_line_counts_every_ended_row() -> None:
+    """Rows not sent, unfinished or changed were left out: "27/60 rows finished | queued 23,
+    generating 10, succeeded 10" added up to 43."""
+    stages = {"queued": 23, "generating": 10, "succeeded": 10, "not sent": 15, "changed": 2}
+    snapshot = BatchProgress(
+        total=60, stages=stages, finished=27, next_create=0.0, submitted_in=0.0
+    )
+    assert stage_counts(snapshot) == (
+        "queued 23, generating 10, succeeded 10, not sent 15, changed 2"
     )

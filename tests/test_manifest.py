@@ -884,3 +884,13 @@ def test_output_names_refuse_slash_look_alikes(tmp_path: Path, char: str) -> Non
         output_paths(tmp_path / "out", f"a{char}..{char}b")
     assert f"U+{ord(char):04X}" in caught.value.allowed
     assert "use / between folders" in caught.value.allowed
+
+
+def test_a_long_value_is_cut_in_its_error(folder: Path) -> None:
+    """A 4,000-character text used to be echoed whole: a 12 KB line per row."""
+    path = write(folder, "long.csv", csv_of([{**GOOD_TEXT, "text": "长" * 4000}]))
+    (error,) = read_manifest(path).errors
+    message = str(error)
+    assert message.startswith("row 1 (line 2): text='" + "长" * 79 + "... (4,000 characters): ")
+    assert "3,999" in message
+    assert len(message) < 300
