@@ -318,7 +318,7 @@ async def test_a_journal_is_tied_to_its_app_and_server(
     async with manager(client, path) as jobs:
         await (await jobs.submit(numbered(files[0], 1), key="row-1")).wait()
     async with EmulatorServer(emulator_settings()) as other, make_client(other.base_url) as moved:
-        with pytest.raises(ConfigurationError, match="belongs to .* holds creates sent there"):
+        with pytest.raises(ConfigurationError, match=r"belongs to .* holds creates sent there"):
             await manager(moved, path).__aenter__()
     async with manager(client, path):  # the lock was released by the refused open
         pass
