@@ -32,7 +32,9 @@ def register(app: typer.Typer) -> None:
 @batch_app.command("run")
 def batch_run(
     ctx: typer.Context,
-    manifest: Annotated[Path, typer.Argument(help="The manifest: a .csv or .jsonl file.")],
+    manifest: Annotated[
+        Path, typer.Argument(help="The manifest: .csv, .txt or .tsv (a table), or .jsonl.")
+    ],
     journal: Annotated[
         Path | None,
         typer.Option(help="Journal file; the same file resumes a run. [default: MANIFEST.journal]"),
