@@ -43,7 +43,7 @@ _MB = 1024 * 1024
 
 def _child(mode: str, manifest: str, journal: str) -> dict[str, Any]:
     """Run one side in this process; return its rows, seconds and peak RSS."""
-    from chanjing_async._manifest import check_manifest, manifest_rows, read_manifest
+    from chanjing_async.batch._manifest import check_manifest, manifest_rows, read_manifest
 
     started = time.perf_counter()
     rows = 0
@@ -59,7 +59,7 @@ def _child(mode: str, manifest: str, journal: str) -> dict[str, Any]:
 
 
 async def _journal_rows(items: Any, path: str) -> int:
-    from chanjing_async._manifest import ManifestRow
+    from chanjing_async.batch._manifest import ManifestRow
     from chanjing_async.journal import Journal
 
     count = 0

@@ -4,18 +4,13 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from ._config import RetryPolicy as RetryPolicy
-from ._config import Timeouts as Timeouts
-from ._downloads import DownloadPolicy as DownloadPolicy
-from ._downloads import DownloadRefusedError as DownloadRefusedError
-from ._downloads import DownloadTooLargeError as DownloadTooLargeError
-from ._handle import JobEvent as JobEvent
-from ._handle import JobHandle as JobHandle
-from ._handle import JobStage as JobStage
-from ._jobspec import LipSyncJob as LipSyncJob
-from ._poller import PollPolicy as PollPolicy
-from .callbacks import CallbackReceiver as CallbackReceiver
-from .client import AsyncChanjingClient as AsyncChanjingClient
+from .callbacks._receiver import CallbackReceiver as CallbackReceiver
+from .client._client import AsyncChanjingClient as AsyncChanjingClient
+from .client._config import RetryPolicy as RetryPolicy
+from .client._config import Timeouts as Timeouts
+from .client._downloads import DownloadPolicy as DownloadPolicy
+from .client._downloads import DownloadRefusedError as DownloadRefusedError
+from .client._downloads import DownloadTooLargeError as DownloadTooLargeError
 from .errors import APIError as APIError
 from .errors import AuthenticationError as AuthenticationError
 from .errors import ChanjingError as ChanjingError
@@ -39,14 +34,19 @@ from .errors import ServerError as ServerError
 from .errors import TaskNotFoundError as TaskNotFoundError
 from .errors import TransportError as TransportError
 from .errors import UploadError as UploadError
-from .jobs import Job as Job
-from .jobs import JobManager as JobManager
-from .jobs import JobManagerStats as JobManagerStats
-from .limits import Rate as Rate
-from .limits import RateLimiter as RateLimiter
-from .limits import RateLimits as RateLimits
-from .limits import SlidingWindowLimiter as SlidingWindowLimiter
-from .limits import TokenBucketLimiter as TokenBucketLimiter
+from .jobs._handle import JobEvent as JobEvent
+from .jobs._handle import JobHandle as JobHandle
+from .jobs._handle import JobStage as JobStage
+from .jobs._jobspec import LipSyncJob as LipSyncJob
+from .jobs._manager import Job as Job
+from .jobs._manager import JobManager as JobManager
+from .jobs._manager import JobManagerStats as JobManagerStats
+from .jobs._poller import PollPolicy as PollPolicy
+from .limits._limits import Rate as Rate
+from .limits._limits import RateLimiter as RateLimiter
+from .limits._limits import RateLimits as RateLimits
+from .limits._limits import SlidingWindowLimiter as SlidingWindowLimiter
+from .limits._limits import TokenBucketLimiter as TokenBucketLimiter
 from .models import FileDetail as FileDetail
 from .models import FileStatus as FileStatus
 from .models import LipSyncRequest as LipSyncRequest
@@ -56,8 +56,8 @@ from .models import PageInfo as PageInfo
 from .models import TaskStatus as TaskStatus
 from .models import TtsConfig as TtsConfig
 from .models import Voice as Voice
-from .redis_limits import RedisRateLimiter as RedisRateLimiter
-from .redis_limits import RedisSlidingWindowLimiter as RedisSlidingWindowLimiter
+from .scaleout._limits import RedisRateLimiter as RedisRateLimiter
+from .scaleout._limits import RedisSlidingWindowLimiter as RedisSlidingWindowLimiter
 
 try:
     __version__ = version("chanjing-async")

@@ -1,5 +1,5 @@
 """``python -m chanjing_async`` runs the ``chanjing`` command."""
 
-from .cli import main
+from .cli._app import main
 
 raise SystemExit(main())

@@ -26,7 +26,7 @@ from aiohttp.test_utils import TestServer
 
 from benchmarks import _rss
 from chanjing_async import LipSyncTask
-from chanjing_async._downloads import DownloadPolicy
+from chanjing_async.client._downloads import DownloadPolicy
 from tests.conftest import make_client
 
 _CHUNK = bytes(1 << 20)

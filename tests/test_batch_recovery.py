@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from chanjing_async._cli_report import next_steps
 from chanjing_async.batch import BatchReport, RowOutcome
+from chanjing_async.cli._report import next_steps
 from tests.conftest import (
     APP_ID,
     SECRET_KEY,
@@ -31,7 +31,7 @@ from tests.test_batch_cli import command, run, write_manifest
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from chanjing_async._batch_state import Result
+    from chanjing_async.batch._state import Result
 
 
 pytestmark = pytest.mark.slow

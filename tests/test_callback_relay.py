@@ -29,7 +29,7 @@ from chanjing_async import (
     PollPolicy,
     TaskStatus,
 )
-from chanjing_async._callback_relay import Relay
+from chanjing_async.scaleout._relay import Relay
 from tests.conftest import TIME_SCALE, job_manager, make_client, numbered, until
 
 if TYPE_CHECKING:

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from chanjing_async._cli_progress_lines import stage_counts
 from chanjing_async.batch import BatchProgress
+from chanjing_async.cli._progress_lines import stage_counts
 from tests.conftest import SECRET_KEY
 from tests.test_bad_input import squeeze
 from tests.test_batch_cli import (

@@ -7,7 +7,7 @@ import math
 import random
 from email.utils import formatdate
 
-from chanjing_async._clock import DATE_SLACK, ServerClock
+from chanjing_async.client._clock import DATE_SLACK, ServerClock
 
 MONOTONIC_ZERO = 1_000.0
 

@@ -32,11 +32,15 @@ from chanjing_async import (
     LipSyncTask,
     RequestTimeoutError,
     TransportError,
-    _output_files,
 )
-from chanjing_async._downloads import DownloadPolicy, DownloadRefusedError, DownloadTooLargeError
-from chanjing_async._manifest import read_manifest
 from chanjing_async.batch import BatchProgress, run_batch
+from chanjing_async.batch._manifest import read_manifest
+from chanjing_async.client import _output_files
+from chanjing_async.client._downloads import (
+    DownloadPolicy,
+    DownloadRefusedError,
+    DownloadTooLargeError,
+)
 from tests.conftest import JOB_POLL, VOICE, make_client
 from tests.subprocess_worker import run_worker
 

@@ -36,8 +36,8 @@ from chanjing_async import (
     LipSyncTask,
     TransportError,
 )
-from chanjing_async._manifest import output_paths, read_manifest
-from chanjing_async.batch import _remove_partial_downloads, download_results, run_batch
+from chanjing_async.batch._manifest import output_paths, read_manifest
+from chanjing_async.batch._runner import _remove_partial_downloads, download_results, run_batch
 from chanjing_async.emulator.app import _MEDIA
 from tests.conftest import JOB_POLL, VOICE, make_client
 

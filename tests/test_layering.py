@@ -1,4 +1,10 @@
-"""Data flows one way: lower layers never import upper ones (design §2.1)."""
+"""Data flows one way: package rules over every module of the SDK, checked by walking imports.
+
+A *unit* is a subpackage (``jobs``, ``client``, ...) or a top-level module (``errors``). Each
+unit may import only the units its rule names; everything is checked at run time, annotations
+under ``if TYPE_CHECKING:`` aside (they carry no data). A new module or subpackage must be given a
+rule here before the suite passes.
+"""
 
 from __future__ import annotations
 
@@ -7,63 +13,54 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "chanjing_async"
 
-# module -> modules of ours it must never import
-FORBIDDEN: dict[str, set[str]] = {
-    "_config": {"models", "client", "_transport", "_auth", "limits", "cli", "emulator"},
-    "_demo": {"cli"},
-    "errors": {"models", "client", "_transport", "_auth", "limits", "cli", "emulator"},
-    "models": {"client", "_transport", "_auth", "limits", "cli", "emulator"},
-    "limits": {"client", "_transport", "_auth", "models", "cli", "emulator"},
-    "_auth": {"client", "_transport", "cli", "emulator"},
-    "_transport": {"client", "_resources", "cli", "emulator"},
-    "_resources": {"client", "cli", "emulator"},
-    "_wire": {"client", "_transport", "_resources", "jobs", "batch", "cli", "emulator"},
-    "_connect_failures": {"client", "_transport", "_resources", "jobs", "batch", "cli", "emulator"},
-    "_downloads": {"client", "_resources", "_auth", "jobs", "batch", "cli", "emulator"},
-    "_output_files": {"client", "_transport", "_downloads", "_resources", "jobs", "batch", "cli"},
-    "client": {"cli", "emulator", "_demo", "jobs", "callbacks", "_poller", "_submit"},
-    "_handle": {"client", "_transport", "jobs", "_poller", "_submit", "cli", "emulator"},
-    "_jobspec": {"client", "_transport", "jobs", "cli", "emulator"},
-    "_poller": {"client", "_transport", "jobs", "_submit", "callbacks", "cli", "emulator"},
-    "_submit": {"client", "_transport", "jobs", "_poller", "callbacks", "cli", "emulator"},
-    "_uploads": {"client", "_transport", "jobs", "cli", "emulator"},
-    "_callback_claims": {"client", "_transport", "jobs", "callbacks", "cli", "emulator"},
-    "callbacks": {"client", "_transport", "jobs", "_poller", "_submit", "cli", "emulator"},
-    "jobs": {"_transport", "cli", "emulator", "_demo", "batch", "_manifest"},
-    "journal": {"client", "_transport", "jobs", "_submit", "_poller", "batch", "cli", "emulator"},
-    "_manifest": {"client", "_transport", "jobs", "journal", "batch", "cli", "emulator"},
-    "_manifest_text": {"client", "_transport", "jobs", "journal", "batch", "cli", "emulator"},
-    "_manifest_types": {"client", "_transport", "jobs", "journal", "batch", "cli", "emulator"},
-    "_manifest_sets": {"client", "_transport", "jobs", "journal", "batch", "cli", "emulator"},
-    "_manifest_files": {"client", "_transport", "jobs", "journal", "batch", "cli", "emulator"},
-    "_manifest_rows": {"client", "_transport", "jobs", "journal", "batch", "cli", "emulator"},
-    "_output_names": {"client", "_transport", "jobs", "journal", "batch", "cli", "emulator"},
-    "batch": {
-        "_transport",
-        "cli",
-        "_cli_common",
-        "_cli_batch",
-        "_cli_check",
-        "_cli_progress",
-        "_cli_report",
-        "_cli_demo",
-        "_cli_tasks",
-        "_cli_files",
-        "_cli_download",
-        "_cli_task_view",
-        "_cli_help",
-        "_cli_logging",
-        "_cli_signals",
-        "_cli_paths",
-        "_cli_progress_lines",
+LEAVES = {"errors", "models", "_checks", "_bounded_log"}
+ANYTHING = {"*"}
+
+# unit -> the units of ours it may import (besides itself)
+RULES: dict[str, set[str]] = {
+    # Leaves: the exception tree, the wire models, the setting checks, a bounded log.
+    "errors": {"models"},
+    "models": {"errors"},
+    "_checks": {"errors"},
+    "_bounded_log": set(),
+    # The core: limits know nothing of HTTP; the client knows nothing of jobs.
+    "limits": LEAVES,
+    "client": LEAVES | {"limits"},
+    # Persistence and the callback receiver stand below the jobs that use them.
+    "stores": LEAVES,
+    "callbacks": LEAVES,
+    # Redis implements interfaces that limits, client and callbacks define.
+    "scaleout": LEAVES | {"limits", "client", "callbacks"},
+    "jobs": LEAVES | {"limits", "client", "stores", "callbacks"},
+    "batch": LEAVES | {"client", "jobs"},
+    # Joins the emulator, the client and the manager for users' tests.
+    "testing": LEAVES | {"limits", "client", "jobs", "emulator"},
+    # The command line may use every layer (the test kit is for tests).
+    "cli": LEAVES
+    | {
+        "limits",
+        "client",
+        "stores",
+        "callbacks",
+        "scaleout",
+        "jobs",
+        "batch",
         "emulator",
+        "__version__",
     },
+    # The emulator stands alone.
+    "emulator": set(),
+    # The package root and the paths kept for imports written before the subpackages.
+    "__init__": ANYTHING,
+    "__main__": {"cli"},
+    "journal": {"stores"},
+    "redis_limits": {"scaleout"},
 }
 UI_LIBRARIES = {"typer", "rich", "click"}
 
 
 def _runtime_nodes(tree: ast.AST) -> list[ast.AST]:
-    """Every node except those under ``if TYPE_CHECKING:`` (annotations carry no data)."""
+    """Every node except those under ``if TYPE_CHECKING:``."""
     nodes: list[ast.AST] = []
     pending = [tree]
     while pending:
@@ -83,41 +80,75 @@ def _runtime_nodes(tree: ast.AST) -> list[ast.AST]:
     return nodes
 
 
-def imports_of(path: Path) -> set[str]:
-    """Names a module imports at run time: 'x' for 'from .x import y' and 'import x'."""
-    found: set[str] = set()
+def unit_of(path: Path) -> str:
+    """The unit a module belongs to: its subpackage, or its own name at the top level."""
+    return path.relative_to(PACKAGE).with_suffix("").parts[0]
+
+
+def imports_of(path: Path) -> tuple[set[str], set[str]]:
+    """The units of ours and the outside top-level packages a module imports at run time."""
+    ours: set[str] = set()
+    outside: set[str] = set()
+    here = list(path.relative_to(PACKAGE).parts[:-1])
     for node in _runtime_nodes(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.ImportFrom):
-            module = node.module or ""
-            if node.level >= 1:
-                parts = module.split(".") if module else [a.name for a in node.names]
-                found.add(parts[0])
+        if isinstance(node, ast.ImportFrom) and node.level >= 1:
+            base = here[: len(here) - (node.level - 1)]
+            names = node.module.split(".") if node.module else [a.name for a in node.names]
+            ours.update([(base + names)[0]] if base or node.module else names)
+        elif isinstance(node, ast.ImportFrom):
+            module = (node.module or "").split(".")
+            if module[0] == "chanjing_async":
+                ours.update(module[1:2] or [alias.name for alias in node.names])
             else:
-                found.add(module.split(".")[0] if module != "chanjing_async" else "")
-                if module.startswith("chanjing_async."):
-                    found.add(module.split(".")[1])
+                outside.add(module[0])
         elif isinstance(node, ast.Import):
             for alias in node.names:
-                found.add(alias.name.split(".")[0])
-    return found
+                module = alias.name.split(".")
+                (
+                    ours.update(module[1:2])
+                    if module[0] == "chanjing_async"
+                    else outside.add(module[0])
+                )
+    return ours, outside
 
 
-def test_lower_layers_do_not_import_upper_ones() -> None:
-    for module, forbidden in FORBIDDEN.items():
-        imported = imports_of(PACKAGE / f"{module}.py")
-        assert not imported & forbidden, f"{module} imports {imported & forbidden}"
+MODULES = sorted(PACKAGE.rglob("*.py"))
+
+
+def test_every_module_belongs_to_a_unit_with_a_rule() -> None:
+    assert len(MODULES) > 90
+    assert {unit_of(path) for path in MODULES} <= set(RULES)
+
+
+def test_every_unit_imports_only_what_its_rule_allows() -> None:
+    broken: list[str] = []
+    for path in MODULES:
+        unit = unit_of(path)
+        allowed = RULES[unit]
+        if allowed == ANYTHING:
+            continue
+        ours, _ = imports_of(path)
+        for imported in sorted(ours - allowed - {unit}):
+            broken.append(f"{path.relative_to(PACKAGE)} imports {imported}")
+    assert not broken, "\n".join(broken)
 
 
 def test_only_the_cli_imports_typer_or_rich() -> None:
-    for path in PACKAGE.rglob("*.py"):
-        if path.name == "cli.py" or path.name.startswith("_cli_"):
-            continue
-        assert not imports_of(path) & UI_LIBRARIES, path
+    for path in MODULES:
+        if unit_of(path) != "cli":
+            assert not imports_of(path)[1] & UI_LIBRARIES, path
 
 
 def test_the_emulator_never_imports_the_sdk() -> None:
-    sdk = {"client", "models", "errors", "_transport", "_auth", "limits", "_resources"}
     for path in (PACKAGE / "emulator").rglob("*.py"):
-        imported = imports_of(path)
-        assert "chanjing_async" not in imported, path
-        assert not imported & sdk, path
+        ours, outside = imports_of(path)
+        assert "chanjing_async" not in outside, path
+        assert ours <= {"emulator"} | {p.stem for p in (PACKAGE / "emulator").glob("*.py")}, path
+
+
+def test_the_walker_sees_each_kind_of_import() -> None:
+    # The rules above are only as good as the walker: each import form must be seen.
+    path = PACKAGE / "jobs" / "_manager.py"
+    ours, outside = imports_of(path)
+    assert {"client", "errors", "models"} <= ours
+    assert "anyio" in outside

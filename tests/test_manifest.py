@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from chanjing_async import InvalidInputError
-from chanjing_async._manifest import (
+from chanjing_async.batch._manifest import (
     MANIFEST_FIELDS,
     Manifest,
     RowError,

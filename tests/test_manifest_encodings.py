@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from chanjing_async import InvalidInputError
-from chanjing_async._manifest import ManifestRow, check_manifest, manifest_rows, read_manifest
+from chanjing_async.batch._manifest import ManifestRow, check_manifest, manifest_rows, read_manifest
 
 if TYPE_CHECKING:
     from pathlib import Path

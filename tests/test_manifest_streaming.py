@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING
 import pytest
 
 from chanjing_async import InvalidInputError
-from chanjing_async._manifest import (
+from chanjing_async.batch import BatchProgress, run_batch
+from chanjing_async.batch._manifest import (
     ManifestRow,
     RowError,
     check_manifest,
     manifest_rows,
     read_manifest,
 )
-from chanjing_async.batch import BatchProgress, run_batch
 from chanjing_async.emulator import EmulatorServer
 from tests.conftest import JOB_POLL, VOICE, emulator_settings, make_client
 

@@ -28,7 +28,7 @@ BATCHES, BATCH = 30, 10
 
 def poller_bytes() -> int:
     snapshot = tracemalloc.take_snapshot().filter_traces(
-        [tracemalloc.Filter(True, "*chanjing_async/_poller.py")]
+        [tracemalloc.Filter(True, "*chanjing_async/jobs/_poller.py")]
     )
     return sum(stat.size for stat in snapshot.statistics("filename"))
 

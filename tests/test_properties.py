@@ -25,8 +25,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from chanjing_async._resources import parse
-from chanjing_async._transport import LIP_SYNC_DETAIL, _decode
+from chanjing_async.client._resources import parse
+from chanjing_async.client._transport import LIP_SYNC_DETAIL, _decode
 from chanjing_async.errors import (
     APIError,
     ChanjingError,

@@ -27,8 +27,8 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 from chanjing_async import CallbackReceiver, InvalidInputError, JobManager, TaskStatus
 from chanjing_async._bounded_log import BoundedLog
-from chanjing_async._callback_repeats import MAX_PAIRS, RepeatGate
-from chanjing_async._receiver_guard import BACKLOG
+from chanjing_async.callbacks._guard import BACKLOG
+from chanjing_async.callbacks._repeats import MAX_PAIRS, RepeatGate
 from chanjing_async.emulator import EmulatorServer
 from tests.conftest import emulator_settings, make_client
 from tests.test_callbacks import (

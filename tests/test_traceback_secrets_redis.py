@@ -26,12 +26,12 @@ from chanjing_async import (
     RedisRateLimiter,
     RetryPolicy,
 )
-from chanjing_async._cli_common import Settings, make_client
-from chanjing_async._redis import redacted
-from chanjing_async._transport import redact_url
 from chanjing_async.cli import main
+from chanjing_async.cli._common import Settings, make_client
+from chanjing_async.client._transport import redact_url
 from chanjing_async.emulator import EmulatorServer, Fault
 from chanjing_async.emulator._files import FileStore
+from chanjing_async.scaleout._redis import redacted
 from tests import test_traceback_secrets as base
 from tests.conftest import APP_ID
 from tests.tracker import foreign, leaks

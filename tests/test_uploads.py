@@ -19,8 +19,8 @@ import anyio
 import pytest
 
 from benchmarks import _rss
-from chanjing_async._uploads import Uploads
 from chanjing_async.emulator import EmulatorServer, Fault
+from chanjing_async.jobs._uploads import Uploads
 
 from .conftest import make_client
 
