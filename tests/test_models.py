@@ -23,7 +23,7 @@ from chanjing_async.models import (
     UploadUrl,
     check_page,
 )
-from tests.conftest import SEED_EXAMPLE
+from tests.support import SEED_EXAMPLE
 
 
 def tts(**overrides: Any) -> dict[str, Any]:
