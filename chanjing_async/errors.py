@@ -375,9 +375,9 @@ _CODE_TO_ERROR: dict[int, type[APIError]] = {
     51000: ServerError,
 }
 
-# "视频文件还未完成上传" / "音频文件还未完成上传" (reference §4.3): the server reports a file
-# that is not uploaded, not ready, failed, deleted or purged, or in another bucket as 50000; it
-# is the caller's input, not an outage, and proves nothing was created.
+# "视频文件还未完成上传" / "音频文件还未完成上传" (the create page's error table): the server
+# reports a file that is not uploaded, not ready, failed, deleted or purged, or in another
+# bucket as 50000; it is the caller's input, not an outage, and proves nothing was created.
 _FILE_NOT_READY_MARKERS = (
     "还未完成上传",
     "文件不存在",
@@ -389,8 +389,8 @@ _FILE_NOT_READY_MARKERS = (
 
 
 # "没有找到对应的声音ID" / "声音ID对应的audio_man不存在或被禁用": the TTS page answers an unknown or
-# disabled voice with 50000 (reference §7, S8). The caller's input: nothing was created. The
-# emulator answers it with 40000, as every other parameter error.
+# disabled voice with 50000. The caller's input: nothing was created. The emulator answers it
+# with 40000, as every other parameter error.
 _UNKNOWN_VOICE_MARKER = "声音ID"
 
 

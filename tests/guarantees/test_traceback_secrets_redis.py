@@ -12,6 +12,7 @@ import json
 import logging
 from typing import TYPE_CHECKING
 
+import aiohttp
 import anyio
 import pytest
 import redis.asyncio as aredis
@@ -76,26 +77,39 @@ async def test_redis_refusing_the_token_calls_slot_release(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The slot's exit raises while ``Transport._send`` holds the token call's answer; and
-    closing the client goes on (one warning) although Redis refuses its pending writes."""
+    closing the client goes on (one warning) although Redis refuses its pending writes.
+
+    Redis is sabotaged from the session's request-start hook, which aiohttp awaits before the
+    token call is sent: its slot is held then, and released only after the answer, so the
+    sabotage lands between the two whatever the machine's load."""
     redis = aredis.Redis.from_url(redis_server.url)
-    emulator.inject(Fault("access_token", "latency", seconds=0.6))
+    sabotaged: list[str] = []
+
+    async def refuse(
+        session: aiohttp.ClientSession, context: object, params: aiohttp.TraceRequestStartParams
+    ) -> None:
+        if params.url.path.endswith("/access_token") and not sabotaged:
+            await sabotage(redis)
+            sabotaged.append(params.url.path)
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(refuse)
+    session = aiohttp.ClientSession(trace_configs=[trace])
     client = base.client_for(
-        emulator.base_url, rate_limiter=redis_server.url, retry=RetryPolicy(max_retries=0)
+        emulator.base_url,
+        rate_limiter=redis_server.url,
+        retry=RetryPolicy(max_retries=0),
+        session=session,
     )
     try:
         await client.__aenter__()
-
-        async def refuse() -> None:
-            await anyio.sleep(0.2)  # the token call is in flight, its slot held
-            await sabotage(redis)
-
-        async with anyio.create_task_group() as group:
-            group.start_soon(refuse)
-            error = await base.caught(client.voices.list)
+        error = await base.caught(client.voices.list)
         with caplog.at_level(logging.WARNING, logger="chanjing_async"):
             await client.aclose()  # must not raise
     finally:
+        await session.close()
         await redis.aclose()
+    assert sabotaged == ["/open/v1/access_token"]
     assert isinstance(error, ConfigurationError)
     assert "Redis refused" in str(error)
     assert tokens
