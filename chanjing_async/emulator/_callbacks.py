@@ -25,7 +25,7 @@ class CallbackSender:
     """Delivers each task's callback once, when the task becomes terminal.
 
     Tasks wait in a heap ordered by end time, so thousands of pending callbacks cost one timer.
-    The docs give no retry policy, signature or expected answer (reference §5.6, §10 q5): each
+    The docs give no retry policy, signature or expected answer for callbacks: each
     callback is one JSON POST of the detail envelope, success or failure alike, with no retry,
     its ``Date`` header (like the ``create_time`` in the body) on the server's clock.
     Any 2xx answer counts as sent; anything else, a timeout or a connection error as failed.

@@ -31,7 +31,7 @@ ENDPOINT_GROUPS: dict[str, tuple[Endpoint, ...]] = {
     "reads": ("detail", "list"),
 }
 
-# Gateway failures client code has met in front of the API (reference §1), with the reason
+# Gateway failures (HTML bodies) client code has met in front of the API, with the reason
 # phrase a proxy would send; 524 is Cloudflare's origin timeout, unknown to http.HTTPStatus.
 GATEWAY_REASONS: dict[int, str] = {
     502: "Bad Gateway",

@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 
 VIDEO_SERVICE = "lip_sync_video"
 AUDIO_SERVICE = "lip_sync_audio"
-FILE_READY = (1, 2)  # 2 is the historic "ready" some clients still accept (reference §4.3)
-# Failed statuses (reference §4.3); file_detail says "文件<reason>", create "视频文件<reason>".
+FILE_READY = (1, 2)  # 2 is the historic "ready" some clients still accept
+# Failed statuses: file_detail says "文件<reason>", create "视频文件<reason>".
 FILE_FAILURES = {98: "内容安全检测失败", 99: "已删除", 100: "已清理"}
 # Status 2 read as failed (``file_status_two="failed"``: "0 上传中, 1 已完成, 2 失败").
 STATUS_TWO_FAILURE = "上传失败"
@@ -33,7 +33,7 @@ HEAD_BYTES = 16
 _EBML_MAGIC = b"\x1a\x45\xdf\xa3"  # WebM (a Matroska profile) starts with an EBML header
 
 # Built-in tables only (no /etc/mime.types), so answers do not depend on the machine; .m4a is
-# missing from older Python tables and is a documented lip-sync audio format (reference §4.3).
+# missing from older Python tables and is a documented lip-sync audio format (mp3, m4a, wav).
 _MIME_TYPES = mimetypes.MimeTypes()
 _MIME_TYPES.add_type("audio/mp4", ".m4a")
 
@@ -164,7 +164,7 @@ class FileStore:
         """Why a file in ``status`` can never be used (``"已删除"`` ...), None if it may be.
 
         Status 2 is a failure only under ``file_status_two="failed"``; otherwise it is the
-        historic "ready" (reference §4.3).
+        historic "ready" that older clients still accept.
         """
         if status == 2 and self.settings.file_status_two == "failed":
             return STATUS_TWO_FAILURE
@@ -202,13 +202,13 @@ class FileStore:
         """
         label = "视频" if service == VIDEO_SERVICE else "音频"
         record = self.records.get(file_id)
-        # A file in another bucket is as good as absent for lip-sync (reference §4.1).
+        # A file in another bucket is as good as absent for lip-sync create.
         status = None if record is None or record.service != service else self.status(record)
         failure = None if status is None else self.failure(status)
         if failure is not None:
             raise ApiError(CODE_INTERNAL, f"{label}文件{failure}")
         if record is None or status not in FILE_READY:
-            # Reference §4.3: the live API answers 50000 "...文件还未完成上传" (inferred here).
+            # Seen live as 50000 "...文件还未完成上传" on another create (inferred for lip-sync).
             raise ApiError(CODE_INTERNAL, f"{label}文件还未完成上传")
         return record
 
@@ -221,7 +221,7 @@ def looks_decodable(head: bytes) -> bool:
     """Whether an upload starting with ``head`` looks like a video the service can decode.
 
     MP4 and MOV (ISO base media) files open with a box whose type, at bytes 4..8, is ``ftyp``;
-    WebM, the third documented format (reference §4.3), opens with the EBML magic. A sniff of
+    WebM, the third documented video format, opens with the EBML magic. A sniff of
     the container only, as a decoder's first step would be; the content is not checked.
     """
     return head[4:8] == b"ftyp" or head.startswith(_EBML_MAGIC)

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 STATE_KEY = web.AppKey("chanjing_emulator_state", EmulatorState)
 # Endpoints reached without an access_token: the token endpoint itself, and the PUT, which is
-# authorised by its URL signature instead (reference §4.2).
+# authorised by its URL signature instead.
 UNAUTHENTICATED = frozenset({"access_token", "upload"})
 # Name of the result download route: no endpoint, but it takes the network trips.
 RESULT_ROUTE = "result_download"
@@ -28,7 +28,7 @@ dumps = functools.partial(json.dumps, ensure_ascii=False)
 
 
 def api_response(data: Any, code: int = CODE_OK, msg: str = "success") -> web.Response:
-    """An HTTP 200 answer carrying the envelope; business errors are in ``code`` (reference §1)."""
+    """An HTTP 200 answer carrying the envelope; business errors are in ``code``, not the status."""
     return web.json_response(envelope(data, code, msg), dumps=dumps)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-# Reference §6.
+# The documented business codes.
 CODE_OK = 0
 CODE_BAD_FORMAT = 400
 CODE_AUTH = 10400
@@ -15,10 +15,10 @@ CODE_INTERNAL = 50000
 
 
 def envelope(data: Any, code: int = CODE_OK, msg: str = "success") -> dict[str, Any]:
-    """The body of every ``/open/v1`` answer and of callbacks (reference §1).
+    """The body of every ``/open/v1`` answer and of callbacks.
 
     Args:
-        data: The payload; None on errors (reference §9: an inferred choice).
+        data: The payload; None on errors (the docs show no error payload: a choice).
         code: The business code, 0 for success.
         msg: ``"success"`` or the failure message.
 

@@ -30,11 +30,11 @@ class Arrival(NamedTuple):
 class WindowLimiter:
     """At most ``limit`` counted arrivals per window, by an exact sliding log or fixed buckets.
 
-    The docs give only "RPM 10/min" and "QPS 10/s" (reference §6); window type and whether a
-    rejected call counts are open (reference §10 q9), so both are settings. A sliding window
-    rejects when ``limit`` counted arrivals lie in ``(now - window, now]``. Fixed windows are
-    ``floor(now / window)`` buckets of the monotonic clock, whose phase is arbitrary, as the
-    live server's phase is unknown to a client (rate-limits.md §2).
+    The docs give only "RPM 10/min" and "QPS 10/s"; window type and whether a rejected call
+    counts are not documented, so both are settings. A sliding window rejects when ``limit``
+    counted arrivals lie in ``(now - window, now]``. Fixed windows are ``floor(now / window)``
+    buckets of the monotonic clock, whose phase is arbitrary, as the live server's phase is
+    unknown to a client.
     """
 
     def __init__(

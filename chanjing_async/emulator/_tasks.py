@@ -53,7 +53,7 @@ class TaskRecord:
         return self.forced is None and self.failure is None and now >= self.ends_at
 
     def to_object(self, now: float) -> dict[str, Any]:
-        """The task object (reference §5.4) at monotonic time ``now``.
+        """The task object (of detail, list items and callbacks) at monotonic time ``now``.
 
         Queued (0) for the first 10 % of the duration, then generating (10) with progress
         rising linearly from 0 to 99, then 20 with results or 30 with the reason; a forced

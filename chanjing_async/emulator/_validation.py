@@ -11,9 +11,9 @@ from ._protocol import param_error
 from ._voices import CATALOGUE_IDS, unknown_voice_reason
 
 AUDIO_TYPES = ("tts", "audio")
-MAX_PAGE_SIZE = 100  # reference §5.3 leaves it open; 100 is generous without being unbounded
+MAX_PAGE_SIZE = 100  # the docs leave it open; 100 is generous without being unbounded
 # The create page sets no text limit; the TTS page does: "文本长度限制为4000字以下", "单次请求长度
-# 限制小于4千字" (reference §7, S8). Counted in characters (code points), the parts joined.
+# 限制小于4千字". Counted in characters (code points), the parts joined.
 MAX_TEXT_CHARS = 3999
 
 
@@ -37,7 +37,7 @@ class CreateRequest:
 
 
 def parse_create(body: Mapping[str, Any], extra_voices: Collection[str]) -> CreateRequest:
-    """Validate a create body as documented on the create page (reference §5.1).
+    """Validate a create body as documented on the create page.
 
     Fields are checked in the order of the documented table and the first failure is reported.
     Unknown fields are ignored, and ``null`` counts as absent for optional fields. The text may
@@ -73,14 +73,14 @@ def parse_create(body: Mapping[str, Any], extra_voices: Collection[str]) -> Crea
         if voice not in CATALOGUE_IDS and voice not in extra_voices:
             raise param_error("tts_config.audio_man_id", unknown_voice_reason(voice))
         _number_between(config, "speed", 0.5, 2, prefix="tts_config.")
-        # Pitch range per the vendor SDK docs (reference §7); the create page defers to TTS docs.
+        # Pitch range per the vendor SDK docs; the create page defers to the TTS docs.
         _number_between(config, "pitch", 0.1, 3, prefix="tts_config.")
     else:
         audio_file_id = _required_string(body, "audio_file_id")
     optional_int(body, "volume", 100, 100)
     _choice(body, "backway", (1, 2), "must be 1 or 2")
     _choice(body, "drive_mode", ("", "random"), 'must be "" or "random"')
-    # 2 (cartoon) appears only in the newer vendor skill (reference §10 q8); accepted.
+    # 2 (cartoon) appears only in the vendor's newer tooling, not the create page; accepted.
     _choice(body, "model", (0, 1, 2), "must be 0, 1 or 2")
     optional_int(body, "screen_width", 1080, None)
     optional_int(body, "screen_height", 1920, None)
@@ -131,8 +131,7 @@ def _required_string(body: Mapping[str, Any], name: str, *, prefix: str = "") ->
 
 
 def _text(value: object) -> str:
-    # The table types text as array[string] but the page's example sends a string (reference
-    # §10 q1): both are accepted.
+    # The table types text as array[string]; the page's example sends a string. Both pass.
     if isinstance(value, str) and value.strip():
         text = value
     elif (

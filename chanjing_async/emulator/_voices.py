@@ -1,9 +1,9 @@
-"""The fixed public-voice catalogue served by ``list_common_audio`` (reference §7).
+"""The fixed public-voice catalogue served by ``list_common_audio``.
 
 A TTS create must name a voice the emulator knows: one of this catalogue, or one of
 ``EmulatorSettings.extra_voices`` (a user's own customised voices, which the live service lists
 elsewhere). Anything else, a voice's *name* included, is refused as the live TTS endpoint
-refuses it ("没有找到对应的声音ID", reference §7 and S8), so that tests catch a wrong voice.
+refuses it ("没有找到对应的声音ID"), so that tests catch a wrong voice.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-# The create page's example id (reference S1), a customised voice ("C-" + 32 hex): listed first
-# so that the documentation's own example works against the emulator.
+# The create page's example id, a customised voice ("C-" + 32 hex): listed first so that the
+# documentation's own example works against the emulator.
 EXAMPLE_VOICE_ID = "C-f2429d07554749839849497589199916"
 EXAMPLE_VOICE_NAME = "示例声音"
 

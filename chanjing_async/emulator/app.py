@@ -28,6 +28,8 @@ from .state import EmulatorState
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+__all__ = ["create_app"]
+
 SENDER_KEY = web.AppKey("chanjing_emulator_callbacks", CallbackSender)
 MAX_SEEDED = 1_000_000  # tasks one POST /_emulator/tasks/seed may make
 
@@ -147,7 +149,7 @@ def _page_info(page: int, size: int, total: int) -> dict[str, int]:
 
 
 async def _access_token(request: web.Request) -> web.Response:
-    bad_format = ApiError(CODE_BAD_FORMAT, "传入参数格式错误")  # reference §3.1
+    bad_format = ApiError(CODE_BAD_FORMAT, "传入参数格式错误")  # this endpoint's own code 400
     body = await _json_object(request, bad_format)
     app_id, secret_key = body.get("app_id"), body.get("secret_key")
     if not isinstance(app_id, str) or not isinstance(secret_key, str):

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from ._faults import Fault
     from .state import EmulatorState
 
+__all__ = ["EmulatorServer", "serve"]
+
 # Requests still in flight at shutdown (e.g. under a latency fault) get this long to finish.
 SHUTDOWN_TIMEOUT = 2.0
 

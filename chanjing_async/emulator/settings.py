@@ -8,6 +8,16 @@ from typing import Literal
 
 from ._faults import FaultRate
 
+__all__ = [
+    "FILE_STATUS_TWO",
+    "LIST_ORDERS",
+    "RATE_WINDOWS",
+    "EmulatorSettings",
+    "FileStatusTwo",
+    "ListOrder",
+    "RateWindow",
+]
+
 RateWindow = Literal["sliding", "fixed"]
 RATE_WINDOWS: tuple[RateWindow, ...] = ("sliding", "fixed")
 ListOrder = Literal["newest", "oldest", "random"]
@@ -33,8 +43,8 @@ class EmulatorSettings:
             generating with progress rising linearly from 0 to 99.
         file_ready_seconds: Delay between the upload PUT and ``file_detail`` reporting status 1.
         file_status_two: How the emulator reads file status 2, on which the evidence
-            disagrees (reference §11): the vendor's scripts accept 1 or 2 as ready (2 "kept
-            for an older definition"), third-party code quoting the OpenAPI file reads
+            disagrees: the vendor's scripts accept 1 or 2 as ready (2 "kept for an older
+            definition"), third-party code quoting the OpenAPI file reads
             "0 uploading, 1 done, 2 failed". None (the default): processing ends in 1, and a
             2 forced with ``set_file_status`` counts as ready. ``"ready"``: processing ends in
             2, and a create accepts it. ``"failed"``: processing ends in 2 with ``msg``
@@ -44,11 +54,11 @@ class EmulatorSettings:
             ``list_common_audio`` (e.g. your account's customised voices, which the live service
             lists elsewhere); not listed. Any other ``audio_man_id`` is refused with 40000
             "没有找到对应的声音ID".
-        token_ttl_seconds: Lifetime of an access token (reference §3.1: about one day).
-        upload_url_ttl_seconds: Validity of a signed upload URL (reference §4.2: 15 minutes).
+        token_ttl_seconds: Lifetime of an access token (documented: about one day).
+        upload_url_ttl_seconds: Validity of a signed upload URL (documented: 15 minutes).
         result_url_ttl_seconds: Validity of a result URL (``video_url``, ``preview_url``),
             counted from the read that served it; the docs only say result URLs are
-            time-limited (reference §5.4). None (the default): plain URLs that never expire.
+            time-limited. None (the default): plain URLs that never expire.
             A number: every served task object carries freshly signed URLs,
             ``...<id>.mp4?Expires=<Unix seconds, 3 decimals>&Signature=<hex>``, and the result
             route answers 403 with an OSS-style XML body once ``Expires`` has passed or when
@@ -62,11 +72,11 @@ class EmulatorSettings:
         rate_window: ``"sliding"`` (exact log over the last window) or ``"fixed"`` (calendar
             buckets of one window each).
         count_rejected: Whether a 40001-rejected arrival still counts in the window. The docs
-            are silent (reference §10 q9); True is the harsher reading, so it is the default.
-        create_limit: Creates admitted per ``create_window`` (reference §6: RPM 10/min).
+            are silent; True is the harsher reading, so it is the default.
+        create_limit: Creates admitted per ``create_window`` (documented: RPM 10/min).
         create_window: Window of the create limit, in seconds.
         read_limit: Admitted detail calls, and separately list calls, per ``read_window``
-            (reference §6: QPS 10/s on each endpoint).
+            (documented: QPS 10/s on each endpoint).
         read_window: Window of the read limits, in seconds.
         latency_seconds: Extra delay before handling each ``/open/v1`` request.
         latency_base_seconds: Fixed part of the random one-way network latency. Every request to
@@ -78,8 +88,8 @@ class EmulatorSettings:
             base + exponential.
         latency_tail_seconds: ``(low, high)``, the uniform range of a tail delay.
         callbacks: Deliver task callbacks; False drops them all (counted as dropped).
-        list_order: Order of the task list endpoint, which the docs leave open (reference
-            §5.3): ``"newest"`` is newest first, the console order and the default;
+        list_order: Order of the task list endpoint, which the docs leave open:
+            ``"newest"`` is newest first, the console order and the default;
             ``"oldest"`` is creation order; ``"random"`` is a fresh shuffle on every list call,
             so pages may overlap and miss tasks, as a list that shifts between calls would.
             Lets tests check that SDK code never relies on the list order.

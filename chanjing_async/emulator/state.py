@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from ._validation import CreateRequest
     from .settings import EmulatorSettings
 
+__all__ = ["CallbackOutcome", "EmulatorState", "EndpointStats"]
+
 GENERIC_FAILURE = "视频生成失败: 素材人脸检测失败"
 BILLING_FAILURE = "扣费失败: 蝉豆不足"
 DECODE_FAILURE = "视频解析失败: video could not be decoded"
@@ -103,7 +105,7 @@ class EmulatorState(TaskControls):
         self._tasks_created = self._tokens_issued = 0
         self._callbacks: dict[CallbackOutcome, int] = {"sent": 0, "failed": 0, "dropped": 0}
         self._result_downloads = self._result_downloads_refused = 0
-        # Detail and list are limited separately, as each page documents its own QPS (§6).
+        # Detail and list are limited separately, as each page documents its own QPS.
         windows = {
             "create": (settings.create_limit, settings.scaled(settings.create_window)),
             "detail": (settings.read_limit, settings.scaled(settings.read_window)),
@@ -211,7 +213,7 @@ class EmulatorState(TaskControls):
     # -- auth and limits --------------------------------------------------------------------
 
     def issue_token(self, app_id: str, secret_key: str) -> tuple[str, int]:
-        """Issue a new token, invalidating the previous one (reference §3.1).
+        """Issue a new token, invalidating the previous one (as the live API does).
 
         Args:
             app_id: The presented app id.
@@ -308,7 +310,7 @@ class EmulatorState(TaskControls):
         else:
             audio = self.uploads.ready(request.audio_file_id, AUDIO_SERVICE)
             duration = audio.bytes // 16  # milliseconds of 128 kbit/s audio
-        # Billing is checked after creation (reference §5.1): create succeeds, the task fails.
+        # Billing is checked after creation: create succeeds, the task fails.
         # One draw per task keeps each fraction exact.
         draw = self._fate.random()
         billing, generic = self.settings.billing_fail_rate, self.settings.fail_rate
@@ -344,7 +346,7 @@ class EmulatorState(TaskControls):
         """The detail data of ``task_id`` as of now.
 
         Raises:
-            ApiError: 40000 任务不存在 for an unknown id (reference §9: an inferred choice).
+            ApiError: 40000 任务不存在 for an unknown id (undocumented: a choice).
         """
         task = self._tasks.get(task_id)
         if task is None:
@@ -365,7 +367,7 @@ class EmulatorState(TaskControls):
     def task_page(self, page: int, size: int) -> tuple[list[dict[str, Any]], int]:
         """One page of task objects in the configured list order, and the total number of tasks.
 
-        Ordering is undocumented (reference §5.3). ``"newest"`` (newest first) is the usual
+        Ordering is undocumented. ``"newest"`` (newest first) is the usual
         console order; ``"oldest"`` is creation order; ``"random"`` reshuffles every task on
         each call, so consecutive pages may overlap and miss tasks.
         """

@@ -26,7 +26,7 @@ from aiohttp import web
 from chanjing_async.emulator import EmulatorServer, EmulatorState, Fault, FaultRate
 from chanjing_async.emulator.__main__ import build_parser, main, settings_from_args
 from chanjing_async.emulator._late import LATE_KEY
-from tests.emulator.test_emulator import BASE, MP4_HEAD, SLACK, Api, running, tts_body
+from tests.support.emulator_helpers import BASE, MP4_HEAD, SLACK, Api, running, tts_body
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
