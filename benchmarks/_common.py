@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from chanjing_async import AsyncChanjingClient, RateLimits, RetryPolicy, Timeouts
-from chanjing_async.emulator import EmulatorSettings
+from chanjing_async import AsyncChanjingClient, RetryPolicy
+from chanjing_async.testing import APP_ID, SECRET_KEY, paced_client
+from chanjing_async.testing import emulator_settings as kit_settings
 
-APP_ID = "bench-app"
-SECRET_KEY = "bench-secret"
+if TYPE_CHECKING:
+    from chanjing_async.emulator import EmulatorSettings
+
+__all__ = [
+    "APP_ID",
+    "LATENCY",
+    "SECRET_KEY",
+    "Figure",
+    "Options",
+    "emulator_settings",
+    "make_client",
+    "percentile",
+]
 
 # One-way network latency at real scale (issue 5): 50 ms + exponential(150 ms), and 5 % of
 # requests take a tail of 0.5-3 s; the emulator divides it by the time scale like the windows.
@@ -77,35 +89,25 @@ class Figure:
 def emulator_settings(
     time_scale: float, seed: int, *, latency: bool = True, **overrides: Any
 ) -> EmulatorSettings:
-    """Emulator settings for a scenario: bench credentials, the time scale, random latency."""
-    values: dict[str, Any] = {
-        "app_id": APP_ID,
-        "secret_key": SECRET_KEY,
-        "time_scale": time_scale,
-        "seed": seed,
-        **(LATENCY if latency else {}),
-    }
+    """The test kit's emulator settings at ``time_scale``, seeded, with random latency."""
+    values: dict[str, Any] = {"time_scale": time_scale, "seed": seed}
+    values.update(LATENCY if latency else {})
     values.update(overrides)
-    return EmulatorSettings(**values)
+    return kit_settings(**values)
 
 
 def make_client(base_url: str, time_scale: float, **overrides: Any) -> AsyncChanjingClient:
-    """A client paced for an emulator running ``time_scale`` times faster.
+    """The test kit's client paced for an emulator running ``time_scale`` times faster.
 
     Its limits and its processing horizon (``Timeouts.create_horizon``, 300 s) are scaled: a
     create whose answer is lost keeps its limiter slot for 300 real-scale seconds, not 300
     wall seconds (minutes of a run). The request timeouts keep their wall defaults: a loopback
     round trip does not shrink with the scale, and a timeout is a fault only the late-creates
-    scenario injects (with its own scaled ``Timeouts``).
+    scenario injects (with its own scaled ``Timeouts``). Up to five quick retries.
     """
-    options: dict[str, Any] = {
-        "base_url": base_url,
-        "limits": RateLimits().scaled(time_scale),
-        "retry": RetryPolicy(max_retries=5, initial=0.01, maximum=0.1),
-        "timeouts": Timeouts(create_horizon=Timeouts().create_horizon / time_scale),
-    }
+    options: dict[str, Any] = {"retry": RetryPolicy(max_retries=5, initial=0.01, maximum=0.1)}
     options.update(overrides)
-    return AsyncChanjingClient(APP_ID, SECRET_KEY, **options)
+    return paced_client(base_url, time_scale=time_scale, **options)
 
 
 def percentile(values: list[float], q: float) -> float:

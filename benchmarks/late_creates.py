@@ -93,7 +93,7 @@ if TYPE_CHECKING:
 
 NAME = "late creates"
 
-LIMIT = 10  # creates per window (reference §6)
+LIMIT = 10  # creates per window: the documented create limit
 WINDOW = 60.0  # real-scale seconds
 RATE = 0.05  # share of creates handled late
 TIMEOUT = Timeouts().total  # 30 s: the client gives up on a create after this

@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 
 NAME = "create limiter"
 
-_LIMIT = 10  # creates per window (reference §6)
+_LIMIT = 10  # creates per window: the documented create limit
 _WINDOW = 60.0  # real-scale seconds
 _SPACING = _WINDOW / _LIMIT  # 6 s: AsyncLimiter(1, 6) and the fixed spacing
 _VOICE = "C-f2429d07554749839849497589199916"
@@ -262,7 +262,7 @@ def _figure(size: _Size, server_mode: str, ours: _Run, name: str, theirs: _Run) 
         extra={
             "ours_40001": ours.rejected,
             "baseline_40001": theirs.rejected,
-            # Real-scale seconds (wall x time scale), comparable with rate-limits.md §3.1.
+            # Real-scale seconds (wall x time scale), comparable with a real account's minutes.
             "ours_seconds": _real(ours.seconds, size),
             "baseline_seconds": _real(theirs.seconds, size),
             "ideal_seconds": _real(size.ideal, size),

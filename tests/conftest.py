@@ -1,4 +1,8 @@
-"""Shared fixtures: an asyncio-only anyio backend, a clean environment and a fresh emulator."""
+"""Shared fixtures: an asyncio-only anyio backend, a clean environment and a fresh emulator.
+
+The emulator and client fixtures come from the test kit's pytest plugin (its factories close
+what they made), so the suite uses what users get.
+"""
 
 from __future__ import annotations
 
@@ -6,24 +10,20 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from chanjing_async.emulator import EmulatorServer
-from tests.support import (
-    CallbackRecorder,
-    EmulatorProcess,
-    emulator_settings,
-    make_client,
-    start_emulator_process,
-)
+from tests.support import CallbackRecorder, EmulatorProcess, fail_fast, start_emulator_process
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
     from pathlib import Path
 
-    from chanjing_async import (
-        AsyncChanjingClient,
-    )
+    from chanjing_async import AsyncChanjingClient
+    from chanjing_async.emulator import EmulatorServer
+    from chanjing_async.testing.pytest_plugin import ClientFactory, EmulatorFactory
 
-pytest_plugins = ["tests.support.redis_server"]  # the redis_server fixture
+pytest_plugins = [
+    "tests.support.redis_server",  # the redis_server fixture
+    "chanjing_async.testing.pytest_plugin",  # chanjing_emulator, chanjing_client, chanjing_jobs
+]
 
 
 @pytest.fixture
@@ -47,15 +47,13 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 @pytest.fixture
-async def emulator() -> AsyncIterator[EmulatorServer]:
-    async with EmulatorServer(emulator_settings()) as server:
-        yield server
+async def emulator(chanjing_emulator: EmulatorFactory) -> EmulatorServer:
+    return await chanjing_emulator()
 
 
 @pytest.fixture
-async def client(emulator: EmulatorServer) -> AsyncIterator[AsyncChanjingClient]:
-    async with make_client(emulator.base_url) as opened:
-        yield opened
+async def client(emulator: EmulatorServer, chanjing_client: ClientFactory) -> AsyncChanjingClient:
+    return await chanjing_client(emulator, **fail_fast())
 
 
 @pytest.fixture

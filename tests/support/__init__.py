@@ -11,34 +11,50 @@ import subprocess
 import sys
 import urllib.request
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 from aiohttp import web
 
-from chanjing_async import (
-    AsyncChanjingClient,
-    JobManager,
-    LipSyncRequest,
-    PollPolicy,
-    RateLimits,
-    RetryPolicy,
-    Timeouts,
+from chanjing_async import AsyncChanjingClient, JobManager, LipSyncRequest, RetryPolicy, Timeouts
+from chanjing_async.testing import (
+    APP_ID,
+    DEFAULT_TIME_SCALE,
+    SECRET_KEY,
+    Pace,
+    emulator_settings,
+    eventually,
+    paced_client,
+    paced_jobs,
 )
-from chanjing_async.emulator import EmulatorSettings
 
-if TYPE_CHECKING:
-    from collections.abc import Callable
+__all__ = [
+    "APP_ID",
+    "JOB_POLL",
+    "PACE",
+    "SECRET_KEY",
+    "SEED_EXAMPLE",
+    "TIME_SCALE",
+    "VOICE",
+    "CallbackRecorder",
+    "EmulatorProcess",
+    "Proxy",
+    "emulator_settings",
+    "fail_fast",
+    "job_manager",
+    "make_client",
+    "numbered",
+    "start_emulator_process",
+    "until",
+]
 
-
-APP_ID = "test-app"
-SECRET_KEY = "test-secret-key"
-TIME_SCALE = 60.0
+TIME_SCALE = DEFAULT_TIME_SCALE  # the test kit's: a minute lasts one second
+PACE = Pace(TIME_SCALE)
 
 VOICE = "C-f2429d07554749839849497589199916"  # the create page's example voice
-JOB_POLL = PollPolicy().scaled(TIME_SCALE)
+JOB_POLL = PACE.poll
 
-# The request example of the create page (reference/seed-lip-sync-create.md), verbatim.
+# The request example of the API documentation's create page, verbatim.
 SEED_EXAMPLE: dict[str, Any] = {
     "video_file_id": "e284db4d95de4220afe78132158156b5",
     "screen_width": 1080,
@@ -54,40 +70,23 @@ SEED_EXAMPLE: dict[str, Any] = {
     },
 }
 
+# Waits for a condition on state that signals no event (counters, the emulator's).
+until = eventually
 
-def emulator_settings(**overrides: object) -> EmulatorSettings:
-    """Settings for a test emulator: test credentials, a minute lasting one second."""
-    values: dict[str, object] = {
-        "app_id": APP_ID,
-        "secret_key": SECRET_KEY,
-        "time_scale": TIME_SCALE,
-        "task_seconds": 30.0,
-        "file_ready_seconds": 3.0,
-        "seed": 1,
+
+def fail_fast() -> dict[str, Any]:
+    """Client options over the kit's pace: quick retries and short request timeouts, so a
+    test fails fast where a user would wait."""
+    return {
+        "retry": RetryPolicy(max_retries=2, initial=0.01, maximum=0.05),
+        "timeouts": Timeouts(total=5.0, connect=2.0, create_horizon=PACE.timeouts.create_horizon),
     }
-    values.update(overrides)
-    return EmulatorSettings(**values)  # type: ignore[arg-type]
 
 
 def make_client(base_url: str, **overrides: Any) -> AsyncChanjingClient:
-    """A client for the test emulator: its credentials, limits scaled alike, quick retries."""
-    options: dict[str, Any] = {
-        "base_url": base_url,
-        "limits": RateLimits().scaled(TIME_SCALE),
-        "retry": RetryPolicy(max_retries=2, initial=0.01, maximum=0.05),
-        "timeouts": Timeouts(total=5.0, connect=2.0, create_horizon=300.0 / TIME_SCALE),
-    }
-    options.update(overrides)
-    return AsyncChanjingClient(APP_ID, SECRET_KEY, **options)
-
-
-async def until(check: Callable[[], bool], timeout: float = 3.0) -> None:
-    """Wait for a condition on state that signals no event (counters, the emulator's)."""
-    with anyio.fail_after(timeout):
-        while True:
-            if check():
-                return
-            await anyio.sleep(0.005)
+    """The kit's paced client, failing fast, for the test emulator at ``base_url`` (or a
+    proxy before it)."""
+    return paced_client(base_url, time_scale=TIME_SCALE, **{**fail_fast(), **overrides})
 
 
 def numbered(video_id: str, n: int) -> LipSyncRequest:
@@ -96,10 +95,11 @@ def numbered(video_id: str, n: int) -> LipSyncRequest:
 
 
 def job_manager(client: AsyncChanjingClient, **options: Any) -> JobManager:
-    """A manager with test-speed polling and reconciliation."""
-    values: dict[str, Any] = {"poll": JOB_POLL, "reconcile_settle": 0.2, "reconcile_margin": 1.0}
+    """The kit's paced manager; the suite re-reads the task list every 0.2 s while a create
+    is ambiguous (its value before the kit)."""
+    values: dict[str, Any] = {"reconcile_settle": 0.2}
     values.update(options)
-    return JobManager(client, **values)
+    return paced_jobs(client, time_scale=TIME_SCALE, **values)
 
 
 class CallbackRecorder:
