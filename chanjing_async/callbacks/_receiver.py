@@ -1,63 +1,52 @@
 """Task callbacks: per-job capability URLs and a receiver for aiohttp or any ASGI server.
 
-Chanjing POSTs the task object to a task's ``callback`` URL when it ends, unsigned and with no
-documented retry (reference §5.6). So the URL itself carries the proof: each job gets
-``<public_url>/<job key>?sig=<HMAC-SHA256(secret, job key)>``, minted before the create is sent.
-The key is percent-encoded whole in the URL (``/``, ``?``, ``#``, spaces, non-ASCII) and decoded
-on receipt; the signature is over the key itself. Only ``.`` and ``..`` cannot be carried (HTTP
-clients resolve such path segments away, escaped or not): a manager with callbacks refuses them.
-A request with a wrong signature gets a bare 404, exactly like an unknown path. A valid callback
-is only a hint: it makes the manager read the task through ``detail`` at once, and the handle
-resolves from that answer, so even a forged body with a stolen URL cannot fake a result.
-At most one callback per job and task reaches the manager per ``repeat_interval``: a repeat
-within it is answered 200 at once and held, and the latest one held is handed on when the
-interval ends (``_callback_repeats``): a leaked URL costs at most one read per interval.
+Each job gets a signed callback URL (``_urls``). A request with a wrong signature gets a bare
+404, exactly like an unknown path. A valid callback is only a hint: it makes the manager read
+the task through ``detail`` at once, and the handle resolves from that answer, so even a forged
+body with a stolen URL cannot fake a result. At most one callback per job and task reaches the
+manager per ``repeat_interval``: a repeat within it is answered 200 at once and held, and the
+latest one held is handed on when the interval ends (``_repeats``): a leaked URL costs at most
+one read per interval.
 
 Status codes: 200 accepted, duplicate or repeat; 400 a body that is no task object (however
 deeply nested: no input ends the manager or escapes the app), or a task that is not this
 job's; 404 bad signature or unknown job; 405 not a POST; 408 a body slower than
 ``header_timeout``; 413 body over ``max_body``; 415 not ``application/json``. None of them
 changes a job. Rejections are counted in ``outcomes`` and logged at a bounded rate
-(``_bounded_log``); the standalone server also caps and times out connections
-(``_receiver_guard``).
+(``_bounded_log``); the standalone server also caps and times out connections (``_guard``).
 
-Several replicas behind one callback URL share a Redis **relay** (``relay="redis://..."``):
-any replica may receive the callback of a job another one submitted. A callback that passes
-every check but names a job the local manager does not know is PUBLISHed on the relay channel
-as ``{"origin", "key", "task"}`` (the receiver's random id, the job key, the task object; no
-signature, no secret) and answered 200, or 503 if Redis is unreachable. Every receiver with a
-relay subscribes to the channel while its manager is open and hands each message of another
-receiver to its own manager, exactly like a callback it received itself: still only a hint,
-confirmed through ``detail``, so a message written into Redis by anyone else can cost one read
-(per job and interval), never fake a result, and one that is no relayed callback (or that fails
-in any way) is counted and dropped, never ends the subscription. Pub/sub keeps nothing: a
-message sent while a replica is reconnecting is lost, and that job ends by polling, as it
-would without callbacks. The replicas must share the ``secret``, since each verifies URLs the
-others minted.
+Several replicas behind one callback URL share a Redis **relay** (``relay="redis://..."``,
+``_relays``): a callback that passes every check but names a job the local manager does not
+know is PUBLISHed on the relay channel as ``{"origin", "key", "task"}`` (the receiver's random
+id, the job key, the task object; no signature, no secret) and answered 200, or 503 if Redis is
+unreachable. Every receiver with a relay subscribes to the channel while its manager is open
+and hands each message of another receiver to its own manager, exactly like a callback it
+received itself: still only a hint, confirmed through ``detail``, so a message written into
+Redis by anyone else can cost one read (per job and interval), never fake a result, and one
+that is no relayed callback (or that fails in any way) is counted and dropped, never ends the
+subscription. Pub/sub keeps nothing: a message sent while a replica is reconnecting is lost,
+and that job ends by polling, as it would without callbacks. The replicas must share the
+``secret``, since each verifies URLs the others minted.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
-import secrets
 from collections import Counter
 from typing import TYPE_CHECKING, Literal
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 from pydantic import SecretBytes, SecretStr, ValidationError
 
 from .._bounded_log import BoundedLog
-from .._checks import check_setting
-from ..errors import ConfigurationError, InvalidInputError
 from ..models import Envelope, LipSyncTask
-from ..scaleout import _redis
-from ..scaleout._relay import Relay
 from ._guard import HEADER_TIMEOUT, IDLE_TIMEOUT, MAX_CONNECTIONS, ReceiverGuard
 from ._http import CallbackHttp
-from ._repeats import MAX_KEY, MAX_TASK_ID, REPEAT_INTERVAL, RepeatGate
+from ._relays import relay_backend
+from ._repeats import MAX_TASK_ID, REPEAT_INTERVAL, RepeatGate
+from ._settings import check_settings
+from ._urls import UrlSigner, check_key
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -90,9 +79,6 @@ _OUTCOME_OF_RELAYED: dict[Verdict, str] = {
     "unknown": "relay_ignored",
     "mismatch": "relay_ignored",
 }
-
-# Keys no URL path segment can carry: HTTP clients resolve them away, even escaped (%2E).
-_DOT_SEGMENTS = frozenset({".", ".."})
 
 
 class CallbackReceiver:
@@ -140,6 +126,19 @@ class CallbackReceiver:
             are repeats (10): answered 200 and held, the latest handed on when the interval
             ends. 0 hands every callback on at once.
 
+    Attributes:
+        outcomes: requests by outcome: a verdict (accepted, duplicate, unknown, mismatch),
+            repeat (held, see ``repeat_interval``), forged, bad_method, too_large, bad_type,
+            bad_body, slow_body (408); with a relay, relayed (published for the other
+            replicas) and relay_down (Redis unreachable, HTTP 503). The standalone server's
+            connections: slow_head and idle (closed by ``header_timeout``, ``idle_timeout``),
+            evicted (closed for a newer one), refused (over ``max_connections``), malformed (a
+            request aiohttp could not parse), server_error (a bug: HTTP 500). Messages of the
+            other replicas by what this manager made of them: relay_accepted, relay_duplicate,
+            relay_repeat, relay_ignored (not this manager's job), relay_bad (not a relayed
+            callback), relay_error (failed in the manager: a bug); repeat_error (a held
+            callback failed when handed on: a bug).
+
     Raises:
         ConfigurationError: a bad URL, port, secret, size, timeout, interval or relay; a relay
             without a secret; a relay without redis-py installed.
@@ -167,39 +166,23 @@ class CallbackReceiver:
         hidden_relay = SecretStr(relay) if isinstance(relay, str) else relay
         hidden_secret = SecretBytes(secret) if isinstance(secret, bytes) else secret
         del relay, secret
-        if public_url is not None:
-            parts = urlsplit(public_url)
-            if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
-                raise ConfigurationError(
-                    f"public_url={public_url!r}: must be an http(s) URL without a query"
-                )
-        elif not serve:
-            raise ConfigurationError("public_url is required when serve=False (mounted receiver)")
-        check_setting("port", port, integer=True, maximum=65535)
-        if hidden_secret is not None and not _strong(hidden_secret):
-            raise ConfigurationError("secret: must be bytes, at least 16 of them")
-        check_setting("max_body", max_body, integer=True, minimum=1024)
-        check_setting("max_connections", max_connections, integer=True, minimum=1)
-        for field, seconds in (("header_timeout", header_timeout), ("idle_timeout", idle_timeout)):
-            check_setting(field, seconds, above=True, unit="seconds")
-        check_setting("repeat_interval", repeat_interval, unit="seconds")
-        if hidden_relay is not None:
-            _redis.check_url(hidden_relay, field="relay")
-            if hidden_secret is None:
-                raise ConfigurationError(
-                    "secret: required with a relay (each replica verifies the URLs of the others)"
-                )
-            if type(relay_channel) is not str or not relay_channel:
-                raise ConfigurationError(
-                    f"relay_channel={relay_channel!r}: must be a non-empty string"
-                )
+        check_settings(
+            public_url,
+            serve=serve,
+            port=port,
+            secret=hidden_secret,
+            max_body=max_body,
+            max_connections=max_connections,
+            timeouts={"header_timeout": header_timeout, "idle_timeout": idle_timeout},
+            repeat_interval=repeat_interval,
+            relay=hidden_relay,
+            relay_channel=relay_channel,
+        )
         self._public_url = public_url.rstrip("/") if public_url else None
         self._host = host
         self._port = port
         self.serve = serve
-        self._secret = (
-            SecretBytes(secrets.token_bytes(32)) if hidden_secret is None else hidden_secret
-        )
+        self._signer = UrlSigner(hidden_secret)
         self._max_body = max_body
         self._http = CallbackHttp(
             self.receive, self._count, max_body=max_body, body_timeout=header_timeout
@@ -215,20 +198,11 @@ class CallbackReceiver:
             note=self._note,
         )
         self._relay = (
-            None if hidden_relay is None else Relay(hidden_relay, relay_channel, self._note)
+            None
+            if hidden_relay is None
+            else relay_backend().connect(hidden_relay, relay_channel, self._note)
         )
         self.outcomes: Counter[str] = Counter()
-        """Requests by outcome: a verdict (accepted, duplicate, unknown, mismatch), repeat
-        (held, see ``repeat_interval``), forged, bad_method, too_large, bad_type, bad_body,
-        slow_body (408); with a relay, relayed (published for the other replicas) and
-        relay_down (Redis unreachable, HTTP 503). The standalone server's connections:
-        slow_head and idle (closed by ``header_timeout``, ``idle_timeout``), evicted (closed
-        for a newer one), refused (over ``max_connections``), malformed (a request aiohttp
-        could not parse), server_error (a bug: HTTP 500). Messages of the other replicas by
-        what this manager made of them: relay_accepted, relay_duplicate, relay_repeat,
-        relay_ignored (not this manager's job), relay_bad (not a relayed callback),
-        relay_error (failed in the manager: a bug); repeat_error (a held callback failed when
-        handed on: a bug)."""
 
     def __repr__(self) -> str:
         where = self._public_url or f"http://{self._host}:{self._port} (not started)"
@@ -251,32 +225,17 @@ class CallbackReceiver:
         Raises:
             InvalidInputError: a key no URL can carry (see :meth:`check_key`).
         """
-        self.check_key(key)
-        return f"{self.public_url}/{quote(key, safe='')}?sig={self._sign(key)}"
+        return self._signer.url(self.public_url, key)
 
     @staticmethod
     def check_key(key: str) -> None:
-        """Refuse a job key that no callback URL can carry (a manager checks it at submit).
+        """Refuse a job key that no callback URL can carry: ``.``, ``..`` or one over 512
+        characters (``_urls.check_key``); a manager checks it at submit.
 
         Raises:
-            InvalidInputError: ``.`` or ``..``: HTTP clients resolve such path segments away
-                (``%2E`` too), so the callback would reach another path; or longer than
-                ``MAX_KEY`` (512) characters: its URL would not fit in a request line.
+            InvalidInputError: naming the key and why.
         """
-        if len(key) > MAX_KEY:
-            raise InvalidInputError(
-                "key",
-                f"{key[:40]}... ({len(key)} characters)",
-                f"must be at most {MAX_KEY} characters with callbacks (the callback URL carries"
-                " it, and must fit in a request line)",
-            )
-        if key in _DOT_SEGMENTS:
-            raise InvalidInputError(
-                "key",
-                key,
-                "cannot be '.' or '..' with callbacks (URL path segments that HTTP clients "
-                "resolve away): choose another key",
-            )
+        check_key(key)
 
     def bind(self, deliver: Callable[[str, LipSyncTask], Verdict]) -> None:
         """Route verified callbacks to ``deliver`` (done by the JobManager that uses it)."""
@@ -327,13 +286,6 @@ class CallbackReceiver:
             if self._relay is not None:
                 await self._relay.close()
 
-    def _sign(self, key: str) -> str:
-        # surrogatepass: a key decoded from a hostile URL may hold lone surrogates; their bytes
-        # are no strict UTF-8, so they never sign like a real key (which is valid text).
-        return hmac.new(
-            self._secret.get_secret_value(), key.encode("utf-8", "surrogatepass"), hashlib.sha256
-        ).hexdigest()
-
     # -- the one decision, shared by the aiohttp and ASGI front ends -------------------------
 
     async def receive(self, key: str, sig: str, method: str, content_type: str, body: bytes) -> int:
@@ -343,8 +295,7 @@ class CallbackReceiver:
         a relay, a valid callback of a job the manager does not know is published for the
         other replicas (awaited here, so the answer tells whether it was).
         """
-        # Bytes, not str: compare_digest refuses non-ASCII str, which anyone could send.
-        if not hmac.compare_digest(self._sign(key).encode(), sig.encode("utf-8", "replace")):
+        if not self._signer.verify(key, sig):
             return self._count("forged", 404)
         if method != "POST":
             return self._count("bad_method", 405)
@@ -403,8 +354,6 @@ class CallbackReceiver:
         if self._deliver is not None:
             self.outcomes[_OUTCOME_OF_RELAYED[self._deliver(key, task)]] += 1
 
-    # -- aiohttp -----------------------------------------------------------------------------
-
     def aiohttp_app(self) -> web.Application:
         """An aiohttp sub-application with the route ``/{key}``, to mount under a prefix.
 
@@ -429,14 +378,7 @@ class CallbackReceiver:
         if runner is not None:
             await runner.cleanup()
 
-    # -- ASGI --------------------------------------------------------------------------------
-
     @property
     def asgi(self) -> AsgiApp:
         """An ASGI 3 application: mount it at the prefix of ``public_url``."""
         return self._http.asgi
-
-
-def _strong(secret: object) -> bool:
-    value = secret.get_secret_value() if isinstance(secret, SecretBytes) else secret
-    return isinstance(value, bytes) and len(value) >= 16

@@ -8,10 +8,9 @@ from pydantic import SecretStr
 
 from .._checks import check_setting, check_type, conceal
 from ..errors import AuthenticationError, ConfigurationError, InvalidRequestError
-from ..limits._limits import Limiters, RateLimits
+from ..limits import Limiters, RateLimits
 from ..models import AccessToken
-from ..scaleout._limits import RedisRateLimiter
-from . import _transport as ep
+from . import _endpoints as ep
 from ._attempts import CreateLedger
 from ._auth import TokenProvider
 from ._clock import ServerClock
@@ -23,8 +22,12 @@ from ._config import (
     resolve_credentials,
 )
 from ._downloads import DownloadPolicy
-from ._resources import Api, Files, LipSync, Voices, parse
+from ._files import Files
+from ._lip_sync import LipSync
+from ._resources import Api, parse
+from ._shared import SharedState, shared_kind, shared_state
 from ._transport import Transport
+from ._voices import Voices
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -63,10 +66,10 @@ class AsyncChanjingClient:
         timeouts: per-request HTTP timeouts.
         retry: backoff for retryable calls (create is never retried blindly).
         limits: rate limits; ``RateLimits().scaled(k)`` for an emulator running k times faster.
-        rate_limiter: share ``limits`` and the access token with every process of the
-            account through Redis: a Redis URL (a str or a SecretStr) or a
-            :class:`~chanjing_async.RedisRateLimiter`.
-            None (the default) keeps both in this client.
+        rate_limiter: share ``limits``, the access token and the create attempts with every
+            process of the account through Redis: a Redis URL (a str or a SecretStr) or a
+            :class:`~chanjing_async.RedisRateLimiter` (any ``_shared.SharedState``).
+            None (the default) keeps them in this client.
         session: an aiohttp session to use; it stays open when the client closes.
         token_refresh_early: seconds before expiry at which the token is renewed (never
             later than half-way through the token's life).
@@ -89,19 +92,18 @@ class AsyncChanjingClient:
         timeouts: Timeouts | None = None,
         retry: RetryPolicy | None = None,
         limits: RateLimits | None = None,
-        rate_limiter: str | SecretStr | RedisRateLimiter | None = None,
+        rate_limiter: str | SecretStr | SharedState | None = None,
         session: aiohttp.ClientSession | None = None,
         token_refresh_early: float = TOKEN_REFRESH_EARLY,
         downloads: DownloadPolicy | None = None,
     ) -> None:
         # Hidden before anything can fail: a tracker records this frame's locals.
         secret, key_problem = conceal("secret_key", secret_key, SecretStr)
-        shared, url_problem = conceal("rate_limiter", rate_limiter, RedisRateLimiter)
+        hidden, url_problem = conceal("rate_limiter", rate_limiter, shared_kind())
         del secret_key, rate_limiter  # only the hidden forms stay in this frame
         if key_problem or url_problem:
             raise ConfigurationError(key_problem or url_problem)
-        if isinstance(shared, SecretStr):
-            shared = RedisRateLimiter(shared)
+        shared = shared_state(hidden)  # a URL becomes the registered backend (``_shared``)
         check_type("allow_insecure_http", allow_insecure_http, bool)
         check_setting("token_refresh_early", token_refresh_early, unit="seconds")
         check_type("timeouts", timeouts, Timeouts)
@@ -220,7 +222,7 @@ class AsyncChanjingClient:
                 await self._require_api().transport.call(ep.ACCESS_TOKEN, json=body),
             )
         except InvalidRequestError as exc:
-            # The token call answers 400/40000 when the credentials are wrong (reference §3.1).
+            # The token call answers 400/40000 when the credentials are wrong.
             refused = AuthenticationError(
                 exc.code,
                 f"credentials refused: {exc.msg}",

@@ -1,6 +1,6 @@
 """The fence of a reservation in the shared Redis log: is it still live as the request goes?
 
-A process admitted by :class:`~chanjing_async.redis_limits.RedisSlidingWindowLimiter` holds a
+A process admitted by :class:`~chanjing_async.scaleout.RedisSlidingWindowLimiter` holds a
 member of the log scored ``now + lease``, renewed by its heartbeat every ``lease / 4``. Paused
 for longer than the lease between admission and send (SIGSTOP, a VM freeze, a debugger), it
 renews nothing: the other processes count the member as released at its score and, one window
@@ -16,7 +16,7 @@ it writes the request, closes that gap:
   ``time.monotonic`` (which keeps running across SIGSTOP). The clock is needed even with the
   first rule: a renewal issued just before the pause may reach Redis only on resume, write the
   member back, and have its reply (which reports the lapse) dropped because its deadline
-  passed during the pause (without this rule, ``tests/test_redis_fencing.py`` meets it).
+  passed during the pause (without this rule, ``tests/scaleout/test_redis_fencing.py`` meets it).
 - **Then atomically in Redis**, on Redis ``TIME`` (never a client clock): a member that is not
   suspect and whose score is still in the future is live; it is renewed and the request goes.
   Anything else (lapsed, pruned, suspect, or the log lost: Redis came back empty, the epoch

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 __all__ = [
+    "OutageLog",
     "Outages",
     "check_url",
     "connect",
@@ -207,3 +208,31 @@ async def ping(redis: Redis, shown: str, *, field: str) -> None:
     else:
         return
     raise ConfigurationError(problem)
+
+
+class OutageLog:
+    """One WARNING when Redis stops answering, one when it answers again.
+
+    Args:
+        who: what is affected, first in each message (``"create limiter"``).
+        waiting: what happens meanwhile, for the first message.
+    """
+
+    def __init__(self, who: str, waiting: str) -> None:
+        self._who = who
+        self._waiting = waiting
+        self._out = False
+
+    def down(self, exc: BaseException) -> None:
+        """A call failed as Redis was unreachable (logged once per outage)."""
+        if not self._out:
+            self._out = True
+            logger.warning(
+                "%s: Redis unreachable (%s); %s", self._who, type(exc).__name__, self._waiting
+            )
+
+    def up(self) -> None:
+        """A call succeeded (logged if it ends an outage)."""
+        if self._out:
+            self._out = False
+            logger.warning("%s: Redis reachable again", self._who)

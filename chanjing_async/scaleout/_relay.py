@@ -18,7 +18,7 @@ import anyio
 from pydantic import ValidationError
 
 from .._bounded_log import BoundedLog
-from ..callbacks._repeats import MAX_KEY, MAX_TASK_ID
+from ..callbacks import MAX_KEY, MAX_TASK_ID
 from ..models import LipSyncTask
 from . import _redis
 

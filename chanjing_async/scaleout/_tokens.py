@@ -1,6 +1,6 @@
 """The access token of an app id, shared by its processes through Redis.
 
-A new token invalidates the previous one (reference §3.1), so processes sharing an app id must
+A new token invalidates the previous one, so processes sharing an app id must
 not each fetch their own: they would refresh each other's token away in a loop. The current
 token and its renewal time live under ``{<prefix>:<app id>}:token``; a process that finds it
 missing, due or refused takes the lock ``{...}:token:lock`` (``SET NX PX``), looks again, and

@@ -115,11 +115,10 @@ async def subscribed(url: str, channel: str = "chanjing:callbacks") -> int:
 async def until_subscribed(
     url: str, count: int, timeout: float = 3.0, channel: str = "chanjing:callbacks"
 ) -> None:
-    with anyio.fail_after(timeout):
-        while True:
-            if await subscribed(url, channel) == count:
-                return
-            await anyio.sleep(0.02)
+    async def holds() -> bool:
+        return await subscribed(url, channel) == count
+
+    await until(holds, timeout, interval=0.02, what=f"{count} subscribers on {channel}")
 
 
 def relay_records(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
