@@ -1,6 +1,6 @@
 """Access-token provider: cached token, early refresh, single-flight, one forced refresh.
 
-Requesting a token invalidates the previous one (reference §3.1), so two concurrent refreshes
+Requesting a token invalidates the previous one, so two concurrent refreshes
 would kill each other's tokens. Every refresh therefore runs under one lock, and a refresh
 triggered by a refused token (10400) only happens if that token is still the current one: the
 coroutines that saw the same stale token share one new token instead of each fetching their own.
@@ -107,7 +107,7 @@ class TokenProvider:
         now = self._clock()
         expires = float(issued.expire_in) - self._skew()  # on our clock
         if expires < now:
-            # Documented as an absolute Unix time (reference §3.1); a value in the past can only
+            # Documented as an absolute Unix time; a value in the past can only
             # be a lifetime in seconds. Taken literally it would refresh on every call, and each
             # refresh invalidates the token other requests are using.
             expires += now

@@ -54,7 +54,7 @@ from .._checks import check_setting, check_type
 from ..errors import ChanjingError, HTTPStatusError, RequestTimeoutError, TransportError
 from ._connect_failures import cannot_connect
 from ._output_files import PartFile
-from ._transport import redact_url
+from ._wire import redact_url
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable

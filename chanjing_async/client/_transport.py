@@ -1,11 +1,11 @@
-"""HTTP transport: one aiohttp session, envelope decoding, error mapping, retries, redaction.
+"""HTTP transport: token, limiter slot, envelope decoding, error mapping and retries of a call.
 
 Every call goes through :meth:`Transport.call`, which in order: takes a token (if the endpoint
 needs one), takes a slot of the endpoint's rate limiter (held from send to answer, so the
 completion-anchored log of ``limits`` stays exact), sends, decodes the envelope once, maps a
 non-zero code to its typed error, and decides whether to retry.
 
-The retry rules (reference §6, design §5):
+The retry rules:
 
 * reads, the token call, the upload-URL call and file uploads are retried on transport errors,
   timeouts, gateway pages (502/503/504/524), 50000/51000 and 40001, with exponential backoff and
@@ -15,13 +15,9 @@ The retry rules (reference §6, design §5):
   reached the server (the connection was not established) or the server answered with a code
   that means "not created" (40001, 10400, 50000 other than a file problem). A timeout, a
   disconnect after sending or a gateway page leave the outcome unknown and raise
-  :class:`~chanjing_async.errors.CreateOutcomeUnknown`.
+  :class:`~chanjing_async.errors.CreateOutcomeUnknown` (``_outcomes``).
 
-**Redirects are never followed**: a redirect would carry the ``access_token`` header, or the
-token call's secret key, to the host it names. A 3xx raises ``RedirectError`` (``Location``
-without its query), is not retried, and counts as refused in front of the API (a create so
-answered created nothing). Signed-URL PUTs follow none either: the URL names the storage host
-the API chose, which answers a PUT itself; a redirect would send the file and its signature on.
+Redirects are never followed (``_exchange``).
 
 Logs go to ``logging.getLogger("chanjing_async")`` at DEBUG and never contain the token, the
 secret key, request bodies or signed-URL query strings. For error trackers, the token and the
@@ -32,14 +28,11 @@ outside the ``except`` block of its cause: no ``__context__``, no aiohttp except
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, BinaryIO, Literal, Protocol
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
 import anyio
@@ -47,55 +40,36 @@ from pydantic import SecretStr, ValidationError
 
 from ..errors import (
     APIError,
-    AuthenticationError,
     ChanjingError,
-    CreateOutcomeUnknown,
-    FileNotReadyError,
     HTTPStatusError,
     RateLimitError,
-    RedirectError,
     RequestTimeoutError,
     ResponseValidationError,
-    ServerError,
     TransportError,
-    error_for_code,
 )
 from ..models import Envelope
-from . import _wire
-from ._connect_failures import cannot_connect
+from ._exchange import Exchanger, excerpt
+from ._outcomes import (
+    AUTH_CODES,
+    UNKNOWN_CODES,
+    data_of,
+    refused_in_front,
+    refused_token,
+    retryable,
+    unknown,
+)
+from ._wire import redact_url
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Mapping
+    from collections.abc import Awaitable, Callable
     from pathlib import Path
 
-    from ..limits._limits import Limiters, RateLimiter, Slot
+    from ..limits import Limiters, RateLimiter, Slot
     from ._clock import ServerClock
     from ._config import RetryPolicy, Timeouts
+    from ._endpoints import Endpoint, EndpointKind
 
 logger = logging.getLogger("chanjing_async")
-
-EndpointKind = Literal["create", "read", "other"]
-_AUTH_CODES = frozenset({10400, 10401})
-# Codes on a create that do not prove nothing was created ("系统内部错误").
-_UNKNOWN_CODES = frozenset({50000, 51000})
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """One API endpoint: method, path and the kind that selects its limiter and retry rule."""
-
-    method: Literal["GET", "POST"]
-    path: str
-    kind: EndpointKind
-
-
-ACCESS_TOKEN = Endpoint("POST", "/open/v1/access_token", "other")
-UPLOAD_URL = Endpoint("GET", "/open/v1/common/create_upload_url", "other")
-FILE_DETAIL = Endpoint("GET", "/open/v1/common/file_detail", "other")
-LIP_SYNC_CREATE = Endpoint("POST", "/open/v1/video_lip_sync/create", "create")
-LIP_SYNC_DETAIL = Endpoint("GET", "/open/v1/video_lip_sync/detail", "read")
-LIP_SYNC_LIST = Endpoint("POST", "/open/v1/video_lip_sync/list", "read")
-VOICES = Endpoint("GET", "/open/v1/list_common_audio", "other")
 
 
 class TokenSource(Protocol):
@@ -108,15 +82,6 @@ class TokenSource(Protocol):
     async def invalidate(self, token: SecretStr) -> None:
         """Report ``token`` as refused; the next :meth:`token` returns a newer one."""
         ...
-
-
-def redact_url(url: str) -> str:
-    """The URL without its query string (signed URLs carry their signature there) and without
-    the ``user:password@`` of its authority."""
-    parts = urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    origin = f"{parts.scheme}://{host}" if parts.scheme or parts.netloc else ""
-    return f"{origin}{parts.path}" + ("?<redacted>" if parts.query else "")
 
 
 class Transport:
@@ -137,22 +102,11 @@ class Transport:
         self._timeouts = timeouts
         self._retry = retry
         self.limiters = limiters
-        self._own_session = session is None
-        self._client_timeout = aiohttp.ClientTimeout(total=timeouts.total, connect=timeouts.connect)
-        self._session = session or aiohttp.ClientSession(timeout=self._client_timeout)
-        # Creates get a connection of their own, never a pooled keep-alive one: a pooled
-        # connection the server closed while idle fails *after* the request was written, which
-        # would make an innocent create ambiguous. Ten creates a minute cost nothing to connect.
-        # A caller-supplied session is used for creates too (its pooling is the caller's).
-        self._create_session = session or aiohttp.ClientSession(
-            timeout=self._client_timeout, connector=aiohttp.TCPConnector(force_close=True)
-        )
+        self._http = Exchanger(timeouts, session)
 
     async def close(self) -> None:
         """Close the sessions if we created them; a caller's session stays open."""
-        if self._own_session:
-            await self._session.close()
-            await self._create_session.close()
+        await self._http.close()
 
     def _limiter(self, kind: EndpointKind) -> RateLimiter:
         if kind == "create":
@@ -190,18 +144,18 @@ class Transport:
             except (APIError, TransportError, HTTPStatusError) as exc:
                 error: ChanjingError = exc
             # Decided outside the except block: whatever is raised chains nothing.
-            if isinstance(error, APIError) and error.code in _AUTH_CODES and token is not None:
+            if isinstance(error, APIError) and error.code in AUTH_CODES and token is not None:
                 assert auth is not None
                 if refreshed:
-                    raise _refused_token(error)
-                # One forced refresh, then one retry (reference §3.2). Not counted as a
+                    raise refused_token(error)
+                # One forced refresh, then one retry. Not counted as a
                 # retry: the request was refused before it could do anything.
                 refreshed = True
                 await auth.invalidate(token)
                 if slot is not None:
-                    raise _refused_token(error)
+                    raise refused_token(error)
                 continue
-            if slot is not None or not _retryable(error):
+            if slot is not None or not retryable(error):
                 raise error
             attempt += 1
             if attempt > self._retry.max_retries:
@@ -232,7 +186,6 @@ class Transport:
         processing horizon (``Timeouts.create_horizon``): the server may count it until then.
         """
         limiter = self._limiter(endpoint.kind)
-        create = endpoint.kind == "create"
         admission = nullcontext(slot) if slot is not None else limiter.slot()
         async with admission as held:
             # A shared reservation may have lapsed while this process was paused.
@@ -243,49 +196,10 @@ class Transport:
                 except BaseException:
                     held.discard()  # nothing was sent
                     raise
-            sent_at, sent = time.time(), time.monotonic()  # after admission: for reconciliation
-            answered = False
-            envelope: Envelope | None = None
-            try:
-                answer = await self._exchange(
-                    endpoint.method,
-                    self._base_url + endpoint.path,
-                    label=endpoint.path,
-                    params=params,
-                    json=json,
-                    token=token,
-                    fresh_connection=create,
-                )
-                envelope = _decode(endpoint.path, answer.status, answer.body)
-                # An envelope: the API answered (a gateway page's Date says nothing of it).
-                self.server_clock.observe_date(answer.date, sent, time.monotonic())
-                answered = envelope.code not in _UNKNOWN_CODES or not create
-            except TransportError as exc:
-                failure: ChanjingError | None = exc
-                if not exc.sent:
-                    held.discard()  # nothing left this machine: the server counted nothing
-                elif create:
-                    failure = _unknown(exc, endpoint, sent_at, json)
-                elif isinstance(exc, RequestTimeoutError):
-                    # The request may still reach the server after we gave up: keep counting it.
-                    held.hold(self._timeouts.total)
-            except (HTTPStatusError, ResponseValidationError) as exc:
-                # A gateway page or a garbled body says nothing about what the origin did, but a
-                # 3xx or 4xx page without an envelope was refused in front of it.
-                failure = exc
-                if create and not _refused_in_front(exc):
-                    failure = _unknown(exc, endpoint, sent_at, json)
-                else:
-                    answered = True
-            else:
-                failure = None
-            finally:
-                if create and not answered:
-                    # Also when the caller cancelled: the create may be counted until then.
-                    held.hold(max(0.0, sent + self._timeouts.create_horizon - time.monotonic()))
-            if envelope is None:
-                assert failure is not None
-                raise failure  # outside the except blocks: it chains nothing
+            sent_at = time.time()  # after admission: for reconciliation
+            envelope = await self._in_slot(
+                endpoint, held, sent_at, params=params, json=json, token=token
+            )
         if logger.isEnabledFor(logging.DEBUG):  # a hot path: no arguments built for nothing
             logger.debug(
                 "%s %s -> code %d in %.0f ms (trace_id=%s)",
@@ -295,85 +209,64 @@ class Transport:
                 (time.time() - sent_at) * 1000,
                 envelope.trace_id,
             )
-        if envelope.code != 0:
-            error = error_for_code(
-                envelope.code, envelope.msg, trace_id=envelope.trace_id, endpoint=endpoint.path
-            )
-            if isinstance(error, RateLimitError):
-                limiter.penalize()
-            if create and type(error) is ServerError:
-                # "系统内部错误" does not prove that nothing was created: reconcile, never resend.
-                raise _unknown(error, endpoint, sent_at, json)
-            raise error
-        if create and (not isinstance(envelope.data, str) or not envelope.data):
-            # Success without a task id: the task exists but we cannot name it.
-            raise _unknown(
-                ResponseValidationError(endpoint.path, "code 0 without a task id"),
-                endpoint,
-                sent_at,
-                json,
-            )
-        return envelope.data
+        return data_of(envelope, endpoint, sent_at, json, penalize=limiter.penalize)
 
-    async def _exchange(
+    async def _in_slot(
         self,
-        method: str,
-        url: str | SecretStr,
+        endpoint: Endpoint,
+        held: Slot,
+        sent_at: float,
         *,
-        label: str,
-        params: dict[str, str] | None = None,
-        json: Mapping[str, Any] | None = None,
-        data: BinaryIO | None = None,
-        token: SecretStr | None = None,
-        content_type: str | None = None,
-        timeout: aiohttp.ClientTimeout | None = None,
-        fresh_connection: bool = False,
-    ) -> _Answer:
-        """One HTTP exchange, redirects not followed: status, ``Date`` header and body.
-
-        ``json`` may hold SecretStr values, ``token`` is one and ``url`` may be one (a signed
-        URL, sent as written): all are revealed in the call expression only (``_wire``).
-        aiohttp failures become TransportError with ``sent`` set, and a 3xx RedirectError,
-        raised after the ``except`` block: aiohttp's exception (its message embeds the full URL,
-        signed query included, its ``request_info`` the headers) is not chained; the message
-        keeps its class name, or for a connection never made, the host and port tried and why
-        (``cannot connect to 127.0.0.1:8080 (connection refused)``).
-        """
-        session = self._create_session if fresh_connection else self._session
+        params: dict[str, str] | None,
+        json: dict[str, Any] | None,
+        token: SecretStr | None,
+    ) -> Envelope:
+        """The exchange in ``held``, and how long the slot stays counted after it."""
+        create = endpoint.kind == "create"
+        sent = time.monotonic()
+        answered = False
+        envelope: Envelope | None = None
         try:
-            async with session.request(
-                method,
-                _wire.url(url),
+            answer = await self._http.exchange(
+                endpoint.method,
+                self._base_url + endpoint.path,
+                label=endpoint.path,
                 params=params,
-                data=data if json is None else _wire.json_body(json),
-                headers=_wire.headers(token, content_type),
-                timeout=timeout or self._client_timeout,
-                allow_redirects=False,
-            ) as response:
-                if 300 <= response.status < 400:
-                    # Not followed; read nothing more (the body would only be a link).
-                    location = response.headers.get("Location", "")
-                    failure: TransportError | RedirectError = RedirectError(
-                        response.status, endpoint=label, location=redact_url(location)
-                    )
-                else:
-                    return _Answer(
-                        response.status, response.headers.get("Date"), await response.read()
-                    )
-        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-            # The connection was never established: nothing left this machine.
-            message = cannot_connect(_wire.url(url), exc)
-            failure = TransportError(message, endpoint=label, sent=False)
-        except asyncio.TimeoutError:  # also aiohttp's read timeouts; builtin on 3.11+
-            failure = RequestTimeoutError("request timed out", endpoint=label, sent=True)
-        except aiohttp.ClientError as exc:
-            message = f"connection failed ({type(exc).__name__})"
-            failure = TransportError(message, endpoint=label, sent=True)
-        except asyncio.CancelledError as exc:
-            # The caller's deadline or cancel: it goes on, without the frames of aiohttp that
-            # it passed through, which hold the revealed headers and body.
-            raise exc.with_traceback(None)  # noqa: B904 - the same exception, nothing chained
-        raise failure
+                json=json,
+                token=token,
+                fresh_connection=create,
+            )
+            envelope = _decode(endpoint.path, answer.status, answer.body)
+            # An envelope: the API answered (a gateway page's Date says nothing of it).
+            self.server_clock.observe_date(answer.date, sent, time.monotonic())
+            answered = envelope.code not in UNKNOWN_CODES or not create
+        except TransportError as exc:
+            failure: ChanjingError | None = exc
+            if not exc.sent:
+                held.discard()  # nothing left this machine: the server counted nothing
+            elif create:
+                failure = unknown(exc, endpoint, sent_at, json)
+            elif isinstance(exc, RequestTimeoutError):
+                # The request may still reach the server after we gave up: keep counting it.
+                held.hold(self._timeouts.total)
+        except (HTTPStatusError, ResponseValidationError) as exc:
+            # A gateway page or a garbled body says nothing about what the origin did, but a
+            # 3xx or 4xx page without an envelope was refused in front of it.
+            failure = exc
+            if create and not refused_in_front(exc):
+                failure = unknown(exc, endpoint, sent_at, json)
+            else:
+                answered = True
+        else:
+            failure = None
+        finally:
+            if create and not answered:
+                # Also when the caller cancelled: the create may be counted until then.
+                held.hold(max(0.0, sent + self._timeouts.create_horizon - time.monotonic()))
+        if envelope is None:
+            assert failure is not None
+            raise failure  # outside the except blocks: it chains nothing
+        return envelope
 
     async def put(self, url: SecretStr, path: Path, content_type: str) -> None:
         """PUT the file at ``path`` to a signed URL, streamed from disk (never held whole).
@@ -395,7 +288,7 @@ class Transport:
         while True:
             stream = await anyio.to_thread.run_sync(path.open, "rb")
             try:
-                answer = await self._exchange(
+                answer = await self._http.exchange(
                     "PUT",
                     url,
                     label=shown,
@@ -408,74 +301,16 @@ class Transport:
                 if answer.status in (200, 204):
                     return
                 raise HTTPStatusError(
-                    answer.status, endpoint=shown, body_excerpt=_excerpt(answer.body)
+                    answer.status, endpoint=shown, body_excerpt=excerpt(answer.body)
                 )
             except (TransportError, HTTPStatusError) as exc:
                 failure = exc
             finally:
                 stream.close()
             attempt += 1
-            if not _retryable(failure) or attempt > self._retry.max_retries:
+            if not retryable(failure) or attempt > self._retry.max_retries:
                 raise failure  # outside the except block: it chains nothing
             await anyio.sleep(self._retry.delay(attempt, random.random()))
-
-
-def _retryable(error: ChanjingError) -> bool:
-    """Worth another attempt: a transport failure, a gateway page, or a code that means
-    "nothing was done, try again later"."""
-    if isinstance(error, HTTPStatusError):
-        return error.is_gateway
-    if isinstance(error, APIError):
-        return isinstance(error, (RateLimitError, ServerError)) and not isinstance(
-            error, FileNotReadyError
-        )
-    return isinstance(error, TransportError)
-
-
-def _refused_token(error: APIError) -> AuthenticationError:
-    """A token refused again after one refresh, or refused while sending in a caller's slot."""
-    return AuthenticationError(
-        error.code, error.msg, trace_id=error.trace_id, endpoint=error.endpoint
-    )
-
-
-def _refused_in_front(error: ChanjingError) -> bool:
-    """A page without an envelope that refused the request before the API saw it: a redirect
-    (never followed) or a 4xx."""
-    return isinstance(error, HTTPStatusError) and 300 <= error.status < 500
-
-
-def _unknown(
-    cause: Exception, endpoint: Endpoint, sent_at: float, request: dict[str, Any] | None
-) -> CreateOutcomeUnknown:
-    return CreateOutcomeUnknown(
-        str(cause),
-        endpoint=endpoint.path,
-        sent_at=sent_at,
-        gave_up_at=time.time(),
-        request=_redacted(request or {}),
-    )
-
-
-def _redacted(request: dict[str, Any]) -> dict[str, Any]:
-    """A copy of a create body safe to show: a callback URL may carry a signature."""
-    shown = dict(request)
-    if isinstance(shown.get("callback"), str):
-        shown["callback"] = redact_url(shown["callback"])
-    return shown
-
-
-def _excerpt(body: bytes) -> str:
-    return body[:200].decode("utf-8", "replace").strip()
-
-
-@dataclass(frozen=True)
-class _Answer:
-    """An HTTP answer; its ``repr`` leaves the body out (a token call's body holds a token)."""
-
-    status: int
-    date: str | None
-    body: bytes = field(repr=False)
 
 
 def _decode(path: str, status: int, body: bytes) -> Envelope:
@@ -490,8 +325,8 @@ def _decode(path: str, status: int, body: bytes) -> Envelope:
     except ValidationError:
         pass
     page = body.lstrip()[:1] == b"<"
-    excerpt = _excerpt(body) if page else ""
+    shown = excerpt(body) if page else ""
     del body
     if not 200 <= status < 300 or page:
-        raise HTTPStatusError(status, endpoint=path, body_excerpt=excerpt)
+        raise HTTPStatusError(status, endpoint=path, body_excerpt=shown)
     raise ResponseValidationError(path, f"HTTP {status} body is not a JSON envelope")

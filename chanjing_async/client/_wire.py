@@ -1,4 +1,5 @@
-"""What the transport hands aiohttp: request bodies and headers whose secrets it reveals there.
+"""What the transport hands aiohttp: request bodies and headers whose secrets it reveals there,
+and URLs as they may be shown (:func:`redact_url`).
 
 An error tracker (Sentry's default) records the ``repr`` of every local of every frame, along
 the whole exception chain. The access token and the secret key therefore stay
@@ -12,6 +13,7 @@ from __future__ import annotations
 import functools
 import json
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import yarl
@@ -20,7 +22,7 @@ from pydantic import SecretStr
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["headers", "json_body", "url"]
+__all__ = ["headers", "json_body", "redact_url", "url"]
 
 
 def _reveal(value: object) -> str:
@@ -50,3 +52,12 @@ def url(target: str | SecretStr) -> str | yarl.URL:
     if isinstance(target, SecretStr):
         return yarl.URL(target.get_secret_value(), encoded=True)
     return target
+
+
+def redact_url(url: str) -> str:
+    """The URL without its query string (signed URLs carry their signature there) and without
+    the ``user:password@`` of its authority."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    origin = f"{parts.scheme}://{host}" if parts.scheme or parts.netloc else ""
+    return f"{origin}{parts.path}" + ("?<redacted>" if parts.query else "")
