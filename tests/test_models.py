@@ -23,6 +23,7 @@ from chanjing_async.models import (
     UploadUrl,
     check_page,
 )
+from chanjing_async.models._fields import FIELD, FIELDS
 from tests.support import SEED_EXAMPLE
 
 
@@ -252,3 +253,20 @@ def test_a_local_path_the_system_cannot_use_is_refused_naming_the_field() -> Non
     with pytest.raises(InvalidInputError, match="video") as caught:
         LipSyncJob.tts("x" * 300 + ".mp4", text="hi", audio_man_id="C-1")
     assert "usable path" in str(caught.value)
+
+
+def test_the_request_takes_each_default_and_check_from_the_field_table() -> None:
+    wire = LipSyncRequest.tts("v", text="hi", audio_man_id="C-1").to_wire()
+    config = wire["tts_config"]
+    for field in FIELDS:
+        name = field.request.removeprefix("tts_config.")
+        if field.default is not None:
+            assert (config if field.request.startswith("tts_config.") else wire)[name] == (
+                field.default
+            ), field
+    with pytest.raises(InvalidInputError) as caught:
+        LipSyncRequest.tts("v", text="hi", audio_man_id="C-1", volume=0)
+    check = FIELD["volume"].check
+    assert check is not None
+    with pytest.raises(ValueError, match=caught.value.allowed):
+        check(0)

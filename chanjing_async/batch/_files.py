@@ -4,7 +4,7 @@
 first data row is 1), the line where it starts, its known columns as written and the problems
 its reader already found (a record that is not valid CSV or JSON, more cells than the header
 has columns, a value under an unnamed column, an unknown JSONL key). The file is decoded as it
-is read, with the encoding ``_manifest_text`` decided; a delimited file's separator is decided
+is read, with the encoding ``_text`` decided; a delimited file's separator is decided
 by its header line. A CSV header with any problem refuses the whole file: no row is read.
 """
 
@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidInputError
-from ._rows import MANIFEST_FIELDS, RowError, printable
+from ._cells import printable
+from ._rows import MANIFEST_FIELDS, RowError
 from ._text import DELIMITERS, decoded_lines, delimiter, encoding_name
 from ._types import ALLOWED_COLUMNS, closest_column, unknown_column
 

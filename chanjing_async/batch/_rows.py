@@ -1,18 +1,18 @@
-"""Checking manifest rows one at a time: values converted, the job built, every problem named.
+"""Checking a job's values one row at a time: values converted, the job built, every problem named.
 
-``RowChecker.check`` turns one record (``_manifest_files``) into a :class:`ManifestRow` or the
-list of its :class:`RowError` (``_manifest_types``), numbered by data row (the caller adds the
-line of the file); the columns and rules are documented in ``_manifest``. It keeps no per-row
-state: what it remembers (resolved paths, the verdicts on values already seen) is bounded, so
-a manifest of any length is checked in constant memory.
+``RowChecker.check`` turns one manifest record (``_files``) into a :class:`ManifestRow` or the
+list of its :class:`RowError` (``_types``), numbered by data row (the caller adds the line of
+the file); ``RowChecker.job`` does the same for the values of ``chanjing lipsync create``'s
+flags. The columns, how a cell is read and the rule that makes them one job are the field
+table's (``models._fields``). It keeps no per-row state: what it remembers (resolved paths, the
+verdicts on values already seen) is bounded, so a manifest of any length is checked in constant
+memory.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
-import re
 import unicodedata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,53 +20,37 @@ from typing import TYPE_CHECKING, Any
 from ..errors import InvalidInputError
 from ..jobs._jobspec import LipSyncJob
 from ..models import LipSyncRequest
+from ..models._fields import AUDIO_DRIVEN, FIELD, FIELDS, OPTIONS, column_of, drive_problems
+from ._cells import CellError, integer, number, printable, refuse_surrogates
 from ._output_names import check_output
 from ._types import MANIFEST_FIELDS, ManifestRow, RowError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
-    from collections.abc import Set as AbstractSet
 
 __all__ = ["MANIFEST_FIELDS", "ManifestRow", "RowChecker", "RowError", "check_output", "printable"]
 
-_INTEGERS = frozenset({"model", "screen_width", "screen_height", "backway", "volume"})
-_NUMBERS = frozenset({"speed", "pitch"})
-_PATHS = frozenset({"video", "audio"})
-# Create fields passed through unchanged (after conversion) as the job's options.
-_OPTIONS = ("model", "screen_width", "screen_height", "backway", "drive_mode", "volume", "callback")
-_TEXT_DRIVEN = ("text", "voice", "speed", "pitch")
-_AUDIO_DRIVEN = ("audio", "audio_file_id")
+# How a column's value is read, aliases included.
+_KINDS = {name: field.kind for field in FIELDS for name in (field.column, *field.aliases)}
 # Stands in for the other fields when one field is checked on its own.
 _FILLER = "x"
-
-_INTEGER = re.compile(r"[+-]?\d+")
-_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 # Values remembered (resolved paths, verdicts on a value): forgotten past this many.
 _MEMORY = 4096
-_SURROGATE = re.compile("[\ud800-\udfff]")
-_SURROGATE_REASON = (
-    "must be valid Unicode text: it contains a lone surrogate ({found}), which no UTF-8 "
-    "file or request can carry"
-)
-
-
-class _Bad(Exception):
-    """A value refused before any model sees it; the message is the reason."""
-
-
-# --------------------------------------------------------------------------------------------
-# Rows
 
 
 class RowChecker:
     """Checks rows one by one; duplicate outputs are the caller's to find (``check`` returns
     each row's output key)."""
 
-    def __init__(self, base: Path, *, fingerprints: bool = True) -> None:
-        """Rows are read relative to ``base``; without ``fingerprints`` (a pass that only
-        counts) a row's fingerprint is left empty."""
+    def __init__(self, base: Path, *, fingerprints: bool = True, flags: bool = False) -> None:
+        """Local paths are read relative to ``base``; without ``fingerprints`` (a pass that
+        only counts) a row's fingerprint is left empty. With ``flags`` the values are a command
+        line's: typed already and kept as given (a blank value is a value: nothing is
+        stripped; a path is not resolved), and a job's missing or conflicting fields are
+        worded for flags."""
         self.base = base
         self._fingerprints = fingerprints
+        self._flags = flags
         self._paths: dict[str, Path] = {}
         self._checked: dict[tuple[str, object], InvalidInputError | None] = {}
 
@@ -90,21 +74,39 @@ class RowChecker:
         fingerprint = _fingerprint(values) if self._fingerprints else ""
         return ManifestRow(row, output, job, fingerprint), key
 
+    def job(
+        self, row: int, raw: Mapping[str, object], problems: list[RowError]
+    ) -> LipSyncJob | None:
+        """The job ``raw`` (values by column, no ``output``) describes, or None when
+        ``problems`` got at least one problem (the job's shape first, then each bad value)."""
+        values, failed = self._convert(row, raw, problems)
+        job = self._job(row, raw, values, failed, problems)
+        return None if problems else job
+
+    def _missing(self, value: object) -> bool:
+        """Whether ``value`` means "not given": None, or in a manifest a blank string."""
+        if self._flags:
+            return value is None
+        return value is None or (isinstance(value, str) and not value.strip())
+
+    def _strip(self, value: str) -> str:
+        return value if self._flags else value.strip()
+
     def _output(self, row: int, value: object, problems: list[RowError]) -> str | None:
-        if _missing(value):
+        if self._missing(value):
             problems.append(RowError(row, "output", None, "is required"))
             return None
         try:
             if not isinstance(value, str):
-                raise _Bad("must be a string")
-            _refuse_surrogates(value)
+                raise CellError("must be a string")
+            refuse_surrogates(value)
             output = unicodedata.normalize("NFC", value.strip())
             if output.lower().endswith(".mp4"):
                 output = output[:-4]
             problem = check_output(output)
             if problem is not None:
-                raise _Bad(problem)
-        except _Bad as bad:
+                raise CellError(problem)
+        except CellError as bad:
             problems.append(RowError(row, "output", value, str(bad)))
             return None
         return output
@@ -119,11 +121,11 @@ class RowChecker:
         values: dict[str, Any] = {}
         failed: set[str] = set()
         for column, value in raw.items():
-            if column == "output" or _missing(value):
+            if column == "output" or self._missing(value):
                 continue
             try:
                 values[column] = self._value(column, value)
-            except _Bad as bad:
+            except CellError as bad:
                 problems.append(RowError(row, column, value, str(bad)))
                 failed.add("voice" if column == "audio_man_id" else column)
         if "audio_man_id" in values:
@@ -136,24 +138,27 @@ class RowChecker:
         return values, failed
 
     def _value(self, column: str, value: object) -> Any:
-        _refuse_surrogates(value)
-        if column in _INTEGERS:
-            return _integer(value)
-        if column in _NUMBERS:
-            return _number(value)
-        if column == "text":
+        refuse_surrogates(value)
+        kind = _KINDS[column]
+        if kind == "integer":
+            return integer(value)
+        if kind == "number":
+            return number(value)
+        if kind == "text":
             if isinstance(value, list) and all(isinstance(part, str) for part in value):
-                return [part.strip() for part in value]
+                return [self._strip(part) for part in value]
             if not isinstance(value, str):
-                raise _Bad("must be a string or a list of strings")
-            return [value.strip()]
+                raise CellError("must be a string or a list of strings")
+            return [self._strip(value)]
         if not isinstance(value, str):
-            raise _Bad("must be a string")
-        if column in _PATHS:
-            return self._path(value.strip())
-        return value.strip()
+            raise CellError("must be a string")
+        if kind == "path":
+            return self._path(self._strip(value))
+        return self._strip(value)
 
     def _path(self, value: str) -> Path:
+        if self._flags:
+            return Path(value)  # as typed, relative to the working folder (LipSyncJob checks it)
         known = self._paths.get(value)
         if known is None:
             try:
@@ -161,7 +166,7 @@ class RowChecker:
                 known.is_file()  # a name too long for the system fails here, not later
             except (RuntimeError, OSError, ValueError) as exc:
                 reason = getattr(exc, "strerror", None) or str(exc)
-                raise _Bad(f"is not a usable path ({reason})") from None
+                raise CellError(f"is not a usable path ({reason})") from None
             _remember(self._paths, value, known)
         return known
 
@@ -191,7 +196,7 @@ class RowChecker:
         problems: list[RowError],
     ) -> LipSyncJob | None:
         """Build the job; or add every problem found with the fields, each on its own."""
-        structure = _structure(values.keys() | failed)
+        structure = drive_problems(values.keys() | failed, flags=self._flags)
         job: LipSyncJob | None = None
         found: list[InvalidInputError] = []
         if structure or failed:
@@ -202,13 +207,30 @@ class RowChecker:
             except InvalidInputError as exc:
                 found = self._diagnose(values, set()) or [exc]
         for field, reason in structure:
-            column = _column(field, raw)
-            problems.append(RowError(row, column, _shown(column, raw), reason))
+            column = self._column(field, raw)
+            problems.append(RowError(row, column, self._shown(column, raw), reason))
         for problem in found:
-            column = _column(problem.field, raw)
-            value = _shown(column, raw) if column in raw else problem.value
-            problems.append(RowError(row, column, value, _reason(problem, values)))
+            column = self._column(problem.field, raw)
+            value = self._shown(column, raw) if column in raw else problem.value
+            reason = problem.allowed if self._flags else _reason(problem, values)
+            problems.append(RowError(row, column, value, reason))
         return job
+
+    def _column(self, field: str, raw: Mapping[str, object]) -> str:
+        """The column of a field an error names (``tts_config.speed``: ``speed``), as given."""
+        name = column_of(field) or field
+        if name == "voice" and not self._given(raw, "voice") and self._given(raw, "audio_man_id"):
+            name = "audio_man_id"
+        elif name in ("video_file_id", "audio_file_id") and not self._given(raw, name):
+            name = name.removesuffix("_file_id")
+        return name if name in MANIFEST_FIELDS else "row"
+
+    def _given(self, raw: Mapping[str, object], column: str) -> bool:
+        return not self._missing(raw.get(column))
+
+    def _shown(self, column: str, raw: Mapping[str, object]) -> object:
+        """The value of ``column`` as written, or None when not given."""
+        return raw.get(column) if self._given(raw, column) else None
 
 
 def _remember(memory: dict[Any, Any], key: object, value: object) -> None:
@@ -218,86 +240,11 @@ def _remember(memory: dict[Any, Any], key: object, value: object) -> None:
     memory[key] = value
 
 
-def printable(text: str) -> str:
-    """``text`` with lone surrogates written as escapes (``\\udc00``): safe to encode."""
-    if _SURROGATE.search(text) is None:
-        return text
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def _refuse_surrogates(value: object) -> None:
-    """Refuse a string (or list of strings) holding a lone surrogate (JSON's ``"\\udc00"``):
-    it can be neither encoded for the request nor written down."""
-    for part in value if isinstance(value, list) else [value]:
-        found = _SURROGATE.search(part) if isinstance(part, str) else None
-        if found is not None:
-            raise _Bad(_SURROGATE_REASON.format(found=printable(found.group())))
-
-
-def _missing(value: object) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip())
-
-
-def _integer(value: object) -> int:
-    if isinstance(value, bool):
-        raise _Bad("must be a whole number")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str):
-        text = value.strip()
-        if _INTEGER.fullmatch(text):
-            try:
-                return int(text)
-            except ValueError:  # more digits than int() converts (4,300): no request field
-                raise _Bad("must be a whole number of at most 4,300 digits") from None
-        if _NUMBER.fullmatch(text):
-            value = float(text)
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    raise _Bad("must be a whole number")
-
-
-def _number(value: object) -> float:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        number = float(value)
-    elif isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
-        number = float(value.strip())
-    else:
-        raise _Bad("must be a number")
-    if not math.isfinite(number):
-        raise _Bad("must be a number")
-    return number
-
-
-def _structure(values: AbstractSet[str]) -> list[tuple[str, str]]:
-    """(field, reason) for each way the given fields do not make one job."""
-    found: list[tuple[str, str]] = []
-    if "video" in values and "video_file_id" in values:
-        found.append(("video", "give only one of video (a local file) or video_file_id"))
-    elif "video" not in values and "video_file_id" not in values:
-        found.append(("video", "is required: give video (a local file) or video_file_id"))
-    text_driven = [field for field in _TEXT_DRIVEN if field in values]
-    if "audio" in values or "audio_file_id" in values:
-        if "audio" in values and "audio_file_id" in values:
-            found.append(("audio", "give only one of audio (a local file) or audio_file_id"))
-        reason = "is only for text-driven rows (text + voice); this row has audio"
-        found.extend((field, reason) for field in text_driven)
-    elif text_driven:
-        if "text" not in values:
-            found.append(("text", "is required for a text-driven row (text + voice)"))
-        if "voice" not in values:
-            found.append(("voice", "is required for a text-driven row (text + voice)"))
-    else:
-        reason = "needs text + voice (text-driven) or audio / audio_file_id (audio-driven)"
-        found.append(("row", reason))
-    return found
-
-
 def _build(values: Mapping[str, Any]) -> LipSyncJob:
-    options = {name: values[name] for name in _OPTIONS if name in values}
+    options = {name: values[name] for name in OPTIONS if name in values}
     video = values.get("video")
     video_file_id = values.get("video_file_id")
-    if "audio" in values or "audio_file_id" in values:
+    if any(name in values for name in AUDIO_DRIVEN):
         return LipSyncJob.audio(
             video,
             video_file_id=video_file_id,
@@ -319,17 +266,15 @@ def _build(values: Mapping[str, Any]) -> LipSyncJob:
 
 def _check_field(name: str, value: Any) -> InvalidInputError | None:
     """Check one field on its own, the others given valid stand-ins."""
-    if name == "video":
-        return _problem(LipSyncJob.audio, value, audio_file_id=_FILLER)
-    if name == "audio":
-        return _problem(LipSyncJob.audio, video_file_id=_FILLER, audio=value)
-    if name in _OPTIONS:
+    if FIELD[name].drive == "video":
+        return _problem(LipSyncJob.audio, **{name: value}, audio_file_id=_FILLER)
+    if FIELD[name].drive == "audio":
+        return _problem(LipSyncJob.audio, video_file_id=_FILLER, **{name: value})
+    if FIELD[name].drive == "option":
         return _problem(LipSyncRequest.audio, _FILLER, audio_file_id=_FILLER, **{name: value})
-    if name in _TEXT_DRIVEN:
-        tts: dict[str, Any] = {"text": _FILLER, "audio_man_id": _FILLER}
-        tts["audio_man_id" if name == "voice" else name] = value
-        return _problem(LipSyncRequest.tts, _FILLER, **tts)
-    return None
+    tts: dict[str, Any] = {"text": _FILLER, "audio_man_id": _FILLER}
+    tts[FIELD[name].request.removeprefix("tts_config.")] = value
+    return _problem(LipSyncRequest.tts, _FILLER, **tts)
 
 
 def _problem(check: Callable[..., object], *args: Any, **kwargs: Any) -> InvalidInputError | None:
@@ -340,31 +285,9 @@ def _problem(check: Callable[..., object], *args: Any, **kwargs: Any) -> Invalid
     return None
 
 
-def _column(field: str, raw: Mapping[str, object]) -> str:
-    """The manifest column of a request field (``tts_config.speed`` -> ``speed``)."""
-    parts = field.split(".")
-    name = parts[1] if parts[0] == "tts_config" and len(parts) > 1 else parts[0]
-    if name == "audio_man_id":
-        name = "voice" if _given(raw, "voice") or not _given(raw, "audio_man_id") else name
-    elif name in ("video_file_id", "audio_file_id") and not _given(raw, name):
-        name = name.removesuffix("_file_id")
-    elif name == "voice" and not _given(raw, "voice") and _given(raw, "audio_man_id"):
-        name = "audio_man_id"
-    return name if name in MANIFEST_FIELDS else "row"
-
-
-def _given(raw: Mapping[str, object], column: str) -> bool:
-    return not _missing(raw.get(column))
-
-
-def _shown(column: str, raw: Mapping[str, object]) -> object:
-    """The value of ``column`` as written, or None when not given."""
-    return None if _missing(raw.get(column)) else raw.get(column)
-
-
 def _reason(exc: InvalidInputError, values: Mapping[str, Any]) -> str:
     column = exc.field.split(".")[0]
-    if column in _PATHS and column in values and "existing file" in exc.allowed:
+    if _KINDS.get(column) == "path" and column in values and "existing file" in exc.allowed:
         return f"{exc.allowed} (looked for {values[column]})"
     return exc.allowed
 

@@ -12,6 +12,8 @@ import difflib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..models._fields import COLUMNS
+
 if TYPE_CHECKING:
     from ..jobs._jobspec import LipSyncJob
 
@@ -24,26 +26,8 @@ __all__ = [
     "unknown_column",
 ]
 
-MANIFEST_FIELDS: tuple[str, ...] = (
-    "output",
-    "video",
-    "video_file_id",
-    "text",
-    "voice",
-    "audio_man_id",
-    "speed",
-    "pitch",
-    "audio",
-    "audio_file_id",
-    "model",
-    "screen_width",
-    "screen_height",
-    "backway",
-    "drive_mode",
-    "volume",
-    "callback",
-)
-"""The columns a manifest may have; see the ``_manifest`` documentation for their meaning."""
+MANIFEST_FIELDS: tuple[str, ...] = ("output", *COLUMNS)
+"""The columns a manifest may have: ``output`` (the result's name) and the field table's."""
 
 ALLOWED_COLUMNS = f"allowed: {', '.join(MANIFEST_FIELDS)}"
 

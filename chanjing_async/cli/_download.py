@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..batch._runner import download_results
+from ..client._results import download_results
 from ._common import EXIT_FAILED, EXIT_USAGE, fail, make_client, run, settings_of
 from ._task_view import fail_if_failed, note, status_name
 
