@@ -16,7 +16,7 @@ submit (its output name journaled for a different job by an earlier run: *change
 file that would leave the output folder) ends alone while the others go on.
 
 A row whose create was never sent (no connection, the credentials refused) is *not sent*:
-its journal row stays unfinished (``_job_journal.never_sent``), so running the batch again
+its journal row stays unfinished (``jobs._journal_rules.never_sent``), so running the batch again
 runs it, without ``retry_failed``. Refused credentials stop the batch at once: they refuse
 every row alike, and each row would ask for a token again. The rows not ended are left in
 the journal as they were (a closing manager leaves them unfinished), the rows not read are
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
@@ -36,18 +35,18 @@ from typing import TYPE_CHECKING
 
 import anyio
 
+from ..client._results import download_results
 from ..errors import (
     AuthenticationError,
     ChanjingError,
-    HTTPStatusError,
     InvalidInputError,
     JobFailedError,
     JournalError,
 )
 from ..jobs._handle import JobStage
-from ..jobs._job_journal import never_sent, stays_unfinished
-from ..jobs._manager import JobManager
-from ..stores._journal import Journal
+from ..jobs._journal_rules import never_sent, stays_unfinished
+from ..jobs._journal_store import read_journal
+from ..jobs._manager import JobManager, store_of
 from ._manifest import ManifestRow, OutputFolder
 from ._state import (
     BatchProgress,
@@ -63,12 +62,12 @@ from ._state import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Iterator
 
     from ..client._client import AsyncChanjingClient
     from ..jobs._handle import JobHandle
     from ..jobs._poller import PollPolicy
-    from ..models import LipSyncTask
+    from ..jobs._store import JobStore
     from ._manifest import RowError
 
 logger = logging.getLogger("chanjing_async")
@@ -82,9 +81,6 @@ __all__ = [
     "run_batch",
 ]
 
-# Result URLs that fail with these statuses are read again from `detail` (they expire).
-_EXPIRED = frozenset({401, 403, 404, 410})
-_DOWNLOAD_ATTEMPTS = 3
 DOWNLOAD_FAILED = "download failed: "
 """How the reason of a row whose download failed begins (a re-run downloads it again)."""
 DEFAULT_WINDOW = 1000
@@ -146,64 +142,78 @@ async def run_batch(
     outcomes: list[RowOutcome] = []
     unread = iter(rows)
     async with JobManager(client, journal=journal, poll=poll, retry_failed=retry_failed) as jobs:
-        assert jobs.journal is not None
-        delivered = {row.key for row in await jobs.journal.rows() if row.delivered_at is not None}
-        delivery = _Delivery(client, jobs.journal, download_concurrency, out)
+        store = store_of(jobs)
+        delivered = {row.key for row in await store.rows() if row.delivered_at is not None}
+        delivery = _Delivery(client, store, download_concurrency, out)
         run = Run(delivery, total, outcomes)
-        slots = anyio.Semaphore(window)
-
-        async def finish(
-            row: ManifestRow, handle: JobHandle, files: tuple[Path, Path], resumed: bool
-        ) -> None:
-            try:
-                async for _ in jobs.as_completed([handle]):
-                    pass
-                outcome = await delivery.outcome(
-                    row, handle, files, delivered=handle.key in delivered
-                )
-                run.ended(replace(outcome, resumed=resumed))
-                if isinstance(handle.error, AuthenticationError):
-                    run.stop(f"the credentials were refused ({_reason(handle.error)})")
-            finally:
-                slots.release()
-
-        async with anyio.create_task_group() as group:
-            run.scope = group.cancel_scope
-            if on_progress is not None:
-                group.start_soon(report_progress, on_progress, client, run)
-            for item in unread:
-                if not isinstance(item, ManifestRow):
-                    outcomes.append(skipped(item))
-                    continue
-                run.reading = item
-                await slots.acquire()
-                try:
-                    files = folder.paths(item.output)
-                    handle = await jobs.submit(item.job, key=item.output)
-                except InvalidInputError as exc:
-                    slots.release()
-                    run.ended(refused(item, exc, known=jobs.get(item.output) is not None))
-                    continue
-                run.live[handle.key] = (item, handle)
-                # Done at once: an earlier run finished it (the journal gave it back).
-                group.start_soon(finish, item, handle, files, handle.done)
-            run.reading, run.submitting = None, False
-            # Every row is submitted; the jobs and their downloads end the group.
+        await _run_rows(jobs, run, unread, folder, delivery, delivered, window, on_progress, client)
         if run.stopped is not None:
-            await left_behind(jobs.journal, run, unread)
+            await left_behind(store, run, unread)
         if on_progress is not None:
             on_progress(snapshot(client, run))
     return BatchReport(sorted(outcomes, key=lambda outcome: outcome.row), run.stopped)
 
 
+async def _run_rows(
+    jobs: JobManager,
+    run: Run,
+    unread: Iterator[ManifestRow | list[RowError]],
+    folder: OutputFolder,
+    delivery: _Delivery,
+    delivered: set[str],
+    window: int,
+    on_progress: Callable[[BatchProgress], None] | None,
+    client: AsyncChanjingClient,
+) -> None:
+    """Submit the rows as the window frees up, and follow each to the end of its downloads;
+    return when every row read has ended, or the run stopped."""
+    slots = anyio.Semaphore(window)
+
+    async def finish(
+        row: ManifestRow, handle: JobHandle, files: tuple[Path, Path], resumed: bool
+    ) -> None:
+        try:
+            async for _ in jobs.as_completed([handle]):
+                pass
+            outcome = await delivery.outcome(row, handle, files, delivered=handle.key in delivered)
+            run.ended(replace(outcome, resumed=resumed))
+            if isinstance(handle.error, AuthenticationError):
+                run.stop(f"the credentials were refused ({_reason(handle.error)})")
+        finally:
+            slots.release()
+
+    async with anyio.create_task_group() as group:
+        run.scope = group.cancel_scope
+        if on_progress is not None:
+            group.start_soon(report_progress, on_progress, client, run)
+        for item in unread:
+            if not isinstance(item, ManifestRow):
+                run.outcomes.append(skipped(item))
+                continue
+            run.reading = item
+            await slots.acquire()
+            try:
+                files = folder.paths(item.output)
+                handle = await jobs.submit(item.job, key=item.output)
+            except InvalidInputError as exc:
+                slots.release()
+                run.ended(refused(item, exc, known=jobs.get(item.output) is not None))
+                continue
+            run.live[handle.key] = (item, handle)
+            # Done at once: an earlier run finished it (the journal gave it back).
+            group.start_soon(finish, item, handle, files, handle.done)
+        run.reading, run.submitting = None, False
+        # Every row is submitted; the jobs and their downloads end the group.
+
+
 class _Delivery:
-    """Downloads the results of succeeded rows, a few at a time, and notes them in the journal."""
+    """Downloads the results of succeeded rows, a few at a time, and notes them in the store."""
 
     def __init__(
-        self, client: AsyncChanjingClient, journal: Journal, concurrency: int, out: Path
+        self, client: AsyncChanjingClient, store: JobStore, concurrency: int, out: Path
     ) -> None:
         self._client = client
-        self._journal = journal
+        self._store = store
         self._out = out
         self._slots = anyio.CapacityLimiter(concurrency)
         self.downloading = 0
@@ -237,53 +247,12 @@ class _Delivery:
             return RowOutcome(row.row, row.output, "failed", task.id, reason)
         finally:
             self.downloading -= 1
-        self._journal.update(handle.key, delivered_at=time.time())
         try:
-            await self._journal.flush()
+            await self._store.mark_delivered(handle.key)
         except JournalError as exc:
             # The file is saved under its final name; at worst a re-run downloads it again.
             logger.warning("row %d: delivery not journaled (%s)", row.row, exc)
         return RowOutcome(row.row, row.output, "succeeded", task.id, files=saved)
-
-
-async def download_results(
-    client: AsyncChanjingClient,
-    task: LipSyncTask,
-    video: Path,
-    preview: Path,
-    *,
-    within: Path | None = None,
-) -> tuple[Path, ...]:
-    """Save a succeeded task's video (and preview, if it has one), each written atomically.
-
-    A task without URLs (as the journal keeps it) is read again first; a URL refused as
-    expired (HTTP 401/403/404/410) is replaced by a fresh one from ``detail``, twice at most.
-    With ``within`` (the output folder of a batch), the files are written relative to it at
-    write time, without following symbolic links (see ``LipSync.download``); without it,
-    their folder is created as named.
-
-    Raises:
-        HTTPStatusError: the download still failed.
-        DownloadRefusedError: the download policy refused it.
-        ChanjingError: reading the task failed, or the file could not be written (a folder
-            under ``within`` turned into a symbolic link).
-    """
-    lip_sync = client.lip_sync
-    if not task.video_url:
-        task = await lip_sync.get(task.id)
-    if within is None:
-        await anyio.Path(video.parent).mkdir(parents=True, exist_ok=True)
-    for attempt in range(1, _DOWNLOAD_ATTEMPTS + 1):
-        try:
-            saved = [await lip_sync.download(task, video, within=within)]
-            if task.preview_url:
-                saved.append(await lip_sync.download(task, preview, preview=True, within=within))
-            return tuple(saved)
-        except HTTPStatusError as exc:
-            if exc.status not in _EXPIRED or attempt == _DOWNLOAD_ATTEMPTS:
-                raise
-            task = await lip_sync.get(task.id)
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _reason(error: BaseException) -> str:
@@ -316,8 +285,7 @@ async def journal_summary(path: str | Path) -> dict[str, object]:
     """
     if not await anyio.Path(path).is_file():
         raise InvalidInputError("journal", str(path), "must be an existing journal file")
-    async with Journal(path, readonly=True) as journal:
-        rows = await journal.rows()
+    rows = await read_journal(path)
     stages = Counter(row.stage for row in rows)
     return {
         "journal": str(path),

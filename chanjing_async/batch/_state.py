@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from ..client._client import AsyncChanjingClient
     from ..errors import InvalidInputError
     from ..jobs._handle import JobHandle
-    from ..stores._journal import Journal
+    from ..jobs._store import JobStore
     from ._manifest import RowError
 
 __all__ = ["BatchProgress", "BatchReport", "Result", "RowOutcome"]
@@ -126,13 +126,13 @@ def refused(row: ManifestRow, exc: InvalidInputError, *, known: bool) -> RowOutc
 
 
 async def left_behind(
-    journal: Journal, run: Run, unread: Iterator[ManifestRow | list[RowError]]
+    store: JobStore, run: Run, unread: Iterator[ManifestRow | list[RowError]]
 ) -> None:
     """The outcomes of a stopped batch's rows that did not end: those in progress (left
     unfinished in the journal by the closing manager) and those not read yet (not submitted)."""
     assert run.stopped is not None
     reason = f"the batch stopped: {run.stopped}"
-    rows = {row.key: row for row in await journal.rows(list(run.live))}
+    rows = {row.key: row for row in await store.rows(list(run.live))}
     for key, (item, handle) in list(run.live.items()):
         row = rows.get(key)
         sent = handle.task_id is not None or (row is not None and row.sent_at is not None)

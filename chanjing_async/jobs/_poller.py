@@ -7,7 +7,7 @@ call) until it has seen them all or read as many pages as the tasks in flight co
 one; every tracked task seen on a page is refreshed, due or not. A page that fails (after the
 client's own retries) is read again, up to three times in all, before the pass gives up on the
 list. Tasks the pages did not show are read one by one through ``detail``. The list's order is
-undocumented (reference §5.3), so it only decides how fast the pages find the tasks, never
+undocumented, so it only decides how fast the pages find the tasks, never
 whether a task is refreshed. Every read goes through the client's read limiter, so polling is
 never answered 40001 by a server that counts 10 reads a second.
 
@@ -19,18 +19,13 @@ not show ends its job with TaskNotFoundError. Any reading that shows the task cl
 count. So a vanished task costs at most ``missing_reads`` detail reads and its share of one
 census.
 
-The schedule is a heap with lazy deletion: rescheduling pushes a new entry and leaves the old
-one behind. The stale entries are swept once they outnumber the live ones, so the heap holds
-at most about two entries per tracked task however often tasks are refreshed.
+When each task is read next is the schedule's business (``_poll_schedule``).
 """
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import logging
 import math
-import random
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -38,16 +33,16 @@ from typing import TYPE_CHECKING
 import anyio
 
 from ..errors import ChanjingError, InvalidRequestError, TaskNotFoundError
-from ..models import TaskStatus
 from ._handle import JobStage
 from ._poll_policy import PollPolicy as PollPolicy
+from ._poll_schedule import Schedule, Tracked
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from anyio.abc import TaskGroup
 
-    from ..client._resources import LipSync
+    from ..client._lip_sync import LipSync
     from ..models import LipSyncTask, Page
     from ._handle import JobHandle
 
@@ -61,44 +56,6 @@ _CONCURRENT_READS = 10
 _PAGE_ATTEMPTS = 3
 # Pages a census reads at most: a longer list is read that far (5,000 tasks, 5 s of reads).
 CENSUS_PAGES = 50
-# Stale heap entries tolerated beyond one per tracked task before a sweep.
-_HEAP_SLACK = 64
-
-
-class _Tracked:
-    """Poll state of one task."""
-
-    __slots__ = (
-        "callback",
-        "confirming",
-        "deadline",
-        "due",
-        "handle",
-        "interval",
-        "misses",
-        "missing_since",
-        "reported",
-        "seen",
-        "task_id",
-        "timeout",
-    )
-
-    def __init__(
-        self, handle: JobHandle, task_id: str, *, due: float, timeout: float, callback: bool
-    ) -> None:
-        self.handle = handle
-        self.task_id = task_id
-        self.due = due
-        self.timeout = timeout
-        self.deadline = time.monotonic() + timeout
-        self.callback = callback
-        self.interval = 0.0
-        self.confirming = False
-        self.reported: int | None = None  # last status a callback reported
-        self.misses = 0  # detail reads in a row that answered 40000 (the task is unknown)
-        self.missing_since = 0.0
-        # First (time, progress) seen with progress > 0: the base of the progress rate.
-        self.seen: tuple[float, int] | None = None
 
 
 @dataclass
@@ -129,11 +86,9 @@ class Poller:
         self._lip_sync = lip_sync
         self._policy = policy
         self._on_untracked = on_untracked
-        self._tracked: dict[str, _Tracked] = {}
-        self._heap: list[tuple[float, int, _Tracked]] = []
-        self._order = itertools.count()
+        self._plan = Schedule(policy)
+        self._tracked = self._plan.tracked
         self._census_at = 0.0  # monotonic time before which no new census starts
-        self._wake = anyio.Event()
         self._reads = anyio.CapacityLimiter(_CONCURRENT_READS)
         self._task_group: TaskGroup | None = None
         self.stats = PollStats()
@@ -146,11 +101,11 @@ class Poller:
         The job's deadline is ``timeout`` seconds from now; ``callback`` says a callback
         receiver will report the task's end (polling then slows to the safety-net cadence).
         """
-        record = _Tracked(
-            handle, task_id, due=time.monotonic() + delay, timeout=timeout, callback=callback
+        self._plan.add(
+            Tracked(
+                handle, task_id, due=time.monotonic() + delay, timeout=timeout, callback=callback
+            )
         )
-        self._tracked[task_id] = record
-        self._push(record)
 
     def handle_of(self, task_id: str) -> JobHandle | None:
         """The handle tracking ``task_id``, if any."""
@@ -181,91 +136,29 @@ class Poller:
         async with anyio.create_task_group() as group:
             self._task_group = group
             while True:
-                due = await self._next_due()
+                due = await self._plan.next_due()
                 await self._refresh(due)
-
-    # -- scheduling --------------------------------------------------------------------------
-
-    def _push(self, record: _Tracked) -> None:
-        heapq.heappush(self._heap, (record.due, next(self._order), record))
-        if self._heap[0][2] is record:
-            self._wake.set()
-        if len(self._heap) > 2 * len(self._tracked) + _HEAP_SLACK:
-            self._heap = [entry for entry in self._heap if self._live(entry[0], entry[2])]
-            heapq.heapify(self._heap)
-
-    def _live(self, due: float, record: _Tracked) -> bool:
-        # Rescheduling pushes a new entry; the old one stays in the heap and is skipped here.
-        return self._tracked.get(record.task_id) is record and record.due == due
-
-    async def _next_due(self) -> list[_Tracked]:
-        while True:
-            while self._heap and not self._live(self._heap[0][0], self._heap[0][2]):
-                heapq.heappop(self._heap)
-            now = time.monotonic()
-            if self._heap and self._heap[0][0] <= now:
-                # Tasks due within half the shortest interval come along: reading them a
-                # little early lets one list page serve them all.
-                horizon = now + self._policy.min_interval / 2
-                due: list[_Tracked] = []
-                while self._heap and self._heap[0][0] <= horizon:
-                    at, _, record = heapq.heappop(self._heap)
-                    if self._live(at, record):
-                        due.append(record)
-                return due
-            delay = self._heap[0][0] - now if self._heap else math.inf
-            self._wake = anyio.Event()
-            with anyio.move_on_after(delay):
-                await self._wake.wait()
-
-    def _schedule(self, record: _Tracked, delay: float) -> None:
-        record.due = min(time.monotonic() + delay, record.deadline)
-        self._push(record)
-
-    def _next_interval(self, record: _Tracked, task: LipSyncTask) -> tuple[float, float | None]:
-        """The delay before the next read and the estimated seconds left (None if unknown)."""
-        policy = self._policy
-        cap = policy.callback_interval if record.callback else policy.max_interval
-        interval = min(max(policy.min_interval, record.interval * policy.growth), cap)
-        record.interval = interval
-        now = time.monotonic()
-        eta = None
-        if task.status == TaskStatus.GENERATING and task.progress > 0:
-            if record.seen is None:
-                record.seen = (now, task.progress)
-            since, base = record.seen
-            if task.progress > base and now > since:
-                rate = (task.progress - base) / (now - since)
-                eta = (100 - task.progress) / rate
-                if not record.callback:
-                    # Pull the next read in to just before the expected end (never below
-                    # min_interval): progress is rounded down and stops at 99 until the end,
-                    # so aiming at 100 reads late half the time; aim at 98.
-                    early = max(0.0, 98 - task.progress) / rate
-                    interval = max(policy.min_interval, min(interval, early))
-        spread = policy.jitter * (2 * random.random() - 1)
-        return interval * (1 + spread), eta
 
     # -- reading -----------------------------------------------------------------------------
 
-    def _apply(self, record: _Tracked, task: LipSyncTask) -> None:
+    def _apply(self, record: Tracked, task: LipSyncTask) -> None:
         record.misses = 0
-        delay, eta = self._next_interval(record, task)
+        delay, eta = self._plan.next_interval(record, task)
         record.handle._observe(task, eta=eta)
         if record.handle.done:
             self._forget(record)
         else:
-            self._schedule(record, delay)
+            self._plan.schedule(record, delay)
 
-    def _forget(self, record: _Tracked) -> None:
+    def _forget(self, record: Tracked) -> None:
         if self._tracked.get(record.task_id) is record:
             del self._tracked[record.task_id]
             self._on_untracked(record.handle)
 
-    async def _refresh(self, due: list[_Tracked]) -> None:
+    async def _refresh(self, due: list[Tracked]) -> None:
         now = time.monotonic()
-        pending: list[_Tracked] = []
-        unknown: list[_Tracked] = []
+        pending: list[Tracked] = []
+        unknown: list[Tracked] = []
         for record in due:
             if now >= record.deadline:
                 record.handle._end_expired(record.timeout)
@@ -286,7 +179,7 @@ class Poller:
                 for record in pending:
                     group.start_soon(self._detail, record)
 
-    async def _list_pass(self, due: list[_Tracked]) -> list[_Tracked]:
+    async def _list_pass(self, due: list[Tracked]) -> list[Tracked]:
         """Read list pages until every tracked task was seen; return the due ones unseen.
 
         Once pages are read at all, the pass goes on past the due tasks to every tracked one
@@ -333,14 +226,14 @@ class Poller:
 
     # -- tasks the server does not know ------------------------------------------------------
 
-    def _confirmed_missing(self, record: _Tracked, now: float) -> bool:
+    def _confirmed_missing(self, record: Tracked, now: float) -> bool:
         policy = self._policy
         return (
             record.misses >= policy.missing_reads
             and now - record.missing_since >= policy.missing_window
         )
 
-    def _missed(self, record: _Tracked, error: InvalidRequestError) -> None:
+    def _missed(self, record: Tracked, error: InvalidRequestError) -> None:
         """``detail`` says the server does not know the task: count it and read it later."""
         if self._tracked.get(record.task_id) is not record:
             return
@@ -357,11 +250,11 @@ class Poller:
         )
         if self._confirmed_missing(record, now):
             # Due at the next census, which every task confirmed missing by then shares.
-            self._schedule(record, max(0.0, self._census_at - now))
+            self._plan.schedule(record, max(0.0, self._census_at - now))
         else:
-            self._schedule(record, self._policy.missing_spacing)
+            self._plan.schedule(record, self._policy.missing_spacing)
 
-    async def _census(self, unknown: list[_Tracked]) -> None:
+    async def _census(self, unknown: list[Tracked]) -> None:
         """Read the whole task list (up to CENSUS_PAGES pages); end the jobs it does not show."""
         self._census_at = time.monotonic() + self._policy.missing_spacing
         absent = {record.task_id for record in unknown}
@@ -376,7 +269,7 @@ class Poller:
                 )
                 for record in unknown:
                     if record.task_id in absent and self._tracked.get(record.task_id) is record:
-                        self._schedule(record, self._policy.missing_spacing)
+                        self._plan.schedule(record, self._policy.missing_spacing)
                 return
             for task in result.items:
                 listed.add(task.id)
@@ -402,12 +295,12 @@ class Poller:
                 record.handle._finish(JobStage.FAILED, error)
                 self._forget(record)
 
-    def _retry_later(self, record: _Tracked, error: Exception) -> None:
+    def _retry_later(self, record: Tracked, error: Exception) -> None:
         logger.warning("reading task %s failed, will retry: %s", record.task_id, error)
         if self._tracked.get(record.task_id) is record:
-            self._schedule(record, self._policy.error_backoff)
+            self._plan.schedule(record, self._policy.error_backoff)
 
-    async def _detail(self, record: _Tracked) -> None:
+    async def _detail(self, record: Tracked) -> None:
         try:
             async with self._reads:
                 task = await self._lip_sync.get(record.task_id)

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
     from ..client._attempts import Attempt
-    from ..client._resources import LipSync
+    from ..client._lip_sync import LipSync
     from ._handle import JobHandle
     from ._submit import SubmitStats
 

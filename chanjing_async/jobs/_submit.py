@@ -7,7 +7,7 @@ one create waits for a slot at any time while up to ``limit`` may be in flight. 
 sent in that slot exactly once (``lip_sync.create(..., slot=...)``) and shielded from
 cancellation: a create cut off mid-flight would make its outcome unknown.
 
-**With a journal** the manager's ``before_send`` commits "this create is going out" right
+**With a durable store** the manager's ``before_send`` commits "this create is going out" right
 before each create leaves (inside its slot, after the token and any shared reservation), and
 creates go out one at a time (``serial``): a crash then leaves at most one create in flight,
 which the next run hands to :meth:`Submitter.unexplained` and reconciles like any other.
@@ -32,7 +32,7 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import anyio
 
@@ -46,17 +46,47 @@ from ..errors import (
 from ._reconcile import Outcomes, Reconciler
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Callable
 
     from anyio.abc import TaskGroup
 
     from ..client._attempts import Attempt
-    from ..client._resources import LipSync
-    from ..limits._limits import RateLimiter, Slot
+    from ..client._lip_sync import LipSync
+    from ..limits import RateLimiter, Slot
     from ..models import LipSyncRequest
     from ._handle import JobHandle
 
 logger = logging.getLogger("chanjing_async")
+
+
+class SubmitHost(Protocol):
+    """What the submitter needs of the manager that owns the jobs it creates."""
+
+    def request_of(self, handle: JobHandle) -> LipSyncRequest:
+        """The create request of a queued job."""
+
+    async def before_send(self, handle: JobHandle) -> None:
+        """Right before its create leaves: commit that it is going out (with a durable store).
+
+        Raises:
+            JournalError: it could not be; the create is not sent.
+        """
+
+    def created(self, handle: JobHandle, task_id: str) -> None:
+        """A create (or a reconciliation) gave the job its task."""
+
+    def failed(self, handle: JobHandle, error: Exception) -> None:
+        """The job failed before it had a task."""
+
+    def requeued(self, handle: JobHandle) -> None:
+        """Its create was refused, or created nothing: no create of it is pending."""
+
+    def duplicate(self, key: str, task_id: str) -> None:
+        """Task ``task_id`` may have been made by job ``key``'s create as well as its own."""
+
+    def owns(self, task_id: str) -> bool:
+        """Whether task ``task_id`` belongs to a job outside the client's ledger (an earlier
+        run's)."""
 
 
 @dataclass
@@ -96,14 +126,8 @@ class Submitter:
         self,
         lip_sync: LipSync,
         limiter: RateLimiter,
+        host: SubmitHost,
         *,
-        request_of: Callable[[JobHandle], LipSyncRequest],
-        owned: Callable[[str], bool],
-        on_created: Callable[[JobHandle, str], None],
-        on_failed: Callable[[JobHandle, Exception], None],
-        on_duplicate: Callable[[str, str], None],
-        before_send: Callable[[JobHandle], Awaitable[None]],
-        on_requeued: Callable[[JobHandle], None],
         group: TaskGroup,
         serial: bool,
         proof: bool,
@@ -113,20 +137,14 @@ class Submitter:
         backoff: Callable[[int], float],
     ) -> None:
         self._lip_sync = lip_sync
-        self._before_send = before_send
-        self._on_requeued = on_requeued
+        self._host = host
         self._group = group
         self._serial = serial
         self._limiter = limiter
-        self._request_of = request_of
-        self._on_created = on_created
-        self._on_failed = on_failed
         self._max_attempts = max_attempts
         self._backoff = backoff
         self._queue: deque[JobHandle] = deque()
-        self._attempts: dict[str, int] = {}  # refusals by 40001 or no connection, per job
-        self._auth_retried: set[str] = set()
-        self._order: dict[str, int] = {}  # key -> place in the queue, kept when put back
+        self._jobs: dict[str, _Place] = {}  # the jobs waiting for (or in) a create, by key
         self._counter = itertools.count()
         self._changed = anyio.Event()
         self._not_before = 0.0  # monotonic time before which no create starts (backoff)
@@ -137,9 +155,9 @@ class Submitter:
                 adopted=self._created,
                 resend=self._push_back,
                 failed=self._fail,
-                duplicate=on_duplicate,
+                duplicate=host.duplicate,
             ),
-            owned=owned,
+            owned=host.owns,
             settle=settle,
             margin=margin,
             stats=self.stats,
@@ -149,7 +167,7 @@ class Submitter:
 
     def push(self, handle: JobHandle) -> None:
         """Queue a job for creation, behind every job queued before it."""
-        self._order[handle.key] = next(self._counter)
+        self._jobs[handle.key] = _Place(next(self._counter))
         self._queue.append(handle)
         self._changed.set()
 
@@ -162,10 +180,10 @@ class Submitter:
         if handle.done:
             self._forget(handle)  # cancelled while its create was in flight or reconciled
             return
-        self._on_requeued(handle)
-        order = self._order[handle.key]
+        self._host.requeued(handle)
+        order = self._jobs[handle.key].order
         index = 0
-        while index < len(self._queue) and self._order[self._queue[index].key] < order:
+        while index < len(self._queue) and self._jobs[self._queue[index].key].order < order:
             index += 1
         self._queue.insert(index, handle)
         self._changed.set()
@@ -180,9 +198,7 @@ class Submitter:
         return True
 
     def _forget(self, handle: JobHandle) -> None:
-        self._attempts.pop(handle.key, None)
-        self._auth_retried.discard(handle.key)
-        self._order.pop(handle.key, None)
+        self._jobs.pop(handle.key, None)
 
     async def run(self) -> None:
         """Start creates one after another, until cancelled."""
@@ -215,7 +231,7 @@ class Submitter:
         self.stats.sent += 1
         try:
             task_id = await self._lip_sync.create(
-                self._request_of(handle),
+                self._host.request_of(handle),
                 slot=slot,
                 key=handle.key,
                 before_send=functools.partial(self._going_out, handle),
@@ -223,7 +239,7 @@ class Submitter:
         except _Withdrawn:
             # Cancelled while its intent was being written: nothing went out.
             self.stats.sent -= 1
-            self._on_requeued(handle)
+            self._host.requeued(handle)
             self._forget(handle)
             return
         except CreateOutcomeUnknown as exc:
@@ -243,39 +259,40 @@ class Submitter:
 
     async def _going_out(self, handle: JobHandle) -> None:
         """Right before the create leaves: the journal writes it down (with one)."""
-        await self._before_send(handle)
+        await self._host.before_send(handle)
         if handle.done:
             raise _Withdrawn
 
     def unexplained(self, handle: JobHandle, attempt: Attempt, error: CreateOutcomeUnknown) -> None:
         """Reconcile a create whose outcome is unknown (sent by this run or, from a journal,
         by one that stopped); its job waits, the others go on."""
-        self._order.setdefault(handle.key, next(self._counter))
+        self._jobs.setdefault(handle.key, _Place(next(self._counter)))
         self.reconciler.add(handle, attempt, error)
 
     def _created(self, handle: JobHandle, task_id: str) -> None:
         self._forget(handle)
         self.stats.created += 1
-        self._on_created(handle, task_id)
+        self._host.created(handle, task_id)
 
     def _fail(self, handle: JobHandle, error: Exception) -> None:
         self._forget(handle)
-        self._on_failed(handle, error)
+        self._host.failed(handle, error)
 
     def _refused(self, handle: JobHandle, exc: ChanjingError) -> None:
         """Nothing was created: put the job back at the head, unless it was refused too often."""
+        place = self._jobs[handle.key]
         if isinstance(exc, AuthenticationError):
             # The client refreshed the refused token before raising: one more try is enough.
-            if handle.key in self._auth_retried:
+            if place.auth_retried:
                 self._fail(handle, exc)
                 return
-            self._auth_retried.add(handle.key)
+            place.auth_retried = True
         else:
-            attempts = self._attempts.get(handle.key, 0) + 1
+            attempts = place.refusals + 1
             if attempts >= self._max_attempts:
                 self._fail(handle, exc)
                 return
-            self._attempts[handle.key] = attempts
+            place.refusals = attempts
             if isinstance(exc, RateLimitError):
                 # The client has pushed the limiter back by a window: that is the wait.
                 self.stats.rate_limited += 1
@@ -285,6 +302,16 @@ class Submitter:
         self.stats.requeued += 1
         logger.info("job %s: create refused (%s), first in line again", handle.key, exc)
         self._push_back(handle)
+
+
+@dataclass
+class _Place:
+    """A job waiting for (or in) a create: its place in the queue, kept when put back, and
+    its refusals so far."""
+
+    order: int
+    refusals: int = 0  # by 40001 or no connection
+    auth_retried: bool = False  # its token was refused once
 
 
 class _Withdrawn(Exception):

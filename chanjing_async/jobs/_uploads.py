@@ -23,17 +23,18 @@ import anyio
 
 from ..client._resources import unreadable
 from ..models import FileStatus
+from ._store import MemoryStore
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from anyio.abc import TaskGroup
 
-    from ..client._resources import Files
-    from ..stores._journal import Journal
+    from ..client._files import Files
+    from ._store import JobStore
 
 _CHUNK = 1 << 20
-# An uploaded file is reused this long; Chanjing deletes files after 30 days (reference §4).
+# An uploaded file is reused this long; Chanjing deletes uploaded files after 30 days.
 _REUSE_FOR = 7 * 86400.0
 _HASHES_KEPT = 1024
 
@@ -91,11 +92,11 @@ class Uploads:
         *,
         concurrency: int,
         poll_interval: float,
-        journal: Journal | None = None,
+        store: JobStore | None = None,
     ) -> None:
         self._files = files
         self._poll_interval = poll_interval
-        self._journal = journal
+        self._store: JobStore = MemoryStore() if store is None else store
         self._task_group = task_group
         self._slots = anyio.CapacityLimiter(concurrency)
         self._hashing = anyio.CapacityLimiter(concurrency)
@@ -118,10 +119,9 @@ class Uploads:
             # Checked when the job was built, but gone or unreadable since.
             raise unreadable(path, exc) from None
         key = (digest, service)
-        if self._journal is not None:
-            stored = self._journal.uploads.get(key)
-            if stored is not None and stored[1] > time.time() - _REUSE_FOR:
-                return stored[0]
+        stored = self._store.upload_of(digest, service)
+        if stored is not None and stored[1] > time.time() - _REUSE_FOR:
+            return stored[0]
         upload = self._known.get(key)
         if (
             upload is not None
@@ -181,7 +181,7 @@ class Uploads:
             self.uploaded += 1
             if detail.status == FileStatus.READY_LEGACY:
                 del self._known[key]  # in doubt (see the module doc): used now, not kept
-            elif self._journal is not None:
-                self._journal.remember_upload(key[0], key[1], detail.id)
+            else:
+                self._store.remember_upload(key[0], key[1], detail.id)
         finally:
             upload.done.set()

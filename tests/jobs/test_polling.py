@@ -26,10 +26,9 @@ from chanjing_async import (
     RateLimits,
 )
 from chanjing_async.emulator import EmulatorServer, Fault
-from tests.support import TIME_SCALE, VOICE, emulator_settings, make_client
+from tests.support import TIME_SCALE, VOICE, emulator_settings, make_client, until
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from pathlib import Path
 
     from chanjing_async import AsyncChanjingClient, JobHandle
@@ -86,15 +85,6 @@ def assert_succeeded(handles: list[JobHandle]) -> None:
         assert handle.last.id == handle.task_id
         assert handle.last.video_url.endswith(f"/{handle.task_id}.mp4")
     assert len({handle.task_id for handle in handles}) == len(handles)
-
-
-async def until(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Wait for a condition on counters, which signal no event."""
-    with anyio.fail_after(timeout):
-        while True:
-            if check():
-                return
-            await anyio.sleep(0.005)
 
 
 async def wait_all(jobs: JobManager, handles: list[JobHandle]) -> dict[str, float]:
@@ -297,7 +287,7 @@ async def test_failing_reads_are_retried_until_the_jobs_succeed(
         handles = await jobs.submit_many([audio_request(files)] * 10)
         emulator.inject(Fault(endpoint="list", count=None, **fault))
         emulator.inject(Fault(endpoint="detail", count=None, **fault))
-        await until(lambda: jobs.stats.poll.errors >= 3)
+        await until(lambda: jobs.stats.poll.errors >= 3, timeout=10.0)
         emulator.clear_faults()
         # A short burst more, each absorbed by the client's own retries.
         emulator.inject(Fault(endpoint="list", count=2, **fault))

@@ -56,7 +56,7 @@ def creates(emulator: EmulatorServer) -> int:
 
 async def staged(path: Path, video_id: str, n: int, **values: Any) -> None:
     """Write the row a crashed run would have left for job ``n`` (key ``job-n``)."""
-    from chanjing_async.jobs._job_journal import fingerprint, spec
+    from chanjing_async.jobs._journal_rules import fingerprint, spec
 
     job = numbered(video_id, n)
     row_spec = spec(job)
@@ -363,7 +363,7 @@ async def test_other_sqlite_files_are_left_alone(tmp_path: Path) -> None:
 async def test_a_crashed_create_is_adopted_even_if_its_files_are_gone(
     emulator: EmulatorServer, client: AsyncChanjingClient, media: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    from chanjing_async.jobs._job_journal import fingerprint, spec
+    from chanjing_async.jobs._journal_rules import fingerprint, spec
 
     path = tmp_path / "jobs.sqlite"
     video, audio = media

@@ -264,8 +264,8 @@ async def test_done_handles_are_kept_for_the_latest_jobs_and_read_back_for_older
 ) -> None:
     # A batch of any length keeps a bounded number of done handles (4,096; 2 here): an older
     # key submitted again is read back from the journal, done, and creates nothing.
-    monkeypatch.setattr("chanjing_async.jobs._job_journal.FINISHED_KEPT", 2)
-    monkeypatch.setattr("chanjing_async.jobs._manager._RECENT_KEYS", 2)
+    monkeypatch.setattr("chanjing_async.jobs._journal_store.FINISHED_KEPT", 2)
+    monkeypatch.setattr("chanjing_async.jobs._records.RECENT_KEYS", 2)
     path = tmp_path / "jobs.sqlite"
     async with manager(client, path) as jobs:
         handles = [await jobs.submit(numbered(files[0], n), key=f"k{n}") for n in range(6)]
