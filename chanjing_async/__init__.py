@@ -42,11 +42,11 @@ from .jobs._manager import Job as Job
 from .jobs._manager import JobManager as JobManager
 from .jobs._manager import JobManagerStats as JobManagerStats
 from .jobs._poller import PollPolicy as PollPolicy
-from .limits._limits import Rate as Rate
-from .limits._limits import RateLimiter as RateLimiter
-from .limits._limits import RateLimits as RateLimits
-from .limits._limits import SlidingWindowLimiter as SlidingWindowLimiter
-from .limits._limits import TokenBucketLimiter as TokenBucketLimiter
+from .limits import Rate as Rate
+from .limits import RateLimiter as RateLimiter
+from .limits import RateLimits as RateLimits
+from .limits import SlidingWindowLimiter as SlidingWindowLimiter
+from .limits import TokenBucketLimiter as TokenBucketLimiter
 from .models import FileDetail as FileDetail
 from .models import FileStatus as FileStatus
 from .models import LipSyncRequest as LipSyncRequest
@@ -56,8 +56,8 @@ from .models import PageInfo as PageInfo
 from .models import TaskStatus as TaskStatus
 from .models import TtsConfig as TtsConfig
 from .models import Voice as Voice
-from .scaleout._limits import RedisRateLimiter as RedisRateLimiter
-from .scaleout._limits import RedisSlidingWindowLimiter as RedisSlidingWindowLimiter
+from .scaleout import RedisRateLimiter as RedisRateLimiter
+from .scaleout import RedisSlidingWindowLimiter as RedisSlidingWindowLimiter
 
 try:
     __version__ = version("chanjing-async")

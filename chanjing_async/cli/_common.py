@@ -33,9 +33,10 @@ from rich.console import Console
 from ..client._client import AsyncChanjingClient
 from ..client._config import ENV_APP_ID, ENV_BASE_URL, ENV_SECRET_KEY, Timeouts
 from ..errors import ChanjingError, ConfigurationError, InvalidInputError
-from ..limits._limits import RateLimits
-from ..scaleout._limits import DEFAULT_LEASE, RedisRateLimiter
+from ..limits import RateLimits
+from ..scaleout import RedisRateLimiter
 from ..scaleout._redis import check_url, redacted
+from ..scaleout._window import DEFAULT_LEASE
 from ._secrets import FROM_STDIN, config_file_warning, read_secret_key
 from ._signals import signal_name, sigterm_as_interrupt
 

@@ -26,10 +26,11 @@ from aiohttp import web
 from chanjing_async.emulator import EmulatorServer, EmulatorState, Fault, FaultRate
 from chanjing_async.emulator.__main__ import build_parser, main, settings_from_args
 from chanjing_async.emulator._late import LATE_KEY
+from tests.support import until
 from tests.support.emulator_helpers import BASE, MP4_HEAD, SLACK, Api, running, tts_body
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Mapping
 
 pytestmark = pytest.mark.anyio
 
@@ -72,14 +73,6 @@ def assert_on_server_clock(stamp: float, reply: Reply, offset: float, *, plus: f
     assert reply.before + offset + plus - 1 < stamp <= reply.after + offset + plus + 0.001, (
         stamp - (reply.after + offset + plus)
     )
-
-
-async def wait_until(condition: Callable[[], bool], timeout: float = 2.0) -> None:
-    with anyio.fail_after(timeout):
-        while True:
-            if condition():
-                return
-            await anyio.sleep(0.005)
 
 
 def create_stats(api: Api) -> Json:
@@ -240,7 +233,7 @@ async def test_callbacks_carry_the_server_clock(offset: float) -> None:
             video = await api.upload()
             before = time.time()
             assert (await api.create(tts_body(video, callback=url)))["code"] == 0
-            await wait_until(lambda: bool(received))
+            await until(lambda: bool(received), 2.0)
             after = time.time()
     finally:
         await runner.cleanup()
@@ -364,7 +357,7 @@ async def test_gateway_late_answers_524_at_once_and_creates_the_task_later() -> 
             "handled_late": 0,
         }
         # The client is gone; the origin handles the request anyway, from the body it kept.
-        await wait_until(lambda: create_stats(api)["handled_late"] == 1)
+        await until(lambda: create_stats(api)["handled_late"] == 1, 2.0)
         (task,) = state.tasks.values()
         assert task.request == tts_body(video, screen_width=720)
         assert task.created_at - sent >= delay - SLACK
@@ -395,7 +388,7 @@ async def test_a_late_create_is_counted_in_the_rate_window_when_handled() -> Non
         api.emu.inject(Fault("create", "gateway_late", status=524, seconds=delay))
         sent = time.monotonic()
         assert (await late_create(api, video)).status == 524
-        await wait_until(lambda: create_stats(api)["handled_late"] == 1)
+        await until(lambda: create_stats(api)["handled_late"] == 1, 2.0)
         refused = await api.create(tts_body(video))
         assert (refused["code"], refused["msg"]) == (40001, "超出RPM限制")
         late, normal = api.emu.state.arrivals("create")
@@ -413,7 +406,7 @@ async def test_a_late_create_can_itself_be_refused_with_40001() -> None:
         # A create sent after the 524 reaches the limiter first and is admitted...
         created = await api.create(tts_body(video))
         assert created["code"] == 0
-        await wait_until(lambda: create_stats(api)["handled_late"] == 1)
+        await until(lambda: create_stats(api)["handled_late"] == 1, 2.0)
         # ...so the origin's late handling is refused, and nothing more is created.
         assert list(api.emu.state.tasks) == [created["data"]]
         assert [a.accepted for a in api.emu.state.arrivals("create")] == [True, False]
@@ -433,7 +426,7 @@ async def test_a_late_create_checks_the_token_when_handled() -> None:
         reply = await late_create(api, video)
         assert (reply.status, b"504 Gateway Time-out" in reply.body) == (504, True)
         assert api.emu.revoke_tokens()  # before the origin gets to it
-        await wait_until(lambda: create_stats(api)["handled_late"] == 1)
+        await until(lambda: create_stats(api)["handled_late"] == 1, 2.0)
         assert api.emu.state.tasks == {}
         assert api.emu.state.arrivals("create") == []  # refused before the limiter
         assert create_stats(api)["rejected_40001"] == 0
@@ -449,7 +442,7 @@ async def test_a_late_upload_stores_the_body_it_read_before_answering() -> None:
         assert reply.status == 503
         record = api.emu.state.files[data["file_id"]]
         assert record.uploaded_at is None
-        await wait_until(lambda: record.uploaded_at is not None)
+        await until(lambda: record.uploaded_at is not None, 2.0)
         assert (record.bytes, record.head) == (len(body), body[:16])
         await api.wait_ready(data["file_id"])
         assert (await api.create(tts_body(data["file_id"])))["code"] == 0
@@ -462,7 +455,7 @@ async def test_drawn_gateway_late_faults_draw_their_delay() -> None:
         sent = time.monotonic()
         replies = [await late_create(api, video, screen_width=w) for w in (720, 1080)]
         assert [r.status for r in replies] == [524, 524]
-        await wait_until(lambda: create_stats(api)["handled_late"] == 2)
+        await until(lambda: create_stats(api)["handled_late"] == 2, 2.0)
         tasks = list(api.emu.state.tasks.values())
         assert len(tasks) == 2
         assert all(sent + 0.05 - SLACK <= t.created_at <= time.monotonic() for t in tasks)

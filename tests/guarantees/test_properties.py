@@ -25,8 +25,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from chanjing_async.client._endpoints import LIP_SYNC_DETAIL
 from chanjing_async.client._resources import parse
-from chanjing_async.client._transport import LIP_SYNC_DETAIL, _decode
+from chanjing_async.client._transport import _decode
 from chanjing_async.errors import (
     APIError,
     ChanjingError,

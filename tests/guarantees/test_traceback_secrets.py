@@ -376,7 +376,7 @@ async def test_redis_refusing_the_token_store(
 ) -> None:
     """A shared token refused by the API, and Redis then refusing to read the stored one."""
     emulator.inject(Fault("list", "code", code=10400, msg="AccessToken验证失败"))
-    assert shared.rate_limiter is not None
+    assert isinstance(shared.rate_limiter, RedisRateLimiter)
     redis = shared.rate_limiter._redis
     assert redis is not None
     key = f"{{chanjing:{APP_ID}}}:token"

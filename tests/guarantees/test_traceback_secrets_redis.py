@@ -29,7 +29,7 @@ from chanjing_async import (
 )
 from chanjing_async.cli import main
 from chanjing_async.cli._common import Settings, make_client
-from chanjing_async.client._transport import redact_url
+from chanjing_async.client._wire import redact_url
 from chanjing_async.emulator import EmulatorServer, Fault
 from chanjing_async.emulator._files import FileStore
 from chanjing_async.scaleout._redis import redacted
