@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from .callbacks._receiver import CallbackReceiver as CallbackReceiver
-from .client._client import AsyncChanjingClient as AsyncChanjingClient
-from .client._config import RetryPolicy as RetryPolicy
-from .client._config import Timeouts as Timeouts
-from .client._downloads import DownloadPolicy as DownloadPolicy
-from .client._downloads import DownloadRefusedError as DownloadRefusedError
-from .client._downloads import DownloadTooLargeError as DownloadTooLargeError
+from .callbacks import CallbackReceiver as CallbackReceiver
+from .client import AsyncChanjingClient as AsyncChanjingClient
+from .client import DownloadPolicy as DownloadPolicy
+from .client import DownloadRefusedError as DownloadRefusedError
+from .client import DownloadTooLargeError as DownloadTooLargeError
+from .client import RetryPolicy as RetryPolicy
+from .client import Timeouts as Timeouts
 from .errors import APIError as APIError
 from .errors import AuthenticationError as AuthenticationError
 from .errors import ChanjingError as ChanjingError
@@ -34,14 +34,14 @@ from .errors import ServerError as ServerError
 from .errors import TaskNotFoundError as TaskNotFoundError
 from .errors import TransportError as TransportError
 from .errors import UploadError as UploadError
-from .jobs._handle import JobEvent as JobEvent
-from .jobs._handle import JobHandle as JobHandle
-from .jobs._handle import JobStage as JobStage
-from .jobs._jobspec import LipSyncJob as LipSyncJob
-from .jobs._manager import Job as Job
-from .jobs._manager import JobManager as JobManager
-from .jobs._manager import JobManagerStats as JobManagerStats
-from .jobs._poller import PollPolicy as PollPolicy
+from .jobs import Job as Job
+from .jobs import JobEvent as JobEvent
+from .jobs import JobHandle as JobHandle
+from .jobs import JobManager as JobManager
+from .jobs import JobManagerStats as JobManagerStats
+from .jobs import JobStage as JobStage
+from .jobs import LipSyncJob as LipSyncJob
+from .jobs import PollPolicy as PollPolicy
 from .limits import Rate as Rate
 from .limits import RateLimiter as RateLimiter
 from .limits import RateLimits as RateLimits

@@ -7,7 +7,7 @@ the standalone receiver listens through a :class:`ReceiverGuard`, which wraps ea
 connection's aiohttp protocol (asyncio's ``Protocol`` interface: stable and public) and
 
 * closes a connection whose first request head is not complete ``header_timeout`` seconds
-  after it opened (the receiver gives a body as long: see ``_callback_http``), and a
+  after it opened (the receiver gives a body as long: see ``_http``), and a
   kept-alive one whose next request head is not complete ``idle_timeout`` seconds after its
   last answer;
 * keeps at most ``max_connections`` open: one more takes the place of the oldest that is not

@@ -1,7 +1,7 @@
 """``chanjing batch run|status``: manifests through a journaled manager (``demo`` beside them).
 
-The run is split by stage: ``_cli_check`` checks every row, ``_cli_progress`` runs them with
-progress on stderr, ``_cli_report`` prints the outcome.
+The run is split by stage: ``_check`` checks every row, ``_progress`` runs them with
+progress on stderr, ``_report`` prints the outcome.
 """
 
 from __future__ import annotations

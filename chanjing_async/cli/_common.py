@@ -4,7 +4,7 @@ Credentials come from the command line first, then the environment (``CHANJING_A
 ``CHANJING_SECRET_KEY``, ``CHANJING_BASE_URL``), then ``~/.chanjing/config.json`` (the file
 Chanjing's own SDK reads: ``{"app_id": ..., "secret_key": ..., "base_url": ...}``; the
 camel-case names ``appId`` / ``secretKey`` / ``baseUrl`` are read too). ``--secret-key -``
-reads the key from standard input; ``_cli_secrets`` tells why and warns about the unsafe ways.
+reads the key from standard input; ``_secrets`` tells why and warns about the unsafe ways.
 
 Exit codes, for every command: 0 done; 1 the service or the network refused or failed (an
 unknown task, a server that cannot be reached, a batch row that failed, a wrong secret key

@@ -42,7 +42,7 @@ async def run_manifest(
 ) -> BatchReport:
     """Check the credentials, the journal and output paths and the manifest, then run it
     with progress on stderr: a live bar on a terminal, plain lines anywhere else
-    (``_cli_progress_lines``).
+    (``_progress_lines``).
 
     The manifest is read twice, as a stream: once to check every row, then to submit the
     valid rows through ``run_batch``'s window. Interrupted (Ctrl-C, SIGTERM), the run

@@ -9,14 +9,14 @@ up where the journal left it (``JobManager`` documents how).
 What is never written: the secret key, access tokens, callback URLs we signed (they are
 minted again from the job key) and result URLs (they expire; a fresh ``detail`` read gives
 new ones). The file, its lock and its ``-wal`` / ``-shm`` companions are the running user's
-own: never opened through a symbolic link, mode 0600 on every open (``_journal_file``).
+own: never opened through a symbolic link, mode 0600 on every open (``_file``).
 
 sqlite3 blocks, so every statement runs in a worker thread (``anyio.to_thread``), one batch at
 a time under a lock. Writes queue up in memory and are committed in order, many per
 transaction: :meth:`flush` commits everything queued so far (``synchronous=FULL``: a committed
 write survives a crash of the process or of the machine). A commit that fails (a full disk)
 raises ``JournalError`` and keeps its writes queued, or withdraws those of the caller that
-recorded them (``_journal_writes`` tells how).
+recorded them (``_writes`` tells how).
 
 One journal file is open for writing by one :class:`Journal` at a time: in another process
 (a lock file next to it) or in this one.

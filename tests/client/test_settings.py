@@ -1,6 +1,6 @@
 """Settings are checked when they are made (issue 14, defect 5).
 
-Every numeric setting goes through one check (``_config.check_setting``): a bool, a string,
+Every numeric setting goes through one check (``_checks.check_setting``): a bool, a string,
 NaN, an infinity or a number out of range is refused at once with a ConfigurationError that
 names the field, the value and what is allowed, never later as a TypeError, an OverflowError
 or a retry that sleeps forever.

@@ -19,7 +19,7 @@ The signatures of the signed upload URLs, of the result URLs and of the callback
 checked against the logs of the SDK side, the shown errors and the files.
 
 **No credential file is written**: the SDK and the CLI only *read* ``~/.chanjing/config.json``
-(``_cli_common._config_file``); nothing is written under ``$HOME``, checked below. The journal
+(``cli._common._config_file``); nothing is written under ``$HOME``, checked below. The journal
 and its companions are created 0600.
 """
 
