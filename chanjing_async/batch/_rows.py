@@ -3,7 +3,10 @@
 ``RowChecker.check`` turns one manifest record (``_files``) into a :class:`ManifestRow` or the
 list of its :class:`RowError` (``_types``), numbered by data row (the caller adds the line of
 the file); ``RowChecker.job`` does the same for the values of ``chanjing lipsync create``'s
-flags. The columns, how a cell is read and the rule that makes them one job are the field
+flags, which the command line has typed already: they go to the request models as given, the
+job's shape is checked first, and a bad value is the models' error as raised (its value as the
+models show it, e.g. a text's length, and every other bad value in its ``(also: ...)``). The
+columns, how a cell is read and the rule that makes them one job are the field
 table's (``models._fields``). It keeps no per-row state: what it remembers (resolved paths, the
 verdicts on values already seen) is bounded, so a manifest of any length is checked in constant
 memory.
@@ -45,9 +48,9 @@ class RowChecker:
     def __init__(self, base: Path, *, fingerprints: bool = True, flags: bool = False) -> None:
         """Local paths are read relative to ``base``; without ``fingerprints`` (a pass that
         only counts) a row's fingerprint is left empty. With ``flags`` the values are a command
-        line's: typed already and kept as given (a blank value is a value: nothing is
-        stripped; a path is not resolved), and a job's missing or conflicting fields are
-        worded for flags."""
+        line's: typed already and passed to the models as given (a blank value is a value:
+        nothing is stripped; a path is neither resolved nor read here, so ``base`` is unused),
+        and a job's missing or conflicting fields are worded for flags."""
         self.base = base
         self._fingerprints = fingerprints
         self._flags = flags
@@ -88,9 +91,6 @@ class RowChecker:
         if self._flags:
             return value is None
         return value is None or (isinstance(value, str) and not value.strip())
-
-    def _strip(self, value: str) -> str:
-        return value if self._flags else value.strip()
 
     def _output(self, row: int, value: object, problems: list[RowError]) -> str | None:
         if self._missing(value):
@@ -138,27 +138,27 @@ class RowChecker:
         return values, failed
 
     def _value(self, column: str, value: object) -> Any:
-        refuse_surrogates(value)
         kind = _KINDS[column]
+        if self._flags:  # typed by the command line; the models check the rest
+            return Path(str(value)) if kind == "path" else value
+        refuse_surrogates(value)
         if kind == "integer":
             return integer(value)
         if kind == "number":
             return number(value)
         if kind == "text":
             if isinstance(value, list) and all(isinstance(part, str) for part in value):
-                return [self._strip(part) for part in value]
+                return [part.strip() for part in value]
             if not isinstance(value, str):
                 raise CellError("must be a string or a list of strings")
-            return [self._strip(value)]
+            return [value.strip()]
         if not isinstance(value, str):
             raise CellError("must be a string")
         if kind == "path":
-            return self._path(self._strip(value))
-        return self._strip(value)
+            return self._path(value.strip())
+        return value.strip()
 
     def _path(self, value: str) -> Path:
-        if self._flags:
-            return Path(value)  # as typed, relative to the working folder (LipSyncJob checks it)
         known = self._paths.get(value)
         if known is None:
             try:
@@ -195,25 +195,29 @@ class RowChecker:
         failed: set[str],
         problems: list[RowError],
     ) -> LipSyncJob | None:
-        """Build the job; or add every problem found with the fields, each on its own."""
+        """Build the job; or add every problem found with the fields, each on its own (for a
+        command line: the job's shape, else the models' one error naming every bad value)."""
         structure = drive_problems(values.keys() | failed, flags=self._flags)
         job: LipSyncJob | None = None
         found: list[InvalidInputError] = []
         if structure or failed:
-            found = self._diagnose(values, {field for field, _ in structure})
+            if not self._flags:  # a command line's shape is reported before any of its values
+                found = self._diagnose(values, {field for field, _ in structure})
         else:
             try:
                 job = _build(values)
             except InvalidInputError as exc:
-                found = self._diagnose(values, set()) or [exc]
+                found = [exc] if self._flags else self._diagnose(values, set()) or [exc]
         for field, reason in structure:
             column = self._column(field, raw)
             problems.append(RowError(row, column, self._shown(column, raw), reason))
         for problem in found:
             column = self._column(problem.field, raw)
+            if self._flags:
+                problems.append(RowError(row, column, problem.value, problem.allowed))
+                continue
             value = self._shown(column, raw) if column in raw else problem.value
-            reason = problem.allowed if self._flags else _reason(problem, values)
-            problems.append(RowError(row, column, value, reason))
+            problems.append(RowError(row, column, value, _reason(problem, values)))
         return job
 
     def _column(self, field: str, raw: Mapping[str, object]) -> str:

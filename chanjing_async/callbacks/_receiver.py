@@ -223,8 +223,11 @@ class CallbackReceiver:
         the signature is over the key itself.
 
         Raises:
-            InvalidInputError: a key no URL can carry (see :meth:`check_key`).
+            InvalidInputError: a key no URL can carry (see :meth:`check_key`), whether or
+                not the server has started: the key is checked first.
+            RuntimeError: a standalone receiver whose server has not started.
         """
+        check_key(key)
         return self._signer.url(self.public_url, key)
 
     @staticmethod

@@ -3,8 +3,10 @@
 Each request flag is a field of ``models._fields`` (its name, its help); the values given go
 through the same :class:`~chanjing_async.batch._rows.RowChecker` as a manifest row, so a bad
 value or a missing or conflicting flag is refused with the reason a manifest would give, worded
-for flags (``--speed=3.0 (tts_config.speed): must be between 0.5 and 2``), before anything is
-sent (exit 2). Local files are uploaded first; the task id goes to stdout at once.
+for flags in one line: a missing or conflicting flag first, else the first bad value and the
+others after it (``--speed=3.0 (tts_config.speed): must be between 0.5 and 2 (also: ...)``),
+before anything is sent (exit 2). Local files are uploaded first; the task id goes to stdout
+at once.
 """
 
 from __future__ import annotations
@@ -34,13 +36,11 @@ __all__ = ["create"]
 def _job_of(given: dict[str, object]) -> LipSyncJob:
     """The job the flags describe (values by column, None: not given), every field checked;
     exit 2 naming the first problem."""
-    raw = {
-        column: str(value) if isinstance(value, Path) else value
-        for column, value in given.items()
-        if value is not None and value != []
-    }
+    raw = {column: value for column, value in given.items() if value is not None and value != []}
     problems: list[RowError] = []
-    job = RowChecker(Path.cwd(), flags=True).job(0, raw, problems)
+    # No base folder: a flag's path is left as typed (LipSyncJob checks it), and the working
+    # folder is never read, so a job by file ids runs even where it has been deleted.
+    job = RowChecker(Path(), flags=True).job(0, raw, problems)
     if job is None:
         first = problems[0]
         fail(flag_message(first.field, first.value, first.reason), EXIT_USAGE)

@@ -212,6 +212,8 @@ OPTIONS = tuple(f.column for f in FIELDS if f.drive == "option")
 TEXT_DRIVEN = tuple(f.column for f in FIELDS if f.drive == "text")
 AUDIO_DRIVEN = tuple(f.column for f in FIELDS if f.drive == "audio")
 _BY_REQUEST = {f.request: f.column for f in FIELDS}
+# What a text-driven job cannot do without: the words and the voice that speaks them.
+_SPOKEN = ("text", "voice")
 
 
 def column_of(request: str) -> str | None:
@@ -255,7 +257,7 @@ def _drive_kinds(given: AbstractSet[str]) -> list[tuple[str, str]]:
             found.append(("both", "audio"))
         found.extend(("mixed", column) for column in text_driven)
     elif text_driven:
-        found.extend(("required", column) for column in ("text", "voice") if column not in given)
+        found.extend(("required", column) for column in _SPOKEN if column not in given)
     else:
         found.append(("nothing", "row"))
     return found
@@ -266,11 +268,10 @@ def _flags(columns: tuple[str, ...]) -> str:
 
 
 def _required_with(column: str) -> str:
-    others = [FIELD[other].flag for other in TEXT_DRIVEN if other != column]
-    return (
-        f"{FIELD[column].flag}: is required with {', '.join(others[:-1])} or {others[-1]} (a "
-        "text-driven task needs --text and --voice; voice ids: `chanjing voices`)"
-    )
+    """``--voice (tts_config.audio_man_id): is required with --text (a voice id: ...)``."""
+    (other,) = (name for name in _SPOKEN if name != column)
+    hint = " (a voice id: see `chanjing voices`)" if column == "voice" else ""
+    return flag_message(column, None, f"is required with {FIELD[other].flag}{hint}")
 
 
 # kind -> (the manifest's reason, the command line's message), each given the column.

@@ -274,6 +274,17 @@ async def test_dot_keys_are_refused_with_callbacks(client: AsyncChanjingClient) 
         assert jobs.unfinished == 0
 
 
+def test_a_receiver_not_started_refuses_a_bad_key_as_bad_input() -> None:
+    # The key is checked before the URL is read: a bad key is the caller's mistake either way.
+    receiver = CallbackReceiver()
+    for key in ("..", "k" * 513):
+        with pytest.raises(InvalidInputError) as caught:
+            receiver.url_for(key)
+        assert caught.value.field == "key"
+    with pytest.raises(RuntimeError, match="once its server has started"):
+        receiver.url_for("fine")
+
+
 async def test_an_escaped_key_through_the_asgi_front_end(quiet: Quiet) -> None:
     receiver = CallbackReceiver("https://app.example/hooks", serve=False)
     key = "orders/17?x#y 订单"
