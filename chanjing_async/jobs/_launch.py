@@ -134,20 +134,26 @@ class Launcher:
         Raises:
             JournalError: the store could not commit them: their writes are withdrawn and
                 the jobs forgotten, so the same call can be made again.
+            InvalidInputError: a record taken up holds a request that no longer validates;
+                no job of the call is set going.
         """
         started: list[tuple[JobHandle, Callable[[], None] | None]] = []
 
         def begin() -> None:
-            started.extend(self._start(running, plan, timeout) for plan in plans)
+            # All or none: a job that cannot be built (a record whose request no longer
+            # validates) raises before any is listed, so its error reaches the caller as is.
+            started.extend([self._start(running, plan, timeout) for plan in plans])
 
         try:
             await self._book.store.write_down(begin)
         except BaseException:
-            for plan, (handle, _) in zip(plans, started, strict=True):
-                self._undo(plan, handle)
+            if started:  # built, and the commit failed
+                for plan, (handle, _) in zip(plans, started, strict=True):
+                    self._undo(plan, handle)
             raise
-        for _, go in started:
-            if go is not None:
+        for handle, go in started:
+            # A job cancelled during the commit (the manager closed) is not set going.
+            if go is not None and not handle.done:
                 go()
         return [handle for handle, _ in started]
 

@@ -167,7 +167,7 @@ class Submitter:
 
     def push(self, handle: JobHandle) -> None:
         """Queue a job for creation, behind every job queued before it."""
-        self._jobs[handle.key] = _Place(next(self._counter))
+        self._jobs[handle.key] = _Place(handle, next(self._counter))
         self._queue.append(handle)
         self._changed.set()
 
@@ -198,7 +198,10 @@ class Submitter:
         return True
 
     def _forget(self, handle: JobHandle) -> None:
-        self._jobs.pop(handle.key, None)
+        # Only its own entry: a job cancelled in flight may have had its key submitted again.
+        place = self._jobs.get(handle.key)
+        if place is not None and place.handle is handle:
+            del self._jobs[handle.key]
 
     async def run(self) -> None:
         """Start creates one after another, until cancelled."""
@@ -228,6 +231,11 @@ class Submitter:
             finished.set()
 
     async def _send(self, handle: JobHandle, slot: Slot) -> None:
+        if handle.done:
+            # Cancelled while its create waited to be sent: it has no request left to send.
+            slot.discard()
+            self._forget(handle)
+            return
         self.stats.sent += 1
         try:
             task_id = await self._lip_sync.create(
@@ -266,7 +274,7 @@ class Submitter:
     def unexplained(self, handle: JobHandle, attempt: Attempt, error: CreateOutcomeUnknown) -> None:
         """Reconcile a create whose outcome is unknown (sent by this run or, from a journal,
         by one that stopped); its job waits, the others go on."""
-        self._jobs.setdefault(handle.key, _Place(next(self._counter)))
+        self._jobs.setdefault(handle.key, _Place(handle, next(self._counter)))
         self.reconciler.add(handle, attempt, error)
 
     def _created(self, handle: JobHandle, task_id: str) -> None:
@@ -280,7 +288,9 @@ class Submitter:
 
     def _refused(self, handle: JobHandle, exc: ChanjingError) -> None:
         """Nothing was created: put the job back at the head, unless it was refused too often."""
-        place = self._jobs[handle.key]
+        place = self._jobs.get(handle.key)
+        if place is None or place.handle is not handle:  # cancelled in flight, key reused
+            place = _Place(handle, next(self._counter))
         if isinstance(exc, AuthenticationError):
             # The client refreshed the refused token before raising: one more try is enough.
             if place.auth_retried:
@@ -306,9 +316,10 @@ class Submitter:
 
 @dataclass
 class _Place:
-    """A job waiting for (or in) a create: its place in the queue, kept when put back, and
-    its refusals so far."""
+    """A job waiting for (or in) a create: its handle, its place in the queue (kept when put
+    back) and its refusals so far."""
 
+    handle: JobHandle
     order: int
     refusals: int = 0  # by 40001 or no connection
     auth_retried: bool = False  # its token was refused once
