@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import anyio
 import pytest
 
@@ -54,33 +55,47 @@ async def test_a_journaled_request_that_no_longer_validates_is_refused_as_such(
     assert emulator.state.stats()["endpoints"]["create"]["requests"] == 0
 
 
-@pytest.mark.parametrize("both_slow", [False, True], ids=["B-created-first", "B-refused-too"])
+@pytest.mark.parametrize("both_held", [False, True], ids=["B-created-first", "B-refused-too"])
 async def test_a_create_refused_after_its_job_was_cancelled_and_its_key_reused(
-    emulator: EmulatorServer, client: AsyncChanjingClient, files: tuple[str, str], both_slow: bool
+    emulator: EmulatorServer, files: tuple[str, str], both_held: bool
 ) -> None:
-    # A's create is slow; A is cancelled and its key submitted again as B. A's create is then
-    # refused (its token was revoked meanwhile): nothing to retry, and the manager goes on.
-    # B is created first, or (both_slow) is still in flight and refused too: forgetting A
-    # must not forget B, which is put back in line and sent again.
-    slow = 2 if both_slow else 1
-    emulator.inject(Fault(endpoint="create", kind="latency", seconds=0.5, count=slow))
-    async with job_manager(client) as jobs:
-        first = await jobs.submit(numbered(files[0], 0), key="same")
-        await until(lambda: jobs.stats.submit.sent == 1, timeout=5)
-        first.cancel()
-        again = await jobs.submit(numbered(files[0], 0), key="same")
-        if both_slow:
-            await until(lambda: jobs.stats.submit.sent == 2, timeout=5)
-        else:
-            await until(lambda: again.task_id is not None, timeout=5)
-        assert emulator.revoke_tokens()  # a create is checked after its latency
-        with anyio.fail_after(30):
-            await again.wait()
-        await until(lambda: jobs.stats.submit.requeued == slow, timeout=5)  # the refusals
-        with pytest.raises(JobCancelledError):
-            await first.wait()
-        assert first.task_id is None
-    assert emulator.state.stats()["endpoints"]["create"]["requests"] == slow + 1
+    # A's create is refused (40001), and its answer held in the client's session until A has
+    # been cancelled and its key submitted again as B, and B created (or, both_held, B's
+    # create refused and held too). Then the answers go on: nothing to retry for A, and
+    # forgetting A must not forget B, which is put back in line and sent again.
+    refused = 2 if both_held else 1
+    emulator.inject(Fault(endpoint="create", kind="code", code=40001, count=refused))
+    release = anyio.Event()
+    answers: list[str] = []
+
+    async def hold(
+        session: aiohttp.ClientSession, context: object, params: aiohttp.TraceRequestEndParams
+    ) -> None:
+        if params.url.path.endswith("/video_lip_sync/create") and len(answers) < refused:
+            answers.append(params.url.path)
+            await release.wait()
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_end.append(hold)
+    async with aiohttp.ClientSession(trace_configs=[trace]) as session:
+        client = make_client(emulator.base_url, session=session)
+        async with client, job_manager(client) as jobs:
+            first = await jobs.submit(numbered(files[0], 0), key="same")
+            await until(lambda: len(answers) == 1, timeout=5)
+            first.cancel()
+            again = await jobs.submit(numbered(files[0], 0), key="same")
+            if both_held:
+                await until(lambda: len(answers) == 2, timeout=5)
+            else:
+                await until(lambda: again.task_id is not None, timeout=5)
+            release.set()
+            with anyio.fail_after(30):
+                await again.wait()
+            await until(lambda: jobs.stats.submit.requeued == refused, timeout=5)
+            with pytest.raises(JobCancelledError):
+                await first.wait()
+            assert first.task_id is None
+    assert emulator.state.stats()["endpoints"]["create"]["requests"] == refused + 1
 
 
 async def test_a_submit_committed_while_the_manager_closes_returns_its_cancelled_handle(
@@ -112,7 +127,7 @@ async def test_a_submit_committed_while_the_manager_closes_returns_its_cancelled
                     taken.extend(await jobs.resume())
 
                 async def release_once_closing() -> None:
-                    await anyio.sleep(0.05)  # the close has begun: it waits for the commit
+                    await until(lambda: jobs._state == "closed")  # it waits for the commit
                     release.set()
 
                 group.start_soon(resume)
